@@ -1,0 +1,42 @@
+# The two commands: `make serve` and `make test`. Everything else is a step they use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL_NAME := deepfake-detector
+CHECKPOINT := checkpoints/demo
+MAR := model_store/$(MODEL_NAME).mar
+
+.PHONY: serve stop test venv demo-checkpoint mar key clean
+
+serve: $(MAR)
+	$(PY) -m scripts.serve start --model $(MODEL_NAME)=$(MODEL_NAME).mar
+
+stop: venv
+	$(PY) -m scripts.serve stop
+
+test: venv
+	$(PY) -m pytest
+
+key: venv
+	@$(PY) -m scripts.serve key
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
+	touch $@
+
+demo-checkpoint: $(CHECKPOINT)/model.safetensors
+
+$(CHECKPOINT)/model.safetensors: | venv
+	$(PY) -m scripts.demo_checkpoint --output $(CHECKPOINT)
+
+mar: $(MAR)
+
+$(MAR): $(CHECKPOINT)/model.safetensors $(wildcard handler/*.py) config/model-config.yaml | venv
+	$(PY) -m scripts.build_mar --checkpoint $(CHECKPOINT) --name $(MODEL_NAME)
+
+clean:
+	rm -rf $(VENV) checkpoints run results build *.egg-info
+	find model_store -name '*.mar' -delete

@@ -1,0 +1,53 @@
+"""The few typed errors a client can cause, and the one mapping to HTTP status codes."""
+
+from __future__ import annotations
+
+import json
+
+
+class ClientError(Exception):
+    """A request the service cannot answer because of what the client sent.
+
+    ``error`` is a short stable name; ``detail`` says what was wrong and what is accepted.
+    """
+
+    status = 400
+    error = "bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def to_json(self) -> str:
+        """The response body for this error: ``{"error": ..., "detail": ...}``."""
+        return json.dumps({"error": self.error, "detail": self.detail})
+
+
+class EmptyInput(ClientError):
+    status = 400
+    error = "empty input"
+
+
+class MissingImage(ClientError):
+    status = 400
+    error = "no image in request"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    error = "not an image"
+
+
+class CorruptImage(ClientError):
+    status = 400
+    error = "corrupt image"
+
+
+class ImageTooLarge(ClientError):
+    status = 413
+    error = "image too large"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    error = "payload too large"

@@ -1,0 +1,111 @@
+"""Safe decoding of untrusted image bytes into an RGB ``PIL.Image``."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from handler.errors import CorruptImage, EmptyInput, ImageTooLarge, PayloadTooLarge, UnsupportedMediaType
+
+# Pillow's JPEG opener also returns the multi-picture (MPO) files many phone cameras write.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+ACCEPTED_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+
+# White is what a transparent image shows on a page; the background replaces alpha.
+BACKGROUND = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Caps applied before any pixel is decoded."""
+
+    max_bytes: int
+    max_pixels: int
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Decode ``data`` into an RGB image, first frame only, EXIF orientation applied.
+
+    Raises ``EmptyInput``, ``PayloadTooLarge``, ``UnsupportedMediaType``, ``ImageTooLarge``
+    (pixel count above the cap, decompression bombs included) or ``CorruptImage``.
+    """
+    if not data:
+        raise EmptyInput(f"the request carried no bytes; send a {ACCEPTED_NAMES} image")
+    if len(data) > limits.max_bytes:
+        raise PayloadTooLarge(
+            f"the image is {len(data)} bytes; at most {limits.max_bytes} bytes are accepted"
+        )
+    image = _open(data, limits)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return to_rgb(image)
+    except Exception as exc:  # anything Pillow raises on these bytes is the bytes' fault
+        raise CorruptImage(
+            f"the {image.format} data could not be decoded ({exc}); the file may be truncated or damaged"
+        ) from exc
+
+
+def _open(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Read the header only and enforce the pixel cap before decoding."""
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel cap below is stricter than Pillow's warning threshold.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(
+            f"the image header declares too many pixels ({exc}); at most {limits.max_pixels} pixels are accepted"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedMediaType(
+            f"the bytes are not a supported image; send a {ACCEPTED_NAMES} file"
+        ) from exc
+    except Exception as exc:
+        raise CorruptImage(f"the image header could not be read ({exc})") from exc
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise CorruptImage(f"the image declares a size of {width}x{height} pixels")
+    if width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"the image is {width}x{height} = {width * height} pixels; "
+            f"at most {limits.max_pixels} pixels are accepted"
+        )
+    return image
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB.
+
+    16-bit and 32-bit grey levels are scaled down (``convert`` alone would saturate them);
+    transparent pixels are composited onto a white background.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        sixteen_bit = image.mode.startswith("I;16")
+        return Image.fromarray(_to_uint8(np.asarray(image), sixteen_bit)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_uint8(levels: np.ndarray, sixteen_bit: bool) -> np.ndarray:
+    """Scale integer or float grey levels to 0..255.
+
+    16-bit levels always scale by 1/257; 32-bit integers only when they exceed 8 bits;
+    floats are taken as 0..1 when they stay within it, else as 0..255.
+    """
+    if levels.dtype.kind == "f":
+        top = 1.0 if float(np.nanmax(levels, initial=0.0)) <= 1.0 else 255.0
+        scaled = np.nan_to_num(levels, nan=0.0) * (255.0 / top)
+    else:
+        wide = levels.astype(np.int64)
+        scaled = wide / 257.0 if sixteen_bit or wide.max(initial=0) > 255 else wide
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)

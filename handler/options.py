@@ -1,0 +1,43 @@
+"""Handler options: the ``handler:`` section of ``model-config.yaml``, validated once at load."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from handler.images import ImageLimits
+
+
+class OptionsError(Exception):
+    """``model-config.yaml``'s handler section names an unknown option or a wrong type."""
+
+
+@dataclass(frozen=True)
+class HandlerOptions:
+    """Defaults here apply only to keys the handler section leaves out."""
+
+    checkpoint: str = "checkpoint"
+    runtime: str = "torch"
+    precision: str = "fp32"
+    max_image_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 36_000_000
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any] | None) -> "HandlerOptions":
+        """Validate keys and types; raises ``OptionsError`` naming the offending key."""
+        section = dict(section or {})
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(section) - set(known))
+        if unknown:
+            raise OptionsError(f"unknown handler option(s) {unknown}; known: {sorted(known)}")
+        for key, value in section.items():
+            expected = type(getattr(cls, key))
+            if type(value) is not expected:
+                raise OptionsError(f"handler option {key!r} must be {expected.__name__}, got {value!r}")
+            if expected is int and value <= 0:
+                raise OptionsError(f"handler option {key!r} must be positive, got {value}")
+        return cls(**section)
+
+    @property
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)

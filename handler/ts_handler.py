@@ -1,0 +1,73 @@
+"""TorchServe adapter: read the context, call the core, map errors to per-request status codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+from handler.classifier import DeepfakeClassifier
+from handler.errors import ClientError
+from handler.options import HandlerOptions
+from handler.payload import image_bytes
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+def worker_device(system_properties: dict) -> torch.device:
+    """``cuda:<gpu_id>`` when TorchServe assigned a GPU and CUDA is usable, else CPU."""
+    gpu_id = system_properties.get("gpu_id")
+    if gpu_id is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{gpu_id}")
+    return torch.device("cpu")
+
+
+class DeepfakeHandler(BaseHandler):
+    """One JSON answer per request, in order; a bad request fails alone with a 4xx."""
+
+    def initialize(self, context) -> None:
+        properties = context.system_properties
+        options = HandlerOptions.from_mapping(context.model_yaml_config.get("handler"))
+        model = context.manifest["model"]
+        self.device = worker_device(properties)
+        self.classifier = DeepfakeClassifier.from_checkpoint(
+            Path(properties["model_dir"]) / options.checkpoint,
+            options,
+            device=self.device,
+            name=model["modelName"],
+            version=model.get("modelVersion", "1.0"),
+        )
+        self.initialized = True
+        logger.info(
+            "loaded %s version %s on %s (runtime %s, %s, demo=%s)",
+            model["modelName"],
+            model.get("modelVersion"),
+            self.device,
+            options.runtime,
+            options.precision,
+            self.classifier.identity.demo,
+        )
+
+    def handle(self, data, context) -> list[str]:
+        payloads = []
+        for request in data:
+            try:
+                payloads.append(image_bytes(request))
+            except ClientError as error:
+                payloads.append(error)
+        results = self.classifier.predict_batch(payloads)
+        logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
+        responses = []
+        for index, result in enumerate(results):
+            context.set_response_content_type(index, JSON)
+            if isinstance(result, ClientError):
+                context.set_response_status(result.status, result.error, index)
+                responses.append(result.to_json())
+            else:
+                responses.append(json.dumps(result))
+        return responses

@@ -1,0 +1,1 @@
+"""Command-line tools: build, fetch, package and serve checkpoints (each module has ``--help``)."""

@@ -1,0 +1,262 @@
+"""Start, wait for, and stop a TorchServe instance serving model archives.
+
+``start`` launches TorchServe in the background (working directory = the run folder, which
+receives logs/ and the token file key_file.json), waits until /ping is healthy and every model
+has a READY worker, prints the URLs and a curl example, and returns. It fails loudly, with the
+end of the logs and the server stopped, when that does not happen within the timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PID_FILE = "torchserve.pid"
+KEY_FILE = "key_file.json"
+LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
+
+
+class ServeError(Exception):
+    """TorchServe did not come up (or down) as asked."""
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Parse a ``config.properties`` file (``key=value`` lines, ``#`` comments)."""
+    properties = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")) and "=" in line:
+            key, value = line.split("=", 1)
+            properties[key.strip()] = value.strip()
+    return properties
+
+
+def write_properties(properties: dict[str, str], path: Path) -> Path:
+    path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+    return path
+
+
+@dataclass(frozen=True)
+class Server:
+    """Where a running TorchServe listens and where its run folder is."""
+
+    run_dir: Path
+    properties: dict[str, str]
+
+    @property
+    def inference_url(self) -> str:
+        return self.properties["inference_address"]
+
+    @property
+    def management_url(self) -> str:
+        return self.properties["management_address"]
+
+    @property
+    def metrics_url(self) -> str:
+        return self.properties["metrics_address"]
+
+    def key(self, kind: str = "inference") -> str:
+        """The current token of ``kind`` (inference, management or API) from key_file.json."""
+        return read_keys(self.run_dir)[kind]
+
+    def headers(self, kind: str = "inference") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key(kind)}"}
+
+
+def read_keys(run_dir: Path) -> dict[str, str]:
+    """Tokens by kind; raises ``ServeError`` while TorchServe has not written them yet."""
+    try:
+        entries = json.loads((run_dir / KEY_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise ServeError(f"no readable {run_dir / KEY_FILE} yet: {exc}") from exc
+    return {kind: entry["key"] for kind, entry in entries.items()}
+
+
+def running_pid(run_dir: Path) -> int | None:
+    """The pid recorded in the run folder, if that process is still alive."""
+    try:
+        pid = int((run_dir / PID_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> Server:
+    """Launch TorchServe detached in its own process group; returns at once (see ``wait_ready``)."""
+    run_dir = run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if running_pid(run_dir):
+        raise ServeError(f"TorchServe is already running from {run_dir}; stop it first (make stop)")
+    (run_dir / KEY_FILE).unlink(missing_ok=True)
+    private_tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives, apart from other servers
+    private_tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp))
+    command = [
+        str(Path(sys.executable).parent / "torchserve"),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--ts-config", str(config.resolve()),
+        "--model-store", str(model_store.resolve()),
+        "--models", *models,
+    ]
+    with open(run_dir / "torchserve.out", "wb") as out:
+        process = subprocess.Popen(
+            command, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    (run_dir / PID_FILE).write_text(str(process.pid))
+    return Server(run_dir=run_dir, properties=read_properties(config))
+
+
+def wait_ready(server: Server, model_names: list[str], timeout: float = 300.0) -> float:
+    """Poll until /ping is healthy and every model has a READY worker; returns seconds waited.
+
+    Raises ``ServeError`` when the server exits or the timeout passes.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if not running_pid(server.run_dir):
+            raise ServeError(f"TorchServe exited during start-up\n{log_tail(server.run_dir)}")
+        try:
+            last = _readiness(server, model_names)
+            if last == "ready":
+                return time.monotonic() - started
+        except (ServeError, requests.RequestException) as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise ServeError(f"not ready after {timeout:.0f} s ({last})\n{log_tail(server.run_dir)}")
+
+
+def _readiness(server: Server, model_names: list[str]) -> str:
+    ping = requests.get(f"{server.inference_url}/ping", headers=server.headers(), timeout=5)
+    if ping.status_code != 200:
+        return f"/ping answered {ping.status_code}"
+    for name in model_names:
+        described = requests.get(f"{server.management_url}/models/{name}", headers=server.headers("management"), timeout=5)
+        if described.status_code != 200:
+            return f"model {name}: {described.status_code} {described.text.strip()}"
+        workers = [w for version in described.json() for w in version.get("workers", [])]
+        if not any(w.get("status") == "READY" for w in workers):
+            return f"model {name}: no READY worker yet"
+    return "ready"
+
+
+def log_tail(run_dir: Path, lines: int = 40) -> str:
+    """The last lines of each TorchServe log in the run folder."""
+    parts = []
+    for name in LOG_FILES:
+        path = run_dir / name
+        if path.is_file():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(parts) or f"(no logs under {run_dir})"
+
+
+def stop(run_dir: Path, timeout: float = 30.0) -> bool:
+    """Stop the TorchServe started from ``run_dir`` (SIGTERM to its group, SIGKILL after ``timeout``).
+
+    Returns False when none was running.
+    """
+    run_dir = run_dir.resolve()
+    pid = running_pid(run_dir)
+    if pid is None:
+        (run_dir / PID_FILE).unlink(missing_ok=True)
+        return False
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.2)
+    if _group_alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child (tests)
+    except ChildProcessError:
+        pass
+    (run_dir / PID_FILE).unlink(missing_ok=True)
+    (run_dir / KEY_FILE).unlink(missing_ok=True)
+    return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def usage(server: Server, model_names: list[str]) -> str:
+    """URLs and copy-paste calls for a running server."""
+    name = model_names[0]
+    key_cmd = f"$(python3 -c 'import json; print(json.load(open(\"{server.run_dir / KEY_FILE}\"))[\"inference\"][\"key\"])')"
+    return "\n".join(
+        [
+            f"TorchServe is ready (run folder {server.run_dir})",
+            f"  inference:  {server.inference_url}/predictions/{name}",
+            f"  management: {server.management_url}/models/{name}",
+            f"  metrics:    {server.metrics_url}/metrics",
+            "Token authorization is on; every call needs the key from key_file.json:",
+            f"  KEY={key_cmd}",
+            f"  curl -H \"Authorization: Bearer $KEY\" -T some.jpg {server.inference_url}/predictions/{name}",
+            "Stop with: make stop",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("start", help="start TorchServe and wait until the models are ready")
+    up.add_argument("--config", type=Path, default=ROOT / "config" / "config.properties", help="config.properties (default: config/config.properties)")
+    up.add_argument("--model-store", type=Path, default=ROOT / "model_store", help="folder of .mar files (default: model_store/)")
+    up.add_argument("--model", action="append", dest="models", metavar="NAME=FILE.mar", help="model to load (repeatable; default: deepfake-detector=deepfake-detector.mar)")
+    up.add_argument("--run-dir", type=Path, default=ROOT / "run", help="working folder for logs and key_file.json (default: run/)")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default: %(default)s)")
+    down = sub.add_parser("stop", help="stop the TorchServe started from the run folder")
+    down.add_argument("--run-dir", type=Path, default=ROOT / "run", help="(default: run/)")
+    key = sub.add_parser("key", help="print the current token")
+    key.add_argument("--kind", default="inference", choices=["inference", "management", "API"])
+    key.add_argument("--run-dir", type=Path, default=ROOT / "run", help="(default: run/)")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            models = args.models or ["deepfake-detector=deepfake-detector.mar"]
+            names = [m.split("=", 1)[0] for m in models]
+            server = start(args.config, args.model_store, models, args.run_dir)
+            try:
+                seconds = wait_ready(server, names, args.timeout)
+            except BaseException:
+                stop(args.run_dir)
+                raise
+            print(f"ready in {seconds:.1f} s")
+            print(usage(server, names))
+        elif args.command == "stop":
+            print("TorchServe stopped" if stop(args.run_dir) else "TorchServe was not running")
+        else:
+            print(read_keys(args.run_dir.resolve())[args.kind])
+    except ServeError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny ViT checkpoints built once per session (seconds on CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handler.classifier import DeepfakeClassifier
+from handler.options import HandlerOptions
+from scripts.demo_checkpoint import seed_config, write_random_checkpoint
+
+# Labels deliberately not Real/Fake and not in that order: they must come from config.id2label.
+TINY_LABELS = {0: "synthetic", 1: "authentic", 2: "unsure"}
+
+
+def tiny_config(**overrides):
+    """A ViT small enough to run in milliseconds, built like transformers' own ViT tests."""
+    settings = dict(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        id2label=TINY_LABELS,
+    )
+    settings.update(overrides)
+    return seed_config(**settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return write_random_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint", tiny_config(), seed=1, demo=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_checkpoint(tmp_path_factory) -> Path:
+    return write_random_checkpoint(tmp_path_factory.mktemp("tiny-demo") / "checkpoint", tiny_config(), seed=1, demo=True)
+
+
+@pytest.fixture(scope="session")
+def classifier(tiny_checkpoint) -> DeepfakeClassifier:
+    return DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(), name="tiny", version="3.1")

@@ -1,0 +1,90 @@
+"""The inference core on a tiny ViT: preprocessing, labels, batching, per-request errors."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from transformers import AutoImageProcessor
+
+from handler.checkpoint import CheckpointError
+from handler.classifier import DeepfakeClassifier
+from handler.errors import EmptyInput, ImageTooLarge, UnsupportedMediaType
+from handler.images import decode_image
+from handler.options import HandlerOptions
+from tests import imagegen
+from tests.conftest import TINY_LABELS
+
+
+def test_preprocessing_equals_the_checkpoints_image_processor(classifier, tiny_checkpoint):
+    images = [decode_image(imagegen.jpeg(seed=s, width=50 + s, height=30), classifier.limits) for s in range(3)]
+    reference = AutoImageProcessor.from_pretrained(tiny_checkpoint)(images=images, return_tensors="pt")["pixel_values"]
+    ours = classifier.preprocess(images)
+    assert ours.shape == (3, 3, 32, 32)
+    assert torch.equal(ours, reference)
+
+
+def test_labels_come_from_config_id2label(classifier):
+    prediction = classifier.predict_batch([imagegen.png()])[0]
+    assert list(prediction["probabilities"]) == [TINY_LABELS[i] for i in range(3)]
+    assert prediction["label"] in TINY_LABELS.values()
+
+
+def test_prediction_fields_and_confidence(classifier):
+    prediction = classifier.predict_batch([imagegen.png()])[0]
+    assert set(prediction) == {"label", "confidence", "probabilities", "model", "version", "demo"}
+    assert prediction["confidence"] == max(prediction["probabilities"].values())
+    assert prediction["probabilities"][prediction["label"]] == prediction["confidence"]
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)
+    assert (prediction["model"], prediction["version"], prediction["demo"]) == ("tiny", "3.1", False)
+
+
+def test_batch_of_n_equals_n_singles(classifier):
+    payloads = [imagegen.jpeg(seed=s) for s in range(5)]
+    batched = classifier.predict_batch(payloads)
+    for payload, together in zip(payloads, batched):
+        alone = classifier.predict_batch([payload])[0]
+        assert alone["label"] == together["label"]
+        for label, p in alone["probabilities"].items():
+            assert together["probabilities"][label] == pytest.approx(p, abs=1e-5)
+
+
+def test_bad_image_in_batch_does_not_fail_batch_mates(classifier):
+    good = imagegen.png(seed=4)
+    results = classifier.predict_batch([good, b"", b"not an image", good, imagegen.png_header(100_000, 100_000)])
+    assert isinstance(results[1], EmptyInput)
+    assert isinstance(results[2], UnsupportedMediaType)
+    assert isinstance(results[4], ImageTooLarge)
+    alone = classifier.predict_batch([good])[0]
+    assert results[0]["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
+    assert results[3] == results[0]
+
+
+def test_a_batch_of_only_bad_inputs_runs_no_forward_pass(classifier):
+    results = classifier.predict_batch([b"", b"x"])
+    assert [type(r) for r in results] == [EmptyInput, UnsupportedMediaType]
+
+
+def test_demo_checkpoint_is_marked_in_every_prediction(tiny_demo_checkpoint):
+    demo = DeepfakeClassifier.from_checkpoint(tiny_demo_checkpoint, HandlerOptions())
+    assert demo.predict_batch([imagegen.png()])[0]["demo"] is True
+
+
+def test_pickle_only_checkpoint_is_refused(tiny_checkpoint, tmp_path):
+    pickled = shutil.copytree(tiny_checkpoint, tmp_path / "pickled")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="pytorch_model.bin"):
+        DeepfakeClassifier.from_checkpoint(pickled, HandlerOptions())
+
+
+def test_checkpoint_without_preprocessor_is_refused(tiny_checkpoint, tmp_path):
+    partial = shutil.copytree(tiny_checkpoint, tmp_path / "partial")
+    (partial / "preprocessor_config.json").unlink()
+    with pytest.raises(CheckpointError, match="preprocessor_config.json"):
+        DeepfakeClassifier.from_checkpoint(partial, HandlerOptions())
+
+
+def test_unknown_runtime_is_refused(tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="unknown runtime"):
+        DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(runtime="tensorrt"))

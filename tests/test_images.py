@@ -1,0 +1,96 @@
+"""decode_image: every accepted format and mode becomes RGB; every bad input gets its own error."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from handler.errors import CorruptImage, EmptyInput, ImageTooLarge, PayloadTooLarge, UnsupportedMediaType
+from handler.images import ImageLimits, decode_image
+from tests import imagegen
+
+LIMITS = ImageLimits(max_bytes=1_000_000, max_pixels=1_000_000)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"])
+def test_accepted_formats_decode_to_rgb(fmt):
+    image = decode_image(imagegen.encode(imagegen.pattern(), fmt), LIMITS)
+    assert image.mode == "RGB"
+    assert image.size == (48, 40)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "RGBA", "CMYK", "I", "F"])
+def test_pillow_modes_become_rgb(mode):
+    source = imagegen.pattern().convert(mode)
+    fmt = {"CMYK": "JPEG", "F": "TIFF", "I": "TIFF"}.get(mode, "PNG")
+    assert decode_image(imagegen.encode(source, fmt), LIMITS).mode == "RGB"
+
+
+def test_sixteen_bit_grey_is_scaled_not_saturated():
+    mid = decode_image(imagegen.sixteen_bit_png(32896), LIMITS)  # 32896 / 257 = 128
+    assert mid.getpixel((0, 0)) == (128, 128, 128)
+    assert decode_image(imagegen.sixteen_bit_png(65535), LIMITS).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_transparent_pixels_become_white():
+    clear = Image.new("RGBA", (8, 8), (10, 20, 30, 0))
+    assert decode_image(imagegen.encode(clear, "PNG"), LIMITS).getpixel((3, 3)) == (255, 255, 255)
+
+
+def test_palette_transparency_becomes_white():
+    palette = Image.new("P", (8, 8), 0)
+    palette.putpalette([10, 20, 30] * 256)
+    assert decode_image(imagegen.encode(palette, "PNG", transparency=0), LIMITS).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_exif_orientation_is_applied():
+    image = decode_image(imagegen.exif_rotated_jpeg(width=40, height=20, orientation=6), LIMITS)
+    assert image.size == (20, 40)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_animation_uses_first_frame(fmt):
+    red, green, blue = decode_image(imagegen.animated(fmt), LIMITS).getpixel((8, 8))
+    assert red > 200 and blue < 50
+
+
+def test_empty_body_is_rejected():
+    with pytest.raises(EmptyInput):
+        decode_image(b"", LIMITS)
+
+
+@pytest.mark.parametrize("data", [b"hello, world", b"<html><body>hi</body></html>", b'{"image": 1}', b"PK\x03\x04" + bytes(40)])
+def test_non_images_are_unsupported_media(data):
+    with pytest.raises(UnsupportedMediaType) as caught:
+        decode_image(data, LIMITS)
+    assert "JPEG" in caught.value.detail
+
+
+def test_truncated_jpeg_is_corrupt():
+    with pytest.raises(CorruptImage):
+        decode_image(imagegen.jpeg()[:200], LIMITS)
+
+
+def test_decompression_bomb_header_is_rejected_before_decoding():
+    with pytest.raises(ImageTooLarge):
+        decode_image(imagegen.png_header(100_000, 100_000), ImageLimits(max_bytes=10**6, max_pixels=36_000_000))
+
+
+def test_pixel_cap_is_enforced():
+    with pytest.raises(ImageTooLarge) as caught:
+        decode_image(imagegen.png(width=200, height=100), ImageLimits(max_bytes=10**6, max_pixels=19_999))
+    assert "200x100" in caught.value.detail
+
+
+def test_byte_cap_is_enforced():
+    data = imagegen.png()
+    with pytest.raises(PayloadTooLarge):
+        decode_image(data, ImageLimits(max_bytes=len(data) - 1, max_pixels=10**6))
+
+
+def test_errors_serialise_as_json_with_detail():
+    with pytest.raises(EmptyInput) as caught:
+        decode_image(b"", LIMITS)
+    assert caught.value.status == 400
+    assert '"error": "empty input"' in caught.value.to_json()
+    assert caught.value.detail.startswith("the request carried no bytes")
