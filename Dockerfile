@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# CPU image by default. GPU variant:
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t deepfake-detector:gpu .
+# The demo .mar is built into the image; mount your own store over /srv/model_store to serve other archives.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY pyproject.toml constraints.txt ./
+RUN /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX}" -c constraints.txt .
+COPY handler/ handler/
+COPY scripts/ scripts/
+COPY config/ config/
+RUN /opt/venv/bin/python -m scripts.demo_checkpoint --output checkpoints/demo \
+    && /opt/venv/bin/python -m scripts.build_mar --checkpoint checkpoints/demo --export-dir /srv/model_store \
+    && sed 's#^inference_address=.*#inference_address=http://0.0.0.0:8080#' config/config.properties > /srv/config.properties
+
+FROM ${PYTHON_IMAGE}
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless=17.* \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 1000 model-server
+COPY --from=build /opt/venv /opt/venv
+COPY --from=build --chown=1000:1000 /srv /srv
+ENV PATH=/opt/venv/bin:$PATH TEMP=/tmp
+USER 1000:1000
+# TorchServe writes key_file.json (the tokens) into its working directory: /home/model-server.
+WORKDIR /home/model-server
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
+    CMD ["python", "-c", "import json,urllib.request as u; k=json.load(open('key_file.json'))['inference']['key']; u.urlopen(u.Request('http://127.0.0.1:8080/ping', headers={'Authorization': 'Bearer ' + k}), timeout=4)"]
+CMD ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", "/srv/config.properties", \
+     "--model-store", "/srv/model_store", "--models", "deepfake-detector=deepfake-detector.mar"]

@@ -1,0 +1,78 @@
+"""build_mar: what goes into the archive, reproducibility, and the archiver's temp-folder habit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.build_mar import DEFAULT_MODEL_CONFIG, BuildError, build_mar
+
+
+def members(mar: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(mar) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def manifest(mar: Path) -> dict:
+    return json.loads(members(mar)["MAR-INF/MANIFEST.json"])
+
+
+@pytest.fixture(scope="module")
+def mar(tiny_checkpoint, tmp_path_factory):
+    return build_mar(tiny_checkpoint, "tiny-detector", "4.2", export_dir=tmp_path_factory.mktemp("store"))
+
+
+def test_archive_holds_handler_checkpoint_and_model_config(mar):
+    names = set(members(mar))
+    assert {"ts_handler.py", "handler/classifier.py", "handler/images.py", "model-config.yaml"} <= names
+    assert {"checkpoint/config.json", "checkpoint/preprocessor_config.json", "checkpoint/model.safetensors"} <= names
+    assert not any("__pycache__" in name or name.endswith(".bin") for name in names)
+    assert yaml.safe_load(members(mar)["model-config.yaml"]) == yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+
+
+def test_manifest_carries_name_version_and_handler(mar):
+    model = manifest(mar)["model"]
+    assert (model["modelName"], model["modelVersion"], model["handler"]) == ("tiny-detector", "4.2", "ts_handler.py")
+
+
+def test_same_inputs_give_same_archive_contents(mar, tiny_checkpoint, tmp_path):
+    again = build_mar(tiny_checkpoint, "tiny-detector", "4.2", export_dir=tmp_path)
+    first, second = members(mar), members(again)
+    assert first.keys() == second.keys()
+    for name in first:
+        if name != "MAR-INF/MANIFEST.json":
+            assert first[name] == second[name], name
+    created = lambda m: {k: v for k, v in m.items() if k != "createdOn"}  # noqa: E731
+    assert created(manifest(mar)) == created(manifest(again))
+
+
+def test_archive_file_can_be_named_apart_from_the_model(tiny_checkpoint, tmp_path):
+    path = build_mar(tiny_checkpoint, "tiny-detector", "5.0", export_dir=tmp_path, mar_name="tiny-detector-v5")
+    assert path.name == "tiny-detector-v5.mar"
+    assert manifest(path)["model"]["modelName"] == "tiny-detector"
+
+
+def test_build_leaves_a_same_named_temp_folder_alone(tiny_checkpoint, tmp_path):
+    name = f"keep-me-{tmp_path.name}"
+    precious = Path(tempfile.gettempdir()) / name
+    precious.mkdir()
+    try:
+        (precious / "data.txt").write_text("still here")
+        build_mar(tiny_checkpoint, name, "1.0", export_dir=tmp_path)
+        assert (precious / "data.txt").read_text() == "still here"
+    finally:
+        shutil.rmtree(precious, ignore_errors=True)
+
+
+def test_pickle_only_checkpoint_is_not_packaged(tiny_checkpoint, tmp_path):
+    pickled = shutil.copytree(tiny_checkpoint, tmp_path / "pickled")
+    (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
+    with pytest.raises(BuildError, match="safetensors"):
+        build_mar(pickled, "tiny-detector", "1.0", export_dir=tmp_path / "store")
+    assert not (tmp_path / "store" / "tiny-detector.mar").exists()

@@ -1,0 +1,187 @@
+"""End to end against a real TorchServe serving a tiny ViT .mar on free loopback ports."""
+
+from __future__ import annotations
+
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from handler.classifier import DeepfakeClassifier
+from handler.options import HandlerOptions
+from tests import imagegen
+from tests.servers import running_server
+
+NAME = "tiny-detector"
+TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tmp_path_factory):
+    # A long batch delay makes concurrent requests share a batch reliably.
+    with running_server(tmp_path_factory.mktemp("serving"), tiny_checkpoint, NAME, "2.5", batchSize=4, maxBatchDelay=400) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_checkpoint):
+    return DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(), name=NAME, version="2.5")
+
+
+def predict(server, **kwargs) -> requests.Response:
+    kwargs.setdefault("headers", server.headers())
+    return requests.post(f"{server.inference_url}/predictions/{NAME}", timeout=TIMEOUT, **kwargs)
+
+
+def raw(data: bytes) -> dict:
+    return {"data": data, "headers": None}
+
+
+def octet(server, data: bytes) -> requests.Response:
+    return predict(server, data=data, headers={**server.headers(), "Content-Type": "application/octet-stream"})
+
+
+def batch_log(server) -> list[tuple[int, int]]:
+    """(requests, rejected) for every batch the worker logged."""
+    text = (server.run_dir / "logs" / "model_log.log").read_text()
+    return [(int(n), int(r)) for n, r in re.findall(r"batch of (\d+) requests, (\d+) rejected", text)]
+
+
+def worker_pids(server) -> list[int]:
+    described = requests.get(f"{server.management_url}/models/{NAME}", headers=server.headers("management"), timeout=TIMEOUT)
+    return [w["pid"] for w in described.json()[0]["workers"] if w["status"] == "READY"]
+
+
+def assert_matches(answer: dict, expected: dict) -> None:
+    assert answer["label"] == expected["label"]
+    assert answer["probabilities"] == pytest.approx(expected["probabilities"], abs=1e-5)
+
+
+def test_ping_is_healthy_with_the_inference_key(server):
+    answer = requests.get(f"{server.inference_url}/ping", headers=server.headers(), timeout=TIMEOUT)
+    assert answer.status_code == 200 and answer.json()["status"] == "Healthy"
+
+
+@pytest.mark.parametrize("path", ["/ping", f"/predictions/{NAME}"])
+def test_inference_api_requires_the_token(server, path):
+    assert requests.post(f"{server.inference_url}{path}", data=b"x", timeout=TIMEOUT).status_code == 400
+    wrong = {"Authorization": "Bearer not-the-key"}
+    assert requests.post(f"{server.inference_url}{path}", data=b"x", headers=wrong, timeout=TIMEOUT).status_code == 400
+
+
+def test_management_api_requires_its_own_token(server):
+    url = f"{server.management_url}/models/{NAME}"
+    assert requests.get(url, timeout=TIMEOUT).status_code == 400
+    assert requests.get(url, headers=server.headers("inference"), timeout=TIMEOUT).status_code == 400
+
+
+def test_raw_body_prediction_matches_the_core(server, reference):
+    image = imagegen.jpeg(seed=11)
+    answer = octet(server, image)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("application/json")
+    body = answer.json()
+    assert (body["model"], body["version"], body["demo"]) == (NAME, "2.5", False)
+    assert_matches(body, reference.predict_batch([image])[0])
+
+
+def test_put_upload_like_curl_T_is_accepted(server, reference):
+    image = imagegen.png(seed=12)
+    answer = requests.put(f"{server.inference_url}/predictions/{NAME}", data=image, headers=server.headers(), timeout=TIMEOUT)
+    assert answer.status_code == 200
+    assert_matches(answer.json(), reference.predict_batch([image])[0])
+
+
+@pytest.mark.parametrize("field", ["data", "file", "image"])
+def test_multipart_field_is_accepted(server, reference, field):
+    image = imagegen.jpeg(seed=13)
+    answer = predict(server, files={field: ("face.jpg", image, "image/jpeg")})
+    assert answer.status_code == 200
+    assert_matches(answer.json(), reference.predict_batch([image])[0])
+
+
+def test_concurrent_requests_are_batched_and_match_singles(server, reference):
+    images = [imagegen.jpeg(seed=20 + i) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda image: octet(server, image), images))
+    assert [a.status_code for a in answers] == [200] * 8
+    for image, answer in zip(images, answers):
+        assert_matches(answer.json(), reference.predict_batch([image])[0])
+    assert max(n for n, _ in batch_log(server)) > 1
+
+
+def test_bad_request_in_batch_gets_4xx_while_batch_mates_get_200(server, reference):
+    payloads = [imagegen.png(seed=30), b"this is not an image", imagegen.png(seed=31), b""]
+    gate = threading.Barrier(len(payloads))
+
+    def send(data):
+        gate.wait(timeout=TIMEOUT)
+        return octet(server, data)
+
+    before = len(batch_log(server))
+    with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+        answers = list(pool.map(send, payloads))
+    assert [a.status_code for a in answers] == [200, 415, 200, 400]
+    assert answers[1].json()["error"] == "not an image"
+    assert answers[3].json()["error"] == "empty input"
+    assert_matches(answers[0].json(), reference.predict_batch([payloads[0]])[0])
+    assert_matches(answers[2].json(), reference.predict_batch([payloads[2]])[0])
+    mixed = [(n, r) for n, r in batch_log(server)[before:] if r and n > r]
+    assert mixed, "no batch held both good and bad requests"
+
+
+BAD_INPUTS = {
+    "text": (b"plain words", 415),
+    "html": (b"<!doctype html><html></html>", 415),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', 415),
+    "zip": (b"PK\x05\x06" + bytes(18), 415),
+    "truncated jpeg": (imagegen.jpeg()[:150], 400),
+    "bomb header": (imagegen.png_header(100_000, 100_000), 413),
+    "over the handler's byte cap": (bytes(10 * 1024 * 1024 + 1), 413),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_gets_a_json_4xx_and_the_worker_survives(server, name):
+    data, status = BAD_INPUTS[name]
+    pids = worker_pids(server)
+    answer = octet(server, data)
+    assert answer.status_code == status
+    body = answer.json()
+    assert set(body) == {"error", "detail"} and body["detail"]
+    assert "Traceback" not in answer.text
+    assert worker_pids(server) == pids
+    assert octet(server, imagegen.png()).status_code == 200
+
+
+def test_json_body_is_refused_with_415(server):
+    answer = predict(server, json={"image": "aGVsbG8="})
+    assert answer.status_code == 415
+    assert "JSON" in answer.json()["detail"]
+
+
+def test_multipart_without_an_image_field_is_refused(server):
+    answer = predict(server, files={"picture": ("x.jpg", imagegen.jpeg(), "image/jpeg")})
+    assert answer.status_code == 400
+    assert "picture" in answer.json()["detail"]
+
+
+def test_body_over_the_frontend_limit_gets_413(server):
+    limit = int(server.properties["max_request_size"])
+    assert octet(server, bytes(limit + 1)).status_code == 413
+
+
+def test_management_describes_the_model(server):
+    described = requests.get(f"{server.management_url}/models/{NAME}", headers=server.headers("management"), timeout=TIMEOUT)
+    assert described.status_code == 200
+    model = described.json()[0]
+    assert (model["modelName"], model["modelVersion"], model["batchSize"], model["maxBatchDelay"]) == (NAME, "2.5", 4, 400)
+
+
+def test_prometheus_metrics_count_inference_requests(server):
+    octet(server, imagegen.png())
+    metrics = requests.get(f"{server.metrics_url}/metrics", timeout=TIMEOUT)
+    assert metrics.status_code == 200
+    assert re.search(rf'ts_inference_requests_total\{{[^}}]*model_name="{NAME}"[^}}]*\}} [1-9]', metrics.text)

@@ -1,0 +1,75 @@
+"""The TorchServe adapter with a small fake context (no Java): per-request status codes and JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from handler.ts_handler import DeepfakeHandler, worker_device
+from tests import imagegen
+
+
+class FakeContext:
+    """The parts of ``ts.context.Context`` the handler uses."""
+
+    def __init__(self, model_dir, handler_section=None, gpu_id=None):
+        self.system_properties = {"model_dir": str(model_dir), "gpu_id": gpu_id, "batch_size": 8}
+        self.manifest = {"model": {"modelName": "tiny-detector", "modelVersion": "2.0"}}
+        self.model_yaml_config = {"handler": handler_section or {}}
+        self.statuses, self.content_types = {}, {}
+
+    def set_response_status(self, code=200, phrase="", idx=0):
+        self.statuses[idx] = (code, phrase)
+
+    def set_response_content_type(self, idx, value):
+        self.content_types[idx] = value
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_checkpoint, tmp_path_factory):
+    unpacked = tmp_path_factory.mktemp("unpacked")
+    shutil.copytree(tiny_checkpoint, unpacked / "weights")
+    return unpacked
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir):
+    ts_handler = DeepfakeHandler()
+    ts_handler.initialize(FakeContext(model_dir, {"checkpoint": "weights"}))
+    return ts_handler
+
+
+def test_one_json_answer_per_request_in_order(handler, model_dir):
+    context = FakeContext(model_dir)
+    answers = handler.handle([{"body": imagegen.png(seed=1)}, {"data": imagegen.jpeg(seed=2)}], context)
+    assert len(answers) == 2
+    first, second = (json.loads(a) for a in answers)
+    assert (first["model"], first["version"]) == ("tiny-detector", "2.0")
+    assert first != second
+    assert context.content_types == {0: "application/json", 1: "application/json"}
+    assert context.statuses == {}
+
+
+def test_bad_requests_get_their_own_status_and_mates_succeed(handler, model_dir):
+    context = FakeContext(model_dir)
+    batch = [{"file": imagegen.png()}, {"body": {"json": True}}, {"other": b"x"}, {"image": b"junk"}, {"body": b""}]
+    answers = [json.loads(a) for a in handler.handle(batch, context)]
+    assert "label" in answers[0] and 0 not in context.statuses
+    assert {i: code for i, (code, _) in context.statuses.items()} == {1: 415, 2: 400, 3: 415, 4: 400}
+    for index in (1, 2, 3, 4):
+        assert set(answers[index]) == {"error", "detail"}
+        assert context.statuses[index][1] == answers[index]["error"]
+
+
+def test_unknown_handler_option_fails_initialisation(model_dir):
+    with pytest.raises(Exception, match="unknown handler option"):
+        DeepfakeHandler().initialize(FakeContext(model_dir, {"checkpoint": "weights", "colour": "blue"}))
+
+
+def test_worker_device_follows_gpu_id():
+    assert worker_device({"gpu_id": None}) == torch.device("cpu")
+    expected = torch.device("cuda:1") if torch.cuda.is_available() else torch.device("cpu")
+    assert worker_device({"gpu_id": 1}) == expected
