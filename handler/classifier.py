@@ -83,6 +83,8 @@ class DeepfakeClassifier:
                     "model": self.identity.name,
                     "version": self.identity.version,
                     "demo": self.identity.demo,
+                    "runtime": self.runtime.name,
+                    "precision": self.runtime.precision,
                 }
             )
         return predictions

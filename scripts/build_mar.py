@@ -1,7 +1,8 @@
 """Package a checkpoint folder and the handler into a TorchServe model archive (.mar).
 
 The archive holds handler/ (the inference core and adapter), checkpoint/ (config.json,
-preprocessor_config.json, *.safetensors) and model-config.yaml (workers, batching, handler options).
+preprocessor_config.json, *.safetensors, and openvino_model.xml/.bin when the handler section of
+model-config.yaml picks the openvino runtime) and model-config.yaml (workers, batching, handler options).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 
 from handler.checkpoint import CheckpointError, read_checkpoint_info, weight_files
 from handler.options import HandlerOptions
+from scripts.convert_openvino import convert_to_openvino
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER_PACKAGE = ROOT / "handler"
@@ -41,6 +43,8 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path) -> Pat
     index = checkpoint / "model.safetensors.index.json"
     if index.is_file():
         shutil.copy2(index, target / index.name)
+    if options.runtime == "openvino":
+        convert_to_openvino(checkpoint, target)
     return stage
 
 

@@ -9,14 +9,17 @@ end of the logs and the server stopped, when that does not happen within the tim
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import requests
 
@@ -203,6 +206,34 @@ def _group_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def loopback_config(source: Path, target: Path, **overrides: str) -> Path:
+    """``source`` config.properties with every listener moved to a free loopback port."""
+    properties = read_properties(source)
+    for kind in ("inference", "management", "metrics"):
+        properties[f"{kind}_address"] = f"http://127.0.0.1:{free_port()}"
+    properties["grpc_inference_port"] = str(free_port())
+    properties["grpc_management_port"] = str(free_port())
+    properties.update(overrides)
+    return write_properties(properties, target)
+
+
+@contextlib.contextmanager
+def serving(config: Path, model_store: Path, models: list[str], run_dir: Path, timeout: float = 300.0) -> Iterator[Server]:
+    """Start TorchServe, wait until ready, yield it, and always stop it."""
+    server = start(config, model_store, models, run_dir)
+    try:
+        wait_ready(server, [m.split("=", 1)[0] for m in models], timeout)
+        yield server
+    finally:
+        stop(run_dir)
 
 
 def usage(server: Server, model_names: list[str]) -> str:

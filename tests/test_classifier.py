@@ -33,7 +33,8 @@ def test_labels_come_from_config_id2label(classifier):
 
 def test_prediction_fields_and_confidence(classifier):
     prediction = classifier.predict_batch([imagegen.png()])[0]
-    assert set(prediction) == {"label", "confidence", "probabilities", "model", "version", "demo"}
+    assert set(prediction) == {"label", "confidence", "probabilities", "model", "version", "demo", "runtime", "precision"}
+    assert (prediction["runtime"], prediction["precision"]) == ("torch", "fp32")
     assert prediction["confidence"] == max(prediction["probabilities"].values())
     assert prediction["probabilities"][prediction["label"]] == prediction["confidence"]
     assert sum(prediction["probabilities"].values()) == pytest.approx(1.0)

@@ -1,0 +1,53 @@
+"""Every runtime x precision loads the tiny ViT and agrees with torch fp32 within a stated tolerance."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from handler.checkpoint import CheckpointError
+from handler.classifier import DeepfakeClassifier
+from handler.options import HandlerOptions
+from scripts.convert_openvino import convert_to_openvino
+from tests import imagegen
+
+# Largest |probability difference| from torch fp32 accepted on the tiny random ViT.
+TOLERANCE = {"fp32": 1e-5, "bf16": 0.02, "int8": 0.05}
+MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16")]
+
+
+@pytest.fixture(scope="module")
+def openvino_checkpoint(tiny_checkpoint, tmp_path_factory):
+    folder = shutil.copytree(tiny_checkpoint, tmp_path_factory.mktemp("ov") / "checkpoint")
+    convert_to_openvino(folder, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def payloads():
+    return [imagegen.jpeg(seed=s, width=40 + 7 * s, height=36) for s in range(6)]
+
+
+@pytest.mark.parametrize("runtime,precision", MODES)
+def test_runtime_agrees_with_torch_fp32(runtime, precision, classifier, openvino_checkpoint, payloads):
+    options = HandlerOptions(runtime=runtime, precision=precision)
+    candidate = DeepfakeClassifier.from_checkpoint(openvino_checkpoint, options)
+    expected = classifier.predict_batch(payloads)
+    answers = candidate.predict_batch(payloads)
+    assert [(a["runtime"], a["precision"]) for a in answers] == [(runtime, precision)] * len(payloads)
+    worst = max(
+        abs(a["probabilities"][label] - e["probabilities"][label]) for a, e in zip(answers, expected) for label in e["probabilities"]
+    )
+    assert worst <= TOLERANCE[precision], worst
+
+
+@pytest.mark.parametrize("runtime,precision", [("torch", "fp16"), ("openvino", "int8"), ("openvino", "fp64")])
+def test_unavailable_precision_is_refused_by_name(runtime, precision, openvino_checkpoint):
+    with pytest.raises(CheckpointError, match=precision):
+        DeepfakeClassifier.from_checkpoint(openvino_checkpoint, HandlerOptions(runtime=runtime, precision=precision))
+
+
+def test_openvino_without_converted_model_is_refused(tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="openvino_model.xml"):
+        DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(runtime="openvino", precision="fp32"))
