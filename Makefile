@@ -6,7 +6,7 @@ MODEL_NAME := deepfake-detector
 CHECKPOINT := checkpoints/demo
 MAR := model_store/$(MODEL_NAME).mar
 
-.PHONY: serve stop test venv demo-checkpoint mar key clean
+.PHONY: serve stop test bench venv demo-checkpoint mar key clean
 
 serve: $(MAR)
 	$(PY) -m scripts.serve start --model $(MODEL_NAME)=$(MODEL_NAME).mar
@@ -16,6 +16,10 @@ stop: venv
 
 test: venv
 	$(PY) -m pytest
+
+# Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 8 minutes.
+bench: $(CHECKPOINT)/model.safetensors | venv
+	$(PY) -m loadtest.bench --checkpoint $(CHECKPOINT) --output results/bench
 
 key: venv
 	@$(PY) -m scripts.serve key

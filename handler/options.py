@@ -14,7 +14,8 @@ class OptionsError(Exception):
 
 @dataclass(frozen=True)
 class HandlerOptions:
-    """Defaults here apply only to keys the handler section leaves out."""
+    """Defaults here apply only to keys the handler section leaves out (torch fp32 runs any archive);
+    the shipped choices are in config/model-config.yaml."""
 
     checkpoint: str = "checkpoint"
     runtime: str = "torch"

@@ -84,8 +84,6 @@ class OpenVinoRuntime:
         import openvino as ov
 
         _check_precision(self.name, precision, self.PRECISIONS, "cpu")
-        if device.type != "cpu":
-            raise CheckpointError("the openvino runtime runs on the CPU; GPU workers use the torch runtime")
         model_file = checkpoint / OPENVINO_MODEL
         if not model_file.is_file():
             raise CheckpointError(f"{model_file} is missing: build the archive with runtime openvino in model-config.yaml")
@@ -104,7 +102,12 @@ RUNTIMES: dict[str, Callable[..., Runtime]] = {"torch": TorchRuntime, "openvino"
 
 
 def create_runtime(name: str, checkpoint: Path, device: torch.device, precision: str) -> Runtime:
-    """Build the named runtime for ``checkpoint``; raises ``CheckpointError`` for unknown names or precisions."""
+    """Build the named runtime for ``checkpoint``; raises ``CheckpointError`` for unknown names or precisions.
+
+    A GPU worker always gets the torch runtime (an openvino archive also carries the safetensors weights).
+    """
+    if device.type != "cpu":
+        name = "torch"
     try:
         factory = RUNTIMES[name]
     except KeyError:

@@ -19,7 +19,6 @@ import yaml
 
 from handler.checkpoint import CheckpointError, read_checkpoint_info, weight_files
 from handler.options import HandlerOptions
-from scripts.convert_openvino import convert_to_openvino
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLER_PACKAGE = ROOT / "handler"
@@ -44,7 +43,14 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path) -> Pat
     if index.is_file():
         shutil.copy2(index, target / index.name)
     if options.runtime == "openvino":
-        convert_to_openvino(checkpoint, target)
+        # A fresh process: OpenVINO numbers node names from process-wide counters, so converting
+        # in-process twice would give two different (if equivalent) model.xml files.
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.convert_openvino", "--checkpoint", str(checkpoint), "--output", str(target)],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        if result.returncode != 0:
+            raise BuildError(f"OpenVINO conversion failed:\n{result.stderr[-4000:]}")
     return stage
 
 

@@ -21,7 +21,8 @@ TIMEOUT = 60
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint, tmp_path_factory):
     # A long batch delay makes concurrent requests share a batch reliably.
-    with running_server(tmp_path_factory.mktemp("serving"), tiny_checkpoint, NAME, "2.5", batchSize=4, maxBatchDelay=400) as running:
+    settings = dict(batchSize=4, maxBatchDelay=400, handler={"runtime": "torch", "precision": "fp32"})
+    with running_server(tmp_path_factory.mktemp("serving"), tiny_checkpoint, NAME, "2.5", **settings) as running:
         yield running
 
 

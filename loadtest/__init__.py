@@ -1,0 +1,1 @@
+"""How the service is measured: the Locust file and the benchmark program."""

@@ -1,0 +1,313 @@
+"""Benchmark: the in-process ceiling of each runtime x precision, and TorchServe end to end under Locust.
+
+One run on one machine measures, on a deterministic image set (256x256 JPEGs like the training face
+crops, plus large photos):
+  - in-process images/s of the core's forward pass at several batch sizes, per runtime x precision;
+  - decode + preprocessing ms per small and per large JPEG;
+  - max |probability difference| and argmax agreement of every mode against torch fp32;
+  - end-to-end throughput and p50/p95/p99 latency under headless Locust on loopback, at several user
+    counts, for the tuned configuration (config/model-config.yaml, or --e2e-modes) and a naive one
+    (batchSize 1, torch fp32, TorchServe's default worker count);
+  - the ratios: tuned / naive throughput and p95 at 8 users, end-to-end / in-process ceiling.
+It prints tables and writes CSV files and PNG plots to --output. It asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from handler.classifier import DeepfakeClassifier
+from handler.images import decode_image
+from handler.options import HandlerOptions
+from scripts.build_mar import DEFAULT_MODEL_CONFIG, build_mar
+from scripts.convert_openvino import convert_to_openvino
+from scripts.serve import ROOT, loopback_config, serving
+
+MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16")]
+NAME = "deepfake-detector"
+LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
+
+
+def write_image_set(folder: Path, small: int, large: int) -> tuple[list[Path], list[Path]]:
+    """Deterministic JPEGs: ``small`` 256x256 crops and ``large`` 4000x3000 photos (smooth, ~1-2 MB)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1234)
+    smalls, larges = [], []
+    for i in range(small):
+        base = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).resize((256, 256), Image.BICUBIC)
+        noisy = np.clip(np.asarray(base, dtype=np.int16) + rng.integers(-12, 13, (256, 256, 3)), 0, 255).astype(np.uint8)
+        path = folder / f"crop_{i:03d}.jpg"
+        Image.fromarray(noisy).save(path, "JPEG", quality=90)
+        smalls.append(path)
+    for i in range(large):
+        photo = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((4000, 3000), Image.BICUBIC)
+        path = folder / f"photo_{i:03d}.jpg"
+        photo.save(path, "JPEG", quality=85)
+        larges.append(path)
+    return smalls, larges
+
+
+def checkpoint_with_openvino(checkpoint: Path, workdir: Path) -> Path:
+    """A folder linking the checkpoint's files plus an OpenVINO IR converted from it."""
+    folder = workdir / "checkpoint"
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in checkpoint.iterdir():
+        if item.is_file() and not (folder / item.name).exists():
+            (folder / item.name).symlink_to(item.resolve())
+    convert_to_openvino(checkpoint, folder)
+    return folder
+
+
+def timed_forward(classifier: DeepfakeClassifier, pixels: torch.Tensor, batch: int, min_seconds: float, max_calls: int = 50) -> float:
+    """Images/s of ``runtime.predict`` at ``batch`` (one warm-up call, then at least 2 calls and ``min_seconds``)."""
+    repeats = -(-batch // len(pixels))
+    chunk = pixels.repeat(repeats, 1, 1, 1)[:batch]
+    classifier.runtime.predict(chunk)
+    calls, started = 0, time.perf_counter()
+    while calls < max_calls and (calls < 2 or time.perf_counter() - started < min_seconds):
+        classifier.runtime.predict(chunk)
+        calls += 1
+    return batch * calls / (time.perf_counter() - started)
+
+
+def preprocessing_ms(classifier: DeepfakeClassifier, paths: list[Path], repeats: int) -> float:
+    """Mean ms to decode one JPEG and preprocess it (the worker's per-image CPU work before the forward pass)."""
+    payloads = [p.read_bytes() for p in paths]
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for payload in payloads:
+            classifier.preprocess([decode_image(payload, classifier.limits)])
+    return 1000 * (time.perf_counter() - started) / (repeats * len(payloads))
+
+
+def in_process(checkpoint: Path, smalls: list[Path], larges: list[Path], batches: list[int], min_seconds: float) -> dict:
+    """Throughput per mode and batch, deviations against torch fp32, preprocessing cost."""
+    payloads = [p.read_bytes() for p in smalls]
+    throughput, deviations, reference = [], [], None
+    preprocess = {}
+    for runtime, precision in MODES:
+        classifier = DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(runtime=runtime, precision=precision))
+        pixels = classifier.preprocess([decode_image(p, classifier.limits) for p in payloads])
+        for batch in batches:
+            rate = timed_forward(classifier, pixels, batch, min_seconds)
+            throughput.append({"runtime": runtime, "precision": precision, "batch": batch, "images_per_s": round(rate, 2)})
+            print(f"  in-process {runtime:8s} {precision:4s} batch {batch:2d}: {rate:6.2f} img/s", flush=True)
+        probabilities = torch.softmax(classifier.runtime.predict(pixels), dim=-1).numpy()
+        if reference is None:
+            reference = probabilities
+            preprocess = {
+                "small_jpeg_ms": round(preprocessing_ms(classifier, smalls, 3), 2),
+                "large_jpeg_ms": round(preprocessing_ms(classifier, larges, 2), 1) if larges else None,
+            }
+        deviations.append(
+            {
+                "runtime": runtime,
+                "precision": precision,
+                "max_abs_diff": float(np.abs(probabilities - reference).max()),
+                "argmax_agreement": float((probabilities.argmax(1) == reference.argmax(1)).mean()),
+            }
+        )
+    return {"throughput": throughput, "deviations": deviations, "preprocess": preprocess}
+
+
+def run_locust(server, users: int, seconds: int, images: Path, output: Path) -> dict:
+    """One headless Locust run; returns throughput, percentiles and the client's CPU share."""
+    prefix = output / f"locust_{users}u"
+    env = dict(os.environ, LOADTEST_KEY_FILE=str(server.run_dir / "key_file.json"), LOADTEST_IMAGES=str(images), LOADTEST_MODEL=NAME)
+    command = [
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
+        "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30",
+        "--host", server.inference_url, "--csv", str(prefix), "--exclude-tags", "bad", "--loglevel", "WARNING",
+    ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=False, capture_output=True, timeout=seconds + 120)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with open(f"{prefix}_stats.csv") as f:
+        row = next(r for r in csv.DictReader(f) if r["Name"] == "predict")
+    return {
+        "users": users,
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "images_per_s": round(float(row["Requests/s"]), 2),
+        "p50_ms": float(row["50%"]),
+        "p95_ms": float(row["95%"]),
+        "p99_ms": float(row["99%"]),
+        "locust_cpu_share": round(cpu / (wall * os.cpu_count()), 3),
+    }
+
+
+def naive_settings(config: dict) -> dict:
+    """batchSize 1, torch fp32, TorchServe's default worker count: the seed's one-request-one-forward design."""
+    naive = {k: v for k, v in config.items() if k not in ("minWorkers", "maxWorkers")}
+    naive.update(batchSize=1, maxBatchDelay=0, handler={**config["handler"], "runtime": "torch", "precision": "fp32"})
+    return naive
+
+
+def end_to_end(checkpoint: Path, label: str, settings: dict, users: list[int], seconds: int, images: Path, workdir: Path) -> list[dict]:
+    """Serve ``checkpoint`` with ``settings`` as model-config.yaml and load it at each user count."""
+    folder = workdir / label
+    folder.mkdir(parents=True)
+    model_config = folder / "model-config.yaml"
+    model_config.write_text(yaml.safe_dump(settings))
+    build_mar(checkpoint, NAME, "1.0", model_config=model_config, export_dir=folder / "store")
+    config = loopback_config(ROOT / "config" / "config.properties", folder / "config.properties")
+    rows = []
+    with serving(config, folder / "store", [f"{NAME}={NAME}.mar"], folder / "run") as server:
+        for count in users:
+            row = {"config": label, **run_locust(server, count, seconds, images, folder)}
+            rows.append(row)
+            print(
+                f"  end-to-end {label:22s} {count:2d} users: {row['images_per_s']:6.2f} img/s, "
+                f"p50 {row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
+                f"{row['failures']} failures, locust CPU {100 * row['locust_cpu_share']:.0f}%",
+                flush=True,
+            )
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot(report: dict, output: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for runtime, precision in MODES:
+        rows = [r for r in report["throughput"] if (r["runtime"], r["precision"]) == (runtime, precision)]
+        ax.plot([r["batch"] for r in rows], [r["images_per_s"] for r in rows], marker="o", label=f"{runtime} {precision}")
+    ax.set(xlabel="batch size", ylabel="images/s", title="In-process ceiling (forward pass)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(output / "inprocess.png", dpi=110)
+    written.append(output / "inprocess.png")
+    plt.close(fig)
+    if report["end_to_end"]:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        for label in dict.fromkeys(r["config"] for r in report["end_to_end"]):
+            rows = [r for r in report["end_to_end"] if r["config"] == label]
+            left.plot([r["users"] for r in rows], [r["images_per_s"] for r in rows], marker="o", label=label)
+            right.plot([r["users"] for r in rows], [r["p95_ms"] for r in rows], marker="o", label=label)
+        left.set(xlabel="concurrent users", ylabel="images/s", title="TorchServe throughput")
+        right.set(xlabel="concurrent users", ylabel="p95 latency (ms)", title="TorchServe p95 latency")
+        for ax in (left, right):
+            ax.legend()
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(output / "endtoend.png", dpi=110)
+        written.append(output / "endtoend.png")
+        plt.close(fig)
+    return written
+
+
+def ratios(report: dict, tuned_labels: list[str], users: int = 8) -> list[dict]:
+    """Tuned / naive at ``users`` users, and end-to-end / in-process ceiling of the same mode (best batch)."""
+    at = {r["config"]: r for r in report["end_to_end"] if r["users"] == users}
+    naive = at.get("naive torch fp32")
+    rows = []
+    for label in tuned_labels:
+        if label not in at:
+            continue
+        runtime, precision = label.split()[1:3]
+        ceiling = max(r["images_per_s"] for r in report["throughput"] if (r["runtime"], r["precision"]) == (runtime, precision))
+        best_e2e = max(r["images_per_s"] for r in report["end_to_end"] if r["config"] == label)
+        rows.append(
+            {
+                "config": label,
+                "throughput_vs_naive": round(at[label]["images_per_s"] / naive["images_per_s"], 2) if naive else None,
+                "p95_vs_naive": round(at[label]["p95_ms"] / naive["p95_ms"], 3) if naive else None,
+                "e2e_vs_inprocess_ceiling": round(best_e2e / ceiling, 2),
+            }
+        )
+    return rows
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    print(f"\n{title}")
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "demo", help="HF checkpoint (default: checkpoints/demo)")
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench", help="report folder (default: results/bench)")
+    parser.add_argument("--batches", default="1,4,8,16", help="in-process batch sizes (default: %(default)s)")
+    parser.add_argument("--users", default="1,4,8,16", help="Locust user counts (default: %(default)s)")
+    parser.add_argument("--seconds", type=int, default=20, help="seconds per Locust run (default: %(default)s)")
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="minimum seconds per in-process point (default: %(default)s)")
+    parser.add_argument("--small", type=int, default=24, help="256x256 JPEGs in the image set (default: %(default)s)")
+    parser.add_argument("--large", type=int, default=2, help="4000x3000 JPEGs in the image set (default: %(default)s)")
+    parser.add_argument("--e2e-modes", default="", help="tuned modes to serve, e.g. openvino:bf16,torch:bf16 (default: the one in config/model-config.yaml)")
+    parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
+    args = parser.parse_args(argv)
+
+    output = args.output
+    output.mkdir(parents=True, exist_ok=True)
+    shipped = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    tuned_modes = [tuple(m.split(":")) for m in args.e2e_modes.split(",") if m] or [(shipped["handler"]["runtime"], shipped["handler"]["precision"])]
+    print(f"benchmark of {args.checkpoint} on {os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        scratch = Path(scratch)
+        smalls, larges = write_image_set(output / "images", args.small, args.large)
+        checkpoint = checkpoint_with_openvino(args.checkpoint, scratch)
+        report = in_process(checkpoint, smalls, larges, [int(b) for b in args.batches.split(",")], args.min_seconds)
+        report["end_to_end"] = []
+        if not args.skip_e2e:
+            users = [int(u) for u in args.users.split(",")]
+            e2e_images = output / "images"
+            configs = [(f"tuned {r} {p}", {**shipped, "handler": {**shipped["handler"], "runtime": r, "precision": p}}) for r, p in tuned_modes]
+            configs.append(("naive torch fp32", naive_settings(shipped)))
+            for label, settings in configs:
+                report["end_to_end"] += end_to_end(checkpoint, label, settings, users, args.seconds, e2e_images, scratch)
+        report["ratios"] = ratios(report, [label for label, _ in configs] if not args.skip_e2e else [])
+        forward_ms = 1000 / max(r["images_per_s"] for r in report["throughput"] if (r["runtime"], r["precision"]) == tuned_modes[0])
+        report["preprocess"]["share_of_worker_cpu_small"] = round(
+            report["preprocess"]["small_jpeg_ms"] / (report["preprocess"]["small_jpeg_ms"] + forward_ms), 3
+        )
+    print_table("In-process ceiling (images/s)", report["throughput"])
+    print_table("Deviation from torch fp32 on the image set", report["deviations"])
+    print_table("Decode + preprocessing", [report["preprocess"]])
+    print_table("End to end (TorchServe + Locust on loopback)", report["end_to_end"])
+    print_table("Ratios", report["ratios"])
+    for key in ("throughput", "deviations", "end_to_end", "ratios"):
+        if report[key]:
+            write_csv(report[key], output / f"{key}.csv")
+    (output / "report.json").write_text(json.dumps(report, indent=2))
+    written = plot(report, output)
+    print(f"\nwrote {output}/*.csv, report.json, " + ", ".join(p.name for p in written))
+
+
+if __name__ == "__main__":
+    main()
