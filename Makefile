@@ -17,7 +17,7 @@ stop: venv
 test: venv
 	$(PY) -m pytest
 
-# Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 8 minutes.
+# Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 15 minutes.
 bench: $(CHECKPOINT)/model.safetensors | venv
 	$(PY) -m loadtest.bench --checkpoint $(CHECKPOINT) --output results/bench
 
@@ -28,7 +28,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[quantize,test]'
 	touch $@
 
 demo-checkpoint: $(CHECKPOINT)/model.safetensors

@@ -56,7 +56,7 @@ class DeepfakeClassifier:
     ) -> "DeepfakeClassifier":
         """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders."""
         info = read_checkpoint_info(checkpoint)
-        runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision)
+        runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision, options.threads)
         return cls(
             processor=load_image_processor(info.path),
             labels=info.labels,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -21,10 +22,15 @@ BACKGROUND = (255, 255, 255)
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """Caps applied before any pixel is decoded."""
+    """Caps applied before any pixel is decoded, and the JPEG draft size.
+
+    ``jpeg_draft_side`` > 0 lets the JPEG decoder scale by 1/2, 1/4 or 1/8 while the shorter side stays
+    at least that many pixels (far cheaper than decoding a large photo in full); 0 decodes in full.
+    """
 
     max_bytes: int
     max_pixels: int
+    jpeg_draft_side: int = 0
 
 
 def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
@@ -41,6 +47,7 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
         )
     image = _open(data, limits)
     try:
+        _draft(image, limits.jpeg_draft_side)
         image.load()
         image = ImageOps.exif_transpose(image)
         return to_rgb(image)
@@ -76,6 +83,15 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
             f"at most {limits.max_pixels} pixels are accepted"
         )
     return image
+
+
+def _draft(image: Image.Image, side: int) -> None:
+    """Ask the JPEG decoder for a reduced size whose shorter side is still >= ``side``."""
+    width, height = image.size
+    if side <= 0 or image.format not in ("JPEG", "MPO") or min(width, height) <= side:
+        return
+    scale = side / min(width, height)
+    image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

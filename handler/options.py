@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 from handler.images import ImageLimits
@@ -22,6 +22,10 @@ class HandlerOptions:
     precision: str = "fp32"
     max_image_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 36_000_000
+    # JPEG decode may shrink by 1/2..1/8 while the shorter side stays >= this; 0 decodes in full.
+    jpeg_draft_side: int = field(default=0, metadata={"min": 0})
+    # Inference threads per worker; 0 leaves the runtime's default (all cores).
+    threads: int = field(default=0, metadata={"min": 0})
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> "HandlerOptions":
@@ -35,10 +39,11 @@ class HandlerOptions:
             expected = type(getattr(cls, key))
             if type(value) is not expected:
                 raise OptionsError(f"handler option {key!r} must be {expected.__name__}, got {value!r}")
-            if expected is int and value <= 0:
-                raise OptionsError(f"handler option {key!r} must be positive, got {value}")
+            least = known[key].metadata.get("min", 1)
+            if expected is int and value < least:
+                raise OptionsError(f"handler option {key!r} must be at least {least}, got {value}")
         return cls(**section)
 
     @property
     def limits(self) -> ImageLimits:
-        return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
+        return ImageLimits(self.max_image_bytes, self.max_image_pixels, self.jpeg_draft_side)

@@ -5,11 +5,16 @@ Which runtime serves is chosen once, at load time, by name (``create_runtime``):
 - ``torch``: eager PyTorch. CPU: fp32, bf16 (autocast), int8 (dynamically quantized Linear layers).
   CUDA: fp32, fp16, bf16.
 - ``openvino``: an OpenVINO IR converted from the checkpoint when the archive was built
-  (``openvino_model.xml`` beside the safetensors weights). CPU: fp32, bf16 (inference precision hint).
+  (``openvino_model.xml`` beside the safetensors weights). CPU: fp32, bf16 (inference precision hint),
+  int8 (``openvino_model_int8.xml``, NNCF post-training quantization at build time).
+
+int8 is served only with a ``quantization.json`` written at build time: either the validation gate's
+passing figures, or an explicit "unvalidated" override whose answers then say ``int8-unvalidated``.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Callable, Protocol
@@ -20,6 +25,8 @@ from transformers import ViTForImageClassification
 from handler.checkpoint import CheckpointError, weight_files
 
 OPENVINO_MODEL = "openvino_model.xml"
+OPENVINO_INT8_MODEL = "openvino_model_int8.xml"
+QUANTIZATION_REPORT = "quantization.json"
 
 
 class Runtime(Protocol):
@@ -45,8 +52,10 @@ class TorchRuntime:
     PRECISIONS = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16", "bf16")}
     AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-    def __init__(self, checkpoint: Path, device: torch.device, precision: str = "fp32") -> None:
+    def __init__(self, checkpoint: Path, device: torch.device, precision: str = "fp32", threads: int = 0) -> None:
         _check_precision(self.name, precision, self.PRECISIONS.get(device.type, ("fp32",)), device.type)
+        if threads:
+            torch.set_num_threads(threads)
         weight_files(checkpoint)  # refuses folders without safetensors before transformers looks
         model = ViTForImageClassification.from_pretrained(checkpoint, use_safetensors=True, local_files_only=True)
         model = model.to(device).eval()
@@ -77,19 +86,25 @@ class OpenVinoRuntime:
     """OpenVINO on the CPU, from the IR packed into the archive."""
 
     name = "openvino"
-    PRECISIONS = ("fp32", "bf16")
-    HINTS = {"fp32": "f32", "bf16": "bf16"}
+    PRECISIONS = ("fp32", "bf16", "int8")
+    # int8 keeps the operations NNCF left in float at f32.
+    HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+    FILES = {"fp32": OPENVINO_MODEL, "bf16": OPENVINO_MODEL, "int8": OPENVINO_INT8_MODEL}
 
-    def __init__(self, checkpoint: Path, device: torch.device, precision: str = "bf16") -> None:
+    def __init__(self, checkpoint: Path, device: torch.device, precision: str = "bf16", threads: int = 0) -> None:
         import openvino as ov
 
         _check_precision(self.name, precision, self.PRECISIONS, "cpu")
-        model_file = checkpoint / OPENVINO_MODEL
+        model_file = checkpoint / self.FILES[precision]
         if not model_file.is_file():
-            raise CheckpointError(f"{model_file} is missing: build the archive with runtime openvino in model-config.yaml")
+            raise CheckpointError(
+                f"{model_file} is missing: build the archive with runtime openvino and precision {precision} in model-config.yaml"
+            )
         core = ov.Core()
         # LATENCY with all cores on one request was about twice as fast as THROUGHPUT on 2 cores.
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.HINTS[precision]}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(model_file), "CPU", config)
         self.precision = precision
 
@@ -101,7 +116,7 @@ class OpenVinoRuntime:
 RUNTIMES: dict[str, Callable[..., Runtime]] = {"torch": TorchRuntime, "openvino": OpenVinoRuntime}
 
 
-def create_runtime(name: str, checkpoint: Path, device: torch.device, precision: str) -> Runtime:
+def create_runtime(name: str, checkpoint: Path, device: torch.device, precision: str, threads: int = 0) -> Runtime:
     """Build the named runtime for ``checkpoint``; raises ``CheckpointError`` for unknown names or precisions.
 
     A GPU worker always gets the torch runtime (an openvino archive also carries the safetensors weights).
@@ -112,4 +127,22 @@ def create_runtime(name: str, checkpoint: Path, device: torch.device, precision:
         factory = RUNTIMES[name]
     except KeyError:
         raise CheckpointError(f"unknown runtime {name!r}; choose one of {sorted(RUNTIMES)}") from None
-    return factory(checkpoint, device, precision)
+    validated = int8_validated(checkpoint, name) if precision == "int8" else True
+    runtime = factory(checkpoint, device, precision, threads)
+    if not validated:
+        runtime.precision = "int8-unvalidated"
+    return runtime
+
+
+def int8_validated(checkpoint: Path, runtime: str) -> bool:
+    """Whether the build-time gate passed for ``runtime``; raises ``CheckpointError`` when no verdict was written."""
+    try:
+        report = json.loads((checkpoint / QUANTIZATION_REPORT).read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"int8 needs {QUANTIZATION_REPORT} from the build's validation gate (scripts/build_mar.py "
+            f"--calibration DIR --validation DIR); none is readable in {checkpoint}"
+        ) from exc
+    if report.get("runtime") != runtime:
+        raise CheckpointError(f"{QUANTIZATION_REPORT} in {checkpoint} judges the {report.get('runtime')} runtime, not {runtime}")
+    return report.get("validated") is True

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,13 @@ from PIL import Image
 from handler.classifier import DeepfakeClassifier
 from handler.images import decode_image
 from handler.options import HandlerOptions
-from scripts.build_mar import DEFAULT_MODEL_CONFIG, build_mar
+from scripts.build_mar import DEFAULT_MODEL_CONFIG, Int8Inputs, build_mar
 from scripts.convert_openvino import convert_to_openvino
+from scripts.quantize import prepare_int8
 from scripts.serve import ROOT, loopback_config, serving
 
-MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16")]
+MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")]
+DRAFT_SIDE = 448
 NAME = "deepfake-detector"
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
 
@@ -62,15 +65,34 @@ def write_image_set(folder: Path, small: int, large: int) -> tuple[list[Path], l
     return smalls, larges
 
 
-def checkpoint_with_openvino(checkpoint: Path, workdir: Path) -> Path:
-    """A folder linking the checkpoint's files plus an OpenVINO IR converted from it."""
-    folder = workdir / "checkpoint"
+def linked_copy(source: Path, folder: Path) -> Path:
+    """A folder of links to ``source``'s files."""
     folder.mkdir(parents=True, exist_ok=True)
-    for item in checkpoint.iterdir():
+    for item in source.iterdir():
         if item.is_file() and not (folder / item.name).exists():
             (folder / item.name).symlink_to(item.resolve())
-    convert_to_openvino(checkpoint, folder)
     return folder
+
+
+def linked_copy_of(paths: list[Path], folder: Path) -> Path:
+    """A folder of links to ``paths``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        (folder / path.name).symlink_to(path.resolve())
+    return folder
+
+
+def mode_checkpoints(checkpoint: Path, calibration: Path, workdir: Path) -> dict[tuple[str, str], Path]:
+    """A checkpoint folder per mode: the OpenVINO IR beside the weights, and for int8 an NNCF-quantized IR
+    and an explicit *unvalidated* verdict (random demo weights cannot prove int8; answers say so)."""
+    base = linked_copy(checkpoint, workdir / "checkpoint")
+    convert_to_openvino(checkpoint, base)
+    folders = {mode: base for mode in MODES if mode[1] != "int8"}
+    for runtime in ("torch", "openvino"):
+        folder = linked_copy(base, workdir / f"int8-{runtime}")
+        prepare_int8(folder, runtime, calibration if runtime == "openvino" else None, None, unvalidated=True)
+        folders[(runtime, "int8")] = folder
+    return folders
 
 
 def timed_forward(classifier: DeepfakeClassifier, pixels: torch.Tensor, batch: int, min_seconds: float, max_calls: int = 50) -> float:
@@ -95,13 +117,30 @@ def preprocessing_ms(classifier: DeepfakeClassifier, paths: list[Path], repeats:
     return 1000 * (time.perf_counter() - started) / (repeats * len(payloads))
 
 
-def in_process(checkpoint: Path, smalls: list[Path], larges: list[Path], batches: list[int], min_seconds: float) -> dict:
+def draft_effect(classifier: DeepfakeClassifier, larges: list[Path]) -> dict:
+    """Cost and probability change of decoding large JPEGs with ``jpeg_draft_side`` = DRAFT_SIDE."""
+    if not larges:
+        return {}
+    drafted = DeepfakeClassifier(
+        classifier.processor, classifier.labels, classifier.runtime, classifier.identity,
+        replace(classifier.limits, jpeg_draft_side=DRAFT_SIDE),
+    )
+    full = np.array([[p for p in a["probabilities"].values()] for a in classifier.predict_batch([p.read_bytes() for p in larges])])
+    fast = np.array([[p for p in a["probabilities"].values()] for a in drafted.predict_batch([p.read_bytes() for p in larges])])
+    return {
+        f"large_jpeg_ms_draft_{DRAFT_SIDE}": round(preprocessing_ms(drafted, larges, 2), 1),
+        "draft_max_abs_diff": float(np.abs(full - fast).max()),
+        "draft_argmax_agreement": float((full.argmax(1) == fast.argmax(1)).mean()),
+    }
+
+
+def in_process(folders: dict, smalls: list[Path], larges: list[Path], batches: list[int], min_seconds: float) -> dict:
     """Throughput per mode and batch, deviations against torch fp32, preprocessing cost."""
     payloads = [p.read_bytes() for p in smalls]
     throughput, deviations, reference = [], [], None
     preprocess = {}
     for runtime, precision in MODES:
-        classifier = DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(runtime=runtime, precision=precision))
+        classifier = DeepfakeClassifier.from_checkpoint(folders[(runtime, precision)], HandlerOptions(runtime=runtime, precision=precision))
         pixels = classifier.preprocess([decode_image(p, classifier.limits) for p in payloads])
         for batch in batches:
             rate = timed_forward(classifier, pixels, batch, min_seconds)
@@ -113,6 +152,7 @@ def in_process(checkpoint: Path, smalls: list[Path], larges: list[Path], batches
             preprocess = {
                 "small_jpeg_ms": round(preprocessing_ms(classifier, smalls, 3), 2),
                 "large_jpeg_ms": round(preprocessing_ms(classifier, larges, 2), 1) if larges else None,
+                **draft_effect(classifier, larges),
             }
         deviations.append(
             {
@@ -161,13 +201,15 @@ def naive_settings(config: dict) -> dict:
     return naive
 
 
-def end_to_end(checkpoint: Path, label: str, settings: dict, users: list[int], seconds: int, images: Path, workdir: Path) -> list[dict]:
+def end_to_end(
+    checkpoint: Path, label: str, settings: dict, users: list[int], seconds: int, images: Path, workdir: Path, int8: Int8Inputs
+) -> list[dict]:
     """Serve ``checkpoint`` with ``settings`` as model-config.yaml and load it at each user count."""
     folder = workdir / label
     folder.mkdir(parents=True)
     model_config = folder / "model-config.yaml"
     model_config.write_text(yaml.safe_dump(settings))
-    build_mar(checkpoint, NAME, "1.0", model_config=model_config, export_dir=folder / "store")
+    build_mar(checkpoint, NAME, "1.0", model_config=model_config, export_dir=folder / "store", int8=int8)
     config = loopback_config(ROOT / "config" / "config.properties", folder / "config.properties")
     rows = []
     with serving(config, folder / "store", [f"{NAME}={NAME}.mar"], folder / "run") as server:
@@ -175,7 +217,7 @@ def end_to_end(checkpoint: Path, label: str, settings: dict, users: list[int], s
             row = {"config": label, **run_locust(server, count, seconds, images, folder)}
             rows.append(row)
             print(
-                f"  end-to-end {label:22s} {count:2d} users: {row['images_per_s']:6.2f} img/s, "
+                f"  end-to-end {label:28s} {count:2d} users: {row['images_per_s']:6.2f} img/s, "
                 f"p50 {row['p50_ms']:.0f} ms, p95 {row['p95_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms, "
                 f"{row['failures']} failures, locust CPU {100 * row['locust_cpu_share']:.0f}%",
                 flush=True,
@@ -226,26 +268,43 @@ def plot(report: dict, output: Path) -> list[Path]:
     return written
 
 
-def ratios(report: dict, tuned_labels: list[str], users: int = 8) -> list[dict]:
-    """Tuned / naive at ``users`` users, and end-to-end / in-process ceiling of the same mode (best batch)."""
+def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
+    """Tuned / naive at ``users`` users, and end-to-end / in-process ceiling of the same mode (best of each)."""
     at = {r["config"]: r for r in report["end_to_end"] if r["users"] == users}
-    naive = at.get("naive torch fp32")
+    naive = at.get(NAIVE)
     rows = []
-    for label in tuned_labels:
+    for config in configs:
+        label, mode = config["label"], config["mode"]
         if label not in at:
             continue
-        runtime, precision = label.split()[1:3]
-        ceiling = max(r["images_per_s"] for r in report["throughput"] if (r["runtime"], r["precision"]) == (runtime, precision))
+        ceiling = max(r["images_per_s"] for r in report["throughput"] if (r["runtime"], r["precision"]) == mode)
         best_e2e = max(r["images_per_s"] for r in report["end_to_end"] if r["config"] == label)
         rows.append(
             {
                 "config": label,
-                "throughput_vs_naive": round(at[label]["images_per_s"] / naive["images_per_s"], 2) if naive else None,
-                "p95_vs_naive": round(at[label]["p95_ms"] / naive["p95_ms"], 3) if naive else None,
+                f"throughput_vs_naive_{users}u": round(at[label]["images_per_s"] / naive["images_per_s"], 2) if naive else None,
+                f"p95_vs_naive_{users}u": round(at[label]["p95_ms"] / naive["p95_ms"], 3) if naive else None,
                 "e2e_vs_inprocess_ceiling": round(best_e2e / ceiling, 2),
             }
         )
     return rows
+
+
+NAIVE = "naive torch fp32"
+
+
+def e2e_configs(shipped: dict, tuned_modes: list[tuple[str, str]], compare_workers: bool) -> list[dict]:
+    """The tuned modes on the shipped settings, a 2 workers x 1 thread variant of the first, and the naive one."""
+    configs = []
+    for runtime, precision in tuned_modes:
+        handler = {**shipped["handler"], "runtime": runtime, "precision": precision}
+        configs.append({"label": f"tuned {runtime} {precision}", "mode": (runtime, precision), "settings": {**shipped, "handler": handler}})
+    if compare_workers:
+        first = configs[0]
+        settings = {**first["settings"], "minWorkers": 2, "maxWorkers": 2, "handler": {**first["settings"]["handler"], "threads": 1}}
+        configs.append({"label": first["label"] + " 2x1", "mode": first["mode"], "settings": settings})
+    configs.append({"label": NAIVE, "mode": ("torch", "fp32"), "settings": naive_settings(shipped)})
+    return configs
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -269,29 +328,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-seconds", type=float, default=3.0, help="minimum seconds per in-process point (default: %(default)s)")
     parser.add_argument("--small", type=int, default=24, help="256x256 JPEGs in the image set (default: %(default)s)")
     parser.add_argument("--large", type=int, default=2, help="4000x3000 JPEGs in the image set (default: %(default)s)")
-    parser.add_argument("--e2e-modes", default="", help="tuned modes to serve, e.g. openvino:bf16,torch:bf16 (default: the one in config/model-config.yaml)")
+    parser.add_argument("--e2e-modes", default="", help="tuned modes to serve, e.g. openvino:bf16,torch:bf16 "
+                        "(default: the one in config/model-config.yaml, then openvino:int8)")
+    parser.add_argument("--no-workers-compare", action="store_true", help="skip the 2 workers x 1 thread variant")
     parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     args = parser.parse_args(argv)
 
     output = args.output
     output.mkdir(parents=True, exist_ok=True)
     shipped = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
-    tuned_modes = [tuple(m.split(":")) for m in args.e2e_modes.split(",") if m] or [(shipped["handler"]["runtime"], shipped["handler"]["precision"])]
+    default_modes = [(shipped["handler"]["runtime"], shipped["handler"]["precision"]), ("openvino", "int8")]
+    tuned_modes = [tuple(m.split(":")) for m in args.e2e_modes.split(",") if m] or list(dict.fromkeys(default_modes))
+    configs = [] if args.skip_e2e else e2e_configs(shipped, tuned_modes, not args.no_workers_compare)
     print(f"benchmark of {args.checkpoint} on {os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         scratch = Path(scratch)
-        smalls, larges = write_image_set(output / "images", args.small, args.large)
-        checkpoint = checkpoint_with_openvino(args.checkpoint, scratch)
-        report = in_process(checkpoint, smalls, larges, [int(b) for b in args.batches.split(",")], args.min_seconds)
+        images = output / "images"
+        smalls, larges = write_image_set(images, args.small, args.large)
+        calibration = linked_copy_of(smalls, scratch / "calibration")
+        folders = mode_checkpoints(args.checkpoint, calibration, scratch)
+        report = in_process(folders, smalls, larges, [int(b) for b in args.batches.split(",")], args.min_seconds)
         report["end_to_end"] = []
-        if not args.skip_e2e:
-            users = [int(u) for u in args.users.split(",")]
-            e2e_images = output / "images"
-            configs = [(f"tuned {r} {p}", {**shipped, "handler": {**shipped["handler"], "runtime": r, "precision": p}}) for r, p in tuned_modes]
-            configs.append(("naive torch fp32", naive_settings(shipped)))
-            for label, settings in configs:
-                report["end_to_end"] += end_to_end(checkpoint, label, settings, users, args.seconds, e2e_images, scratch)
-        report["ratios"] = ratios(report, [label for label, _ in configs] if not args.skip_e2e else [])
+        # Timing only: the demo's random weights cannot pass the int8 gate, and answers say "int8-unvalidated".
+        int8 = Int8Inputs(calibration=calibration, unvalidated=True)
+        for config in configs:
+            report["end_to_end"] += end_to_end(args.checkpoint, config["label"], config["settings"], [int(u) for u in args.users.split(",")], args.seconds, images, scratch, int8)
+        report["ratios"] = ratios(report, configs)
         forward_ms = 1000 / max(r["images_per_s"] for r in report["throughput"] if (r["runtime"], r["precision"]) == tuned_modes[0])
         report["preprocess"]["share_of_worker_cpu_small"] = round(
             report["preprocess"]["small_jpeg_ms"] / (report["preprocess"]["small_jpeg_ms"] + forward_ms), 3

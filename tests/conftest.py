@@ -40,5 +40,18 @@ def tiny_demo_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def labelled_folder(tmp_path_factory) -> Path:
+    """A labelled image folder: 4 generated JPEGs in <label>/ for each tiny-checkpoint label."""
+    from tests import imagegen
+
+    root = tmp_path_factory.mktemp("labelled")
+    for index, label in TINY_LABELS.items():
+        (root / label).mkdir()
+        for seed in range(4):
+            (root / label / f"{seed}.jpg").write_bytes(imagegen.jpeg(seed=10 * index + seed))
+    return root
+
+
+@pytest.fixture(scope="session")
 def classifier(tiny_checkpoint) -> DeepfakeClassifier:
     return DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(), name="tiny", version="3.1")

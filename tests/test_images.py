@@ -94,3 +94,17 @@ def test_errors_serialise_as_json_with_detail():
     assert caught.value.status == 400
     assert '"error": "empty input"' in caught.value.to_json()
     assert caught.value.detail.startswith("the request carried no bytes")
+
+
+def test_jpeg_draft_keeps_the_shorter_side_at_least_the_draft_side():
+    data = imagegen.jpeg(width=1600, height=1200)
+    full = decode_image(data, ImageLimits(max_bytes=10**7, max_pixels=10**7))
+    drafted = decode_image(data, ImageLimits(max_bytes=10**7, max_pixels=10**7, jpeg_draft_side=280))
+    assert full.size == (1600, 1200)
+    assert drafted.size == (400, 300)  # 1/4 scale: the largest reduction keeping 300 >= 280
+
+
+def test_jpeg_draft_leaves_small_and_non_jpeg_images_alone():
+    limits = ImageLimits(max_bytes=10**7, max_pixels=10**7, jpeg_draft_side=280)
+    assert decode_image(imagegen.jpeg(width=300, height=200), limits).size == (300, 200)
+    assert decode_image(imagegen.png(width=1600, height=1200), limits).size == (1600, 1200)

@@ -1,0 +1,175 @@
+"""int8 only where it is proven: post-training quantization and the validation gate.
+
+``quantize_openvino`` quantizes the OpenVINO IR with NNCF on a folder of calibration images.
+``validate_int8`` compares an int8 runtime with torch fp32 on a labelled folder (``root/<label>/*``,
+label names from the checkpoint's config.id2label) and ``check_gate`` refuses the result when the
+argmax agreement is below 99.5 % or accuracy drops by more than 0.3 points. The verdict is written to
+``quantization.json`` beside the weights, where the worker reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from handler.checkpoint import read_checkpoint_info
+from handler.classifier import DeepfakeClassifier
+from handler.images import decode_image
+from handler.options import HandlerOptions
+from handler.runtime import OPENVINO_INT8_MODEL, OPENVINO_MODEL, QUANTIZATION_REPORT, RUNTIMES
+
+MIN_AGREEMENT = 0.995
+MAX_ACCURACY_DROP = 0.003
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+CHUNK = 16
+
+
+class QuantizationError(Exception):
+    """Inputs missing, or the int8 model failed the validation gate."""
+
+
+@dataclass(frozen=True)
+class QuantizationReport:
+    runtime: str
+    validated: bool
+    images: int = 0
+    argmax_agreement: float | None = None
+    accuracy_fp32: float | None = None
+    accuracy_int8: float | None = None
+    max_abs_diff: float | None = None
+
+    def write(self, folder: Path) -> Path:
+        path = folder / QUANTIZATION_REPORT
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+
+def image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise QuantizationError(f"{folder} holds no images")
+    return files
+
+
+def labelled_images(folder: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
+    """``folder/<label>/*`` pairs; every sub-folder must be one of the checkpoint's labels."""
+    pairs = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if sub.name not in labels:
+            raise QuantizationError(f"validation folder {sub} is not one of the checkpoint's labels {list(labels)}")
+        pairs += [(path, labels.index(sub.name)) for path in image_files(sub)]
+    if not pairs:
+        raise QuantizationError(f"{folder} has no <label>/ sub-folders with images")
+    return pairs
+
+
+def _pixels(classifier: DeepfakeClassifier, paths: list[Path]):
+    return classifier.preprocess([decode_image(p.read_bytes(), classifier.limits) for p in paths])
+
+
+def quantize_openvino(checkpoint: Path, calibration: Path, subset_size: int = 300) -> Path:
+    """Write ``openvino_model_int8.xml`` next to the fp32 IR in ``checkpoint``, calibrated on ``calibration``."""
+    import nncf
+    import openvino as ov
+
+    reference = DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(runtime="torch", precision="fp32"))
+    paths = image_files(calibration)
+    samples = [_pixels(reference, paths[i : i + 1]).numpy() for i in range(len(paths))]
+    model = ov.Core().read_model(checkpoint / OPENVINO_MODEL)
+    quantized = nncf.quantize(
+        model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=min(subset_size, len(samples))
+    )
+    target = checkpoint / OPENVINO_INT8_MODEL
+    ov.save_model(quantized, target, compress_to_fp16=False)
+    return target
+
+
+def validate_int8(checkpoint: Path, runtime: str, validation: Path) -> QuantizationReport:
+    """Agreement and accuracy of the ``runtime`` int8 model against torch fp32 on labelled images."""
+    labels = read_checkpoint_info(checkpoint).labels
+    pairs = labelled_images(validation, labels)
+    reference = DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(runtime="torch", precision="fp32"))
+    # The runtime class itself, not create_runtime: the verdict it would ask for is what we are computing.
+    candidate = RUNTIMES[runtime](checkpoint, torch.device("cpu"), "int8")
+    agree = right_fp32 = right_int8 = 0
+    worst = 0.0
+    for start in range(0, len(pairs), CHUNK):
+        chunk = pairs[start : start + CHUNK]
+        pixels = _pixels(reference, [p for p, _ in chunk])
+        fp32 = reference.runtime.predict(pixels).softmax(-1)
+        int8 = candidate.predict(pixels).softmax(-1)
+        truth = [label for _, label in chunk]
+        for a, b, t in zip(fp32.argmax(-1).tolist(), int8.argmax(-1).tolist(), truth):
+            agree += a == b
+            right_fp32 += a == t
+            right_int8 += b == t
+        worst = max(worst, float((fp32 - int8).abs().max()))
+    count = len(pairs)
+    return QuantizationReport(
+        runtime=runtime,
+        validated=True,
+        images=count,
+        argmax_agreement=agree / count,
+        accuracy_fp32=right_fp32 / count,
+        accuracy_int8=right_int8 / count,
+        max_abs_diff=worst,
+    )
+
+
+def check_gate(report: QuantizationReport) -> None:
+    """Raise ``QuantizationError`` unless agreement >= 99.5 % and accuracy drops by at most 0.3 points."""
+    drop = report.accuracy_fp32 - report.accuracy_int8
+    if report.argmax_agreement < MIN_AGREEMENT or drop > MAX_ACCURACY_DROP + 1e-9:  # 1e-9: float rounding
+        raise QuantizationError(
+            f"int8 ({report.runtime}) refused: argmax agreement {100 * report.argmax_agreement:.2f} % "
+            f"(needs >= {100 * MIN_AGREEMENT:.1f} %), accuracy {100 * report.accuracy_fp32:.2f} % -> "
+            f"{100 * report.accuracy_int8:.2f} % (may drop at most {100 * MAX_ACCURACY_DROP:.1f} points) "
+            f"on {report.images} validation images"
+        )
+
+
+def prepare_int8(checkpoint: Path, runtime: str, calibration: Path | None, validation: Path | None, unvalidated: bool) -> QuantizationReport:
+    """Quantize (openvino) and gate; writes ``quantization.json`` into ``checkpoint``.
+
+    Raises ``QuantizationError`` for missing folders or a failed gate (nothing is written then).
+    """
+    if runtime == "openvino":
+        if calibration is None:
+            raise QuantizationError("openvino int8 needs --calibration DIR (images like those the service will see)")
+        quantize_openvino(checkpoint, calibration)
+    if unvalidated:
+        report = QuantizationReport(runtime=runtime, validated=False)
+    else:
+        if validation is None:
+            raise QuantizationError(
+                "int8 needs --validation DIR (labelled <label>/ sub-folders) to prove it matches fp32, "
+                "or --unvalidated-int8 for timing only"
+            )
+        report = validate_int8(checkpoint, runtime, validation)
+        check_gate(report)
+    report.write(checkpoint)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (with openvino_model.xml for openvino)")
+    parser.add_argument("--runtime", choices=["torch", "openvino"], required=True)
+    parser.add_argument("--calibration", type=Path, help="folder of calibration images (openvino)")
+    parser.add_argument("--validation", type=Path, help="labelled folder <label>/* for the gate")
+    parser.add_argument("--unvalidated-int8", action="store_true", help="skip the gate; answers will say int8-unvalidated")
+    args = parser.parse_args(argv)
+    try:
+        report = prepare_int8(args.checkpoint, args.runtime, args.calibration, args.validation, args.unvalidated_int8)
+    except QuantizationError as exc:
+        sys.exit(f"error: {exc}")
+    print(json.dumps(asdict(report)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The shipped model-config.yaml, unchanged (OpenVINO bf16, JPEG draft), behind a real TorchServe."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import yaml
+
+from handler.classifier import DeepfakeClassifier
+from handler.options import HandlerOptions
+from scripts.build_mar import DEFAULT_MODEL_CONFIG
+from tests import imagegen
+from tests.servers import running_server
+
+NAME = "shipped-detector"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("shipped"), tiny_checkpoint, NAME) as running:
+        yield running
+
+
+def test_shipped_runtime_answers_and_agrees_with_torch_fp32(server, tiny_checkpoint):
+    shipped = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["handler"]
+    image = imagegen.jpeg(seed=5, width=900, height=700)  # large enough for the JPEG draft to apply
+    answer = requests.post(
+        f"{server.inference_url}/predictions/{NAME}", data=image, timeout=60,
+        headers={**server.headers(), "Content-Type": "application/octet-stream"},
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert (body["runtime"], body["precision"]) == (shipped["runtime"], shipped["precision"])
+    reference = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(runtime="torch", precision="fp32"))
+    expected = reference.predict_batch([image])[0]["probabilities"]
+    assert body["probabilities"] == pytest.approx(expected, abs=0.02)
