@@ -6,7 +6,7 @@ MODEL_NAME := deepfake-detector
 CHECKPOINT := checkpoints/demo
 MAR := model_store/$(MODEL_NAME).mar
 
-.PHONY: serve stop test bench venv demo-checkpoint mar key clean
+.PHONY: serve stop test bench soak venv demo-checkpoint mar key clean
 
 serve: $(MAR)
 	$(PY) -m scripts.serve start --model $(MODEL_NAME)=$(MODEL_NAME).mar
@@ -20,6 +20,11 @@ test: venv
 # Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 15 minutes.
 bench: $(CHECKPOINT)/model.safetensors | venv
 	$(PY) -m loadtest.bench --checkpoint $(CHECKPOINT) --output results/bench
+
+# Steady Locust load on the built archive with memory and error sampling; not a test.
+SOAK_MINUTES ?= 10
+soak: $(MAR)
+	$(PY) -m loadtest.soak --minutes $(SOAK_MINUTES) --output results/soak
 
 key: venv
 	@$(PY) -m scripts.serve key

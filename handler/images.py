@@ -16,6 +16,17 @@ from handler.errors import CorruptImage, EmptyInput, ImageTooLarge, PayloadTooLa
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 ACCEPTED_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
 
+# Leading bytes of accepted formats: bytes that start like one but do not parse are a damaged image,
+# not a wrong type.
+SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF87a": "GIF",
+    b"GIF89a": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
 # White is what a transparent image shows on a page; the background replaces alpha.
 BACKGROUND = (255, 255, 255)
 
@@ -69,11 +80,14 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
             f"the image header declares too many pixels ({exc}); at most {limits.max_pixels} pixels are accepted"
         ) from exc
     except UnidentifiedImageError as exc:
+        claimed = _claimed_format(data)
+        if claimed:
+            raise CorruptImage(f"the data starts like a {claimed} file but its header is truncated or damaged") from exc
         raise UnsupportedMediaType(
             f"the bytes are not a supported image; send a {ACCEPTED_NAMES} file"
         ) from exc
     except Exception as exc:
-        raise CorruptImage(f"the image header could not be read ({exc})") from exc
+        raise CorruptImage(f"the image header could not be read ({exc}); the file may be truncated or damaged") from exc
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImage(f"the image declares a size of {width}x{height} pixels")
@@ -83,6 +97,12 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
             f"at most {limits.max_pixels} pixels are accepted"
         )
     return image
+
+
+def _claimed_format(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), None)
 
 
 def _draft(image: Image.Image, side: int) -> None:

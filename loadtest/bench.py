@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import resource
@@ -232,6 +231,19 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer.writerows(rows)
 
 
+def save_figure(fig, axes, path: Path) -> Path:
+    """Legend and grid on every axis, then write the PNG and close the figure."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot(report: dict, output: Path) -> list[Path]:
     import matplotlib
 
@@ -244,12 +256,7 @@ def plot(report: dict, output: Path) -> list[Path]:
         rows = [r for r in report["throughput"] if (r["runtime"], r["precision"]) == (runtime, precision)]
         ax.plot([r["batch"] for r in rows], [r["images_per_s"] for r in rows], marker="o", label=f"{runtime} {precision}")
     ax.set(xlabel="batch size", ylabel="images/s", title="In-process ceiling (forward pass)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(output / "inprocess.png", dpi=110)
-    written.append(output / "inprocess.png")
-    plt.close(fig)
+    written.append(save_figure(fig, [ax], output / "inprocess.png"))
     if report["end_to_end"]:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
         for label in dict.fromkeys(r["config"] for r in report["end_to_end"]):
@@ -258,13 +265,7 @@ def plot(report: dict, output: Path) -> list[Path]:
             right.plot([r["users"] for r in rows], [r["p95_ms"] for r in rows], marker="o", label=label)
         left.set(xlabel="concurrent users", ylabel="images/s", title="TorchServe throughput")
         right.set(xlabel="concurrent users", ylabel="p95 latency (ms)", title="TorchServe p95 latency")
-        for ax in (left, right):
-            ax.legend()
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(output / "endtoend.png", dpi=110)
-        written.append(output / "endtoend.png")
-        plt.close(fig)
+        written.append(save_figure(fig, [left, right], output / "endtoend.png"))
     return written
 
 

@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PID_FILE = "torchserve.pid"
 KEY_FILE = "key_file.json"
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
+# A model whose worker dies this often while loading is taken as broken: TorchServe would retry it
+# with back-off for minutes while /ping answers 500, so start-up stops instead.
+MAX_WORKER_DEATHS = 3
+WORKER_DIED = "Backend worker process died"
 
 
 class ServeError(Exception):
@@ -133,6 +137,12 @@ def wait_ready(server: Server, model_names: list[str], timeout: float = 300.0) -
     while time.monotonic() < deadline:
         if not running_pid(server.run_dir):
             raise ServeError(f"TorchServe exited during start-up\n{log_tail(server.run_dir)}")
+        deaths = worker_deaths(server.run_dir)
+        if deaths >= MAX_WORKER_DEATHS:
+            raise ServeError(
+                f"the model failed to load: its worker died {deaths} times during start-up (broken archive?)\n"
+                f"{log_tail(server.run_dir)}"
+            )
         try:
             last = _readiness(server, model_names)
             if last == "ready":
@@ -155,6 +165,12 @@ def _readiness(server: Server, model_names: list[str]) -> str:
         if not any(w.get("status") == "READY" for w in workers):
             return f"model {name}: no READY worker yet"
     return "ready"
+
+
+def worker_deaths(run_dir: Path) -> int:
+    """How often a backend worker died, from the model log."""
+    log = run_dir / "logs" / "model_log.log"
+    return log.read_text(errors="replace").count(WORKER_DIED) if log.is_file() else 0
 
 
 def log_tail(run_dir: Path, lines: int = 40) -> str:

@@ -12,6 +12,7 @@ from scripts.demo_checkpoint import seed_config, write_random_checkpoint
 
 # Labels deliberately not Real/Fake and not in that order: they must come from config.id2label.
 TINY_LABELS = {0: "synthetic", 1: "authentic", 2: "unsure"}
+SERVED_NAME, SERVED_VERSION = "tiny-detector", "2.5"
 
 
 def tiny_config(**overrides):
@@ -55,3 +56,16 @@ def labelled_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def classifier(tiny_checkpoint) -> DeepfakeClassifier:
     return DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(), name="tiny", version="3.1")
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint, tmp_path_factory):
+    """A real TorchServe serving the tiny ViT (torch fp32; shipped caps), shared by the end-to-end tests.
+
+    A long batch delay makes concurrent requests share a batch reliably.
+    """
+    from tests.servers import running_server
+
+    settings = dict(batchSize=4, maxBatchDelay=400, handler={"runtime": "torch", "precision": "fp32"})
+    with running_server(tmp_path_factory.mktemp("serving"), tiny_checkpoint, SERVED_NAME, SERVED_VERSION, **settings) as running:
+        yield running

@@ -24,10 +24,13 @@ def model_config(target: Path, **overrides) -> Path:
 
 
 @contextlib.contextmanager
-def running_server(workdir: Path, checkpoint: Path, name: str, version: str = "1.0", **settings) -> Iterator[Server]:
-    """Build ``name``.mar from ``checkpoint`` with ``settings`` over the shipped model config, serve it, always stop it."""
+def running_server(
+    workdir: Path, checkpoint: Path, name: str, version: str = "1.0", properties: dict | None = None, **settings
+) -> Iterator[Server]:
+    """Build ``name``.mar from ``checkpoint`` with ``settings`` over the shipped model config, serve it with
+    ``properties`` over the shipped config.properties, and always stop it."""
     store = workdir / "model_store"
     build_mar(checkpoint, name, version, model_config=model_config(workdir / "model-config.yaml", **settings), export_dir=store)
-    config = loopback_config(SHIPPED_CONFIG, workdir / "config.properties")
+    config = loopback_config(SHIPPED_CONFIG, workdir / "config.properties", **(properties or {}))
     with serving(config, store, [f"{name}={name}.mar"], workdir / "run", timeout=180) as server:
         yield server

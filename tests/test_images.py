@@ -108,3 +108,10 @@ def test_jpeg_draft_leaves_small_and_non_jpeg_images_alone():
     limits = ImageLimits(max_bytes=10**7, max_pixels=10**7, jpeg_draft_side=280)
     assert decode_image(imagegen.jpeg(width=300, height=200), limits).size == (300, 200)
     assert decode_image(imagegen.png(width=1600, height=1200), limits).size == (1600, 1200)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "TIFF", "WEBP"])
+def test_header_only_file_of_an_accepted_format_is_corrupt_not_unsupported(fmt):
+    data = imagegen.encode(imagegen.pattern(), fmt)
+    with pytest.raises(CorruptImage, match="truncated or damaged"):
+        decode_image(data[:16], LIMITS)

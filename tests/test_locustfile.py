@@ -7,19 +7,9 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from scripts.serve import ROOT
 from tests import imagegen
-from tests.servers import running_server
-
-NAME = "locust-detector"
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint, tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("locust"), tiny_checkpoint, NAME, handler={"runtime": "torch", "precision": "fp32"}) as running:
-        yield running
+from tests.conftest import SERVED_NAME as NAME
 
 
 def headless_run(server, tmp_path, *extra: str) -> dict[str, dict]:

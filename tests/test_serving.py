@@ -12,18 +12,9 @@ import requests
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from tests import imagegen
-from tests.servers import running_server
+from tests.conftest import SERVED_NAME as NAME
 
-NAME = "tiny-detector"
 TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint, tmp_path_factory):
-    # A long batch delay makes concurrent requests share a batch reliably.
-    settings = dict(batchSize=4, maxBatchDelay=400, handler={"runtime": "torch", "precision": "fp32"})
-    with running_server(tmp_path_factory.mktemp("serving"), tiny_checkpoint, NAME, "2.5", **settings) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +25,6 @@ def reference(tiny_checkpoint):
 def predict(server, **kwargs) -> requests.Response:
     kwargs.setdefault("headers", server.headers())
     return requests.post(f"{server.inference_url}/predictions/{NAME}", timeout=TIMEOUT, **kwargs)
-
-
-def raw(data: bytes) -> dict:
-    return {"data": data, "headers": None}
 
 
 def octet(server, data: bytes) -> requests.Response:
@@ -131,47 +118,6 @@ def test_bad_request_in_batch_gets_4xx_while_batch_mates_get_200(server, referen
     assert_matches(answers[2].json(), reference.predict_batch([payloads[2]])[0])
     mixed = [(n, r) for n, r in batch_log(server)[before:] if r and n > r]
     assert mixed, "no batch held both good and bad requests"
-
-
-BAD_INPUTS = {
-    "text": (b"plain words", 415),
-    "html": (b"<!doctype html><html></html>", 415),
-    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', 415),
-    "zip": (b"PK\x05\x06" + bytes(18), 415),
-    "truncated jpeg": (imagegen.jpeg()[:150], 400),
-    "bomb header": (imagegen.png_header(100_000, 100_000), 413),
-    "over the handler's byte cap": (bytes(10 * 1024 * 1024 + 1), 413),
-}
-
-
-@pytest.mark.parametrize("name", list(BAD_INPUTS))
-def test_bad_input_gets_a_json_4xx_and_the_worker_survives(server, name):
-    data, status = BAD_INPUTS[name]
-    pids = worker_pids(server)
-    answer = octet(server, data)
-    assert answer.status_code == status
-    body = answer.json()
-    assert set(body) == {"error", "detail"} and body["detail"]
-    assert "Traceback" not in answer.text
-    assert worker_pids(server) == pids
-    assert octet(server, imagegen.png()).status_code == 200
-
-
-def test_json_body_is_refused_with_415(server):
-    answer = predict(server, json={"image": "aGVsbG8="})
-    assert answer.status_code == 415
-    assert "JSON" in answer.json()["detail"]
-
-
-def test_multipart_without_an_image_field_is_refused(server):
-    answer = predict(server, files={"picture": ("x.jpg", imagegen.jpeg(), "image/jpeg")})
-    assert answer.status_code == 400
-    assert "picture" in answer.json()["detail"]
-
-
-def test_body_over_the_frontend_limit_gets_413(server):
-    limit = int(server.properties["max_request_size"])
-    assert octet(server, bytes(limit + 1)).status_code == 413
 
 
 def test_management_describes_the_model(server):

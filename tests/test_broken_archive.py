@@ -1,0 +1,39 @@
+"""A broken archive makes start-up fail loudly and soon, instead of TorchServe retrying it for minutes."""
+
+from __future__ import annotations
+
+import time
+import zipfile
+
+import pytest
+
+from scripts.build_mar import build_mar
+from scripts.serve import ROOT, ServeError, loopback_config, running_pid, start, stop, wait_ready
+
+
+def corrupt_weights(mar, target):
+    """A copy of ``mar`` whose safetensors file is garbage."""
+    with zipfile.ZipFile(mar) as source, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as copy:
+        for name in source.namelist():
+            data = b"not safetensors" if name.endswith(".safetensors") else source.read(name)
+            copy.writestr(name, data)
+    return target
+
+
+def test_start_fails_fast_with_the_log_tail_and_stops_the_server(tiny_checkpoint, tmp_path):
+    built = build_mar(tiny_checkpoint, "broken", "1.0", export_dir=tmp_path / "build")
+    store = tmp_path / "store"
+    store.mkdir()
+    corrupt_weights(built, store / "broken.mar")
+    config = loopback_config(ROOT / "config" / "config.properties", tmp_path / "config.properties")
+    run_dir = tmp_path / "run"
+    server = start(config, store, ["broken=broken.mar"], run_dir)
+    began = time.monotonic()
+    try:
+        with pytest.raises(ServeError, match="failed to load") as caught:
+            wait_ready(server, ["broken"], timeout=240)
+        assert time.monotonic() - began < 120
+        assert "model_log.log" in str(caught.value)
+    finally:
+        stop(run_dir)
+    assert running_pid(run_dir) is None

@@ -1,0 +1,129 @@
+"""Faults and overload against a real TorchServe: a killed worker comes back, a full queue answers 503 fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from scripts.serve import ROOT
+from tests import imagegen
+from tests.servers import running_server
+
+NAME = "resilient-detector"
+QUEUE = 4
+RESPONSE_TIMEOUT = 30
+RESULTS = ROOT / "results" / "tests"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tmp_path_factory):
+    settings = dict(batchSize=2, maxBatchDelay=20, responseTimeout=RESPONSE_TIMEOUT, handler={"runtime": "torch", "precision": "fp32", "jpeg_draft_side": 0})
+    with running_server(
+        tmp_path_factory.mktemp("resilience"), tiny_checkpoint, NAME, properties={"job_queue_size": str(QUEUE)}, **settings
+    ) as running:
+        yield running
+
+
+def predict(server, data: bytes, timeout: float = RESPONSE_TIMEOUT + 30) -> requests.Response:
+    return requests.post(
+        f"{server.inference_url}/predictions/{NAME}", data=data, timeout=timeout,
+        headers={**server.headers(), "Content-Type": "application/octet-stream"},
+    )
+
+
+def worker_pid(server) -> int | None:
+    described = requests.get(f"{server.management_url}/models/{NAME}", headers=server.headers("management"), timeout=10).json()
+    ready = [w["pid"] for w in described[0]["workers"] if w["status"] == "READY"]
+    return ready[0] if ready else None
+
+
+def record(name: str, figures: dict) -> None:
+    """Keep the measured figures for the report (results/ is git-ignored)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2))
+
+
+def test_killed_worker_is_restarted_and_every_request_is_answered(server):
+    image = imagegen.jpeg(seed=3)
+    answers: list[tuple[float, float, int]] = []  # (sent, answered, status)
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def load():
+        for _ in range(2000):  # bounded in count as well as by the stop event
+            if stop.is_set():
+                return
+            sent = time.monotonic()
+            try:
+                status = predict(server, image).status_code
+            except requests.RequestException as exc:
+                errors.append(repr(exc))
+                return
+            answers.append((sent, time.monotonic(), status))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(2)
+        old_pid = worker_pid(server)
+        killed_at = time.monotonic()
+        os.kill(old_pid, signal.SIGKILL)
+        deadline = killed_at + 90
+        while time.monotonic() < deadline and not any(a > killed_at and s == 200 and t > killed_at for t, a, s in answers):
+            time.sleep(0.1)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=RESPONSE_TIMEOUT + 60)
+    assert not errors, errors[:3]
+    assert not any(thread.is_alive() for thread in threads)
+    statuses = {s for _, _, s in answers}
+    assert statuses <= {200, 503, 507}, statuses
+    first_ok = min(a for t, a, s in answers if s == 200 and t > killed_at)
+    recovery = first_ok - killed_at
+    new_pid = worker_pid(server)
+    record("recovery", {
+        "recovery_s": round(recovery, 2),
+        "requests": len(answers),
+        "status_counts": {str(k): sum(1 for *_, s in answers if s == k) for k in sorted(statuses)},
+        "slowest_answer_s": round(max(a - t for t, a, _ in answers), 2),
+    })
+    assert new_pid and new_pid != old_pid
+    assert recovery < 60, recovery
+    assert max(a - t for t, a, _ in answers) < RESPONSE_TIMEOUT + 30
+
+
+def test_full_job_queue_answers_503_fast_and_serves_the_rest(server):
+    """Decoding 4000x3000 photos in full keeps the worker busy while 24 requests arrive at once."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((4000, 3000), Image.BICUBIC)
+    data = imagegen.encode(photo, "JPEG", quality=85)
+    gate = threading.Barrier(24)
+
+    def fire(_):
+        gate.wait(timeout=30)
+        sent = time.monotonic()
+        answer = predict(server, data)
+        return answer.status_code, time.monotonic() - sent
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        results = list(pool.map(fire, range(24)))
+    refused = [seconds for status, seconds in results if status == 503]
+    served = [seconds for status, seconds in results if status == 200]
+    record("backpressure", {"sent": 24, "served": len(served), "refused_503": len(refused),
+                            "slowest_503_s": round(max(refused, default=0), 3), "slowest_200_s": round(max(served, default=0), 3)})
+    assert {status for status, _ in results} <= {200, 503}
+    assert refused and served
+    assert max(refused) < 2.0  # refused at the door, not after waiting in line
+    assert predict(server, imagegen.jpeg()).status_code == 200
