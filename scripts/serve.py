@@ -25,6 +25,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PID_FILE = "torchserve.pid"
+SERVING_PROPERTIES = "serving.properties"  # the config a run folder's server was started with
 KEY_FILE = "key_file.json"
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
 # A model whose worker dies this often while loading is taken as broken: TorchServe would retry it
@@ -123,7 +124,9 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
             command, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     (run_dir / PID_FILE).write_text(str(process.pid))
-    return Server(run_dir=run_dir, properties=read_properties(config))
+    server = Server(run_dir=run_dir, properties=read_properties(config))
+    write_properties(server.properties, run_dir / SERVING_PROPERTIES)
+    return server
 
 
 def wait_ready(server: Server, model_names: list[str], timeout: float = 300.0) -> float:
@@ -184,16 +187,55 @@ def log_tail(run_dir: Path, lines: int = 40) -> str:
     return "\n".join(parts) or f"(no logs under {run_dir})"
 
 
-def stop(run_dir: Path, timeout: float = 30.0) -> bool:
-    """Stop the TorchServe started from ``run_dir`` (SIGTERM to its group, SIGKILL after ``timeout``).
+def drain(server: Server, quiet: float = 2.0, timeout: float = 30.0) -> bool:
+    """Wait until no job is queued and no prediction has arrived for ``quiet`` seconds; at most ``timeout``.
 
-    Returns False when none was running.
+    TorchServe drops in-flight requests on SIGTERM and offers no way to refuse new ones first (scaling
+    workers to 0 strands queued requests), so this lets the work already accepted finish. Returns
+    False when the server did not go quiet in time (or could not be asked).
     """
+    deadline = time.monotonic() + timeout
+    last, quiet_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        try:
+            arrived = _predictions_arrived(server)
+            queued = _jobs_queued(server)
+        except (requests.RequestException, ServeError, ValueError):
+            return False
+        if arrived != last or queued:
+            last, quiet_since = arrived, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _predictions_arrived(server: Server) -> float:
+    text = requests.get(f"{server.metrics_url}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("ts_inference_requests_total{"))
+
+
+def _jobs_queued(server: Server) -> int:
+    listed = requests.get(f"{server.management_url}/models", headers=server.headers("management"), timeout=5).json()
+    queued = 0
+    for model in listed.get("models", []):
+        described = requests.get(
+            f"{server.management_url}/models/{model['modelName']}/all", headers=server.headers("management"), timeout=5
+        ).json()
+        queued += sum(version.get("jobQueueStatus", {}).get("pendingRequests", 0) for version in described)
+    return queued
+
+
+def stop(run_dir: Path, timeout: float = 30.0, drain_timeout: float = 30.0) -> bool:
+    """Stop the TorchServe started from ``run_dir``: let accepted work finish (``drain``), then SIGTERM
+    to its process group, SIGKILL after ``timeout``. Returns False when none was running."""
     run_dir = run_dir.resolve()
     pid = running_pid(run_dir)
     if pid is None:
         (run_dir / PID_FILE).unlink(missing_ok=True)
         return False
+    if drain_timeout > 0 and (run_dir / SERVING_PROPERTIES).is_file():
+        drain(Server(run_dir, read_properties(run_dir / SERVING_PROPERTIES)), timeout=drain_timeout)
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _group_alive(pid):

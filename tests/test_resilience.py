@@ -14,7 +14,7 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.serve import ROOT
+from scripts.serve import ROOT, running_pid, stop
 from tests import imagegen
 from tests.servers import running_server
 
@@ -127,3 +127,27 @@ def test_full_job_queue_answers_503_fast_and_serves_the_rest(server):
     assert refused and served
     assert max(refused) < 2.0  # refused at the door, not after waiting in line
     assert predict(server, imagegen.jpeg()).status_code == 200
+
+
+def test_stop_lets_accepted_requests_finish(tiny_checkpoint, tmp_path):
+    """Slow requests (12 MP photos decoded in full) are still answered when stop() is called mid-way."""
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((4000, 3000), Image.BICUBIC)
+    data = imagegen.encode(photo, "JPEG", quality=85)
+    settings = dict(batchSize=1, maxBatchDelay=1, handler={"runtime": "torch", "precision": "fp32", "jpeg_draft_side": 0})
+    with running_server(tmp_path, tiny_checkpoint, "draining", **settings) as running:
+        url = f"{running.inference_url}/predictions/draining"
+        headers = {**running.headers(), "Content-Type": "application/octet-stream"}
+
+        def fire(_):
+            try:
+                return requests.post(url, data=data, headers=headers, timeout=60).status_code
+            except requests.RequestException as exc:
+                return repr(exc)
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = pool.map(fire, range(6))
+            time.sleep(0.3)
+            stopped = stop(running.run_dir)
+            assert list(answers) == [200] * 6
+        assert stopped and running_pid(running.run_dir) is None
