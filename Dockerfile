@@ -25,12 +25,16 @@ RUN apt-get update \
     && useradd --create-home --uid 1000 model-server
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=1000:1000 /srv /srv
-ENV PATH=/opt/venv/bin:$PATH TEMP=/tmp
+COPY --from=build /src/scripts /app/scripts
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app
 USER 1000:1000
-# TorchServe writes key_file.json (the tokens) into its working directory: /home/model-server.
 WORKDIR /home/model-server
 EXPOSE 8080
+# TorchServe writes key_file.json (the tokens) into its run folder: /home/model-server/run.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import json,urllib.request as u; k=json.load(open('key_file.json'))['inference']['key']; u.urlopen(u.Request('http://127.0.0.1:8080/ping', headers={'Authorization': 'Bearer ' + k}), timeout=4)"]
-CMD ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", "/srv/config.properties", \
-     "--model-store", "/srv/model_store", "--models", "deepfake-detector=deepfake-detector.mar"]
+    CMD ["python", "-c", "import json,urllib.request as u; k=json.load(open('run/key_file.json'))['inference']['key']; u.urlopen(u.Request('http://127.0.0.1:8080/ping', headers={'Authorization': 'Bearer ' + k}), timeout=4)"]
+# `run` waits until the model is ready, and on SIGTERM (docker stop) lets accepted requests finish
+# before stopping TorchServe, which would drop them; give it time: docker stop -t 60.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "scripts.serve", "run", "--config", "/srv/config.properties", "--model-store", "/srv/model_store", \
+     "--run-dir", "/home/model-server/run"]

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,15 +313,46 @@ def usage(server: Server, model_names: list[str]) -> str:
     )
 
 
+def start_ready(args) -> tuple[Server, list[str]]:
+    """``start`` then ``wait_ready``; stops the server again when it never gets ready."""
+    models = args.models or ["deepfake-detector=deepfake-detector.mar"]
+    names = [m.split("=", 1)[0] for m in models]
+    server = start(args.config, args.model_store, models, args.run_dir)
+    try:
+        seconds = wait_ready(server, names, args.timeout)
+    except BaseException:
+        stop(args.run_dir)
+        raise
+    print(f"ready in {seconds:.1f} s")
+    print(usage(server, names), flush=True)
+    return server, names
+
+
+def run_until_signalled(args) -> int:
+    """Serve in the foreground (containers): on SIGTERM or SIGINT drain, then stop. Returns the exit code."""
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    server, _ = start_ready(args)
+    while not stopping.is_set() and running_pid(server.run_dir):
+        stopping.wait(1.0)
+    signalled = stopping.is_set()
+    stop(args.run_dir)
+    print("TorchServe stopped" if signalled else "TorchServe exited on its own", flush=True)
+    return 0 if signalled else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("start", help="start TorchServe and wait until the models are ready")
-    up.add_argument("--config", type=Path, default=ROOT / "config" / "config.properties", help="config.properties (default: config/config.properties)")
-    up.add_argument("--model-store", type=Path, default=ROOT / "model_store", help="folder of .mar files (default: model_store/)")
-    up.add_argument("--model", action="append", dest="models", metavar="NAME=FILE.mar", help="model to load (repeatable; default: deepfake-detector=deepfake-detector.mar)")
-    up.add_argument("--run-dir", type=Path, default=ROOT / "run", help="working folder for logs and key_file.json (default: run/)")
-    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default: %(default)s)")
+    up = sub.add_parser("start", help="start TorchServe in the background and wait until the models are ready")
+    fg = sub.add_parser("run", help="start, wait until ready, and serve in the foreground; SIGTERM drains, then stops")
+    for command in (up, fg):
+        command.add_argument("--config", type=Path, default=ROOT / "config" / "config.properties", help="config.properties (default: config/config.properties)")
+        command.add_argument("--model-store", type=Path, default=ROOT / "model_store", help="folder of .mar files (default: model_store/)")
+        command.add_argument("--model", action="append", dest="models", metavar="NAME=FILE.mar", help="model to load (repeatable; default: deepfake-detector=deepfake-detector.mar)")
+        command.add_argument("--run-dir", type=Path, default=ROOT / "run", help="working folder for logs and key_file.json (default: run/)")
+        command.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default: %(default)s)")
     down = sub.add_parser("stop", help="stop the TorchServe started from the run folder")
     down.add_argument("--run-dir", type=Path, default=ROOT / "run", help="(default: run/)")
     key = sub.add_parser("key", help="print the current token")
@@ -329,16 +361,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
-            models = args.models or ["deepfake-detector=deepfake-detector.mar"]
-            names = [m.split("=", 1)[0] for m in models]
-            server = start(args.config, args.model_store, models, args.run_dir)
-            try:
-                seconds = wait_ready(server, names, args.timeout)
-            except BaseException:
-                stop(args.run_dir)
-                raise
-            print(f"ready in {seconds:.1f} s")
-            print(usage(server, names))
+            start_ready(args)
+        elif args.command == "run":
+            sys.exit(run_until_signalled(args))
         elif args.command == "stop":
             print("TorchServe stopped" if stop(args.run_dir) else "TorchServe was not running")
         else:

@@ -151,3 +151,37 @@ def test_stop_lets_accepted_requests_finish(tiny_checkpoint, tmp_path):
             stopped = stop(running.run_dir)
             assert list(answers) == [200] * 6
         assert stopped and running_pid(running.run_dir) is None
+
+
+def test_foreground_run_drains_and_stops_on_sigterm(tiny_checkpoint, tmp_path):
+    """`scripts.serve run` (the container's command) stops cleanly on SIGTERM, exit code 0."""
+    import subprocess
+    import sys
+
+    from scripts.build_mar import build_mar
+    from scripts.serve import loopback_config, read_keys, read_properties
+    from tests.servers import SHIPPED_CONFIG, model_config
+
+    settings = model_config(tmp_path / "model-config.yaml", handler={"runtime": "torch", "precision": "fp32"})
+    build_mar(tiny_checkpoint, "foreground", "1.0", model_config=settings, export_dir=tmp_path / "store")
+    config = loopback_config(SHIPPED_CONFIG, tmp_path / "config.properties")
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.serve", "run", "--config", str(config), "--model-store", str(tmp_path / "store"),
+         "--model", "foreground=foreground.mar", "--run-dir", str(run_dir), "--timeout", "180"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        for line in process.stdout:  # bounded by the process's own readiness timeout
+            if line.startswith("ready in"):
+                break
+        key = read_keys(run_dir)["inference"]
+        url = f"{read_properties(config)['inference_address']}/ping"
+        assert requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0
+        assert running_pid(run_dir) is None
+    finally:
+        if process.poll() is None:
+            process.kill()
+            stop(run_dir)
