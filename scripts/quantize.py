@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from handler.checkpoint import read_checkpoint_info
+from handler.checkpoint import load_image_processor, read_checkpoint_info
 from handler.classifier import DeepfakeClassifier
 from handler.images import decode_image
 from handler.options import HandlerOptions
@@ -68,8 +68,11 @@ def labelled_images(folder: Path, labels: tuple[str, ...]) -> list[tuple[Path, i
     return pairs
 
 
-def _pixels(classifier: DeepfakeClassifier, paths: list[Path]):
-    return classifier.preprocess([decode_image(p.read_bytes(), classifier.limits) for p in paths])
+def _pixels(processor, paths: list[Path]) -> torch.Tensor:
+    """Decode and preprocess image files exactly as a worker would (the checkpoint's own processor)."""
+    limits = HandlerOptions().limits
+    images = [decode_image(p.read_bytes(), limits) for p in paths]
+    return processor(images=images, return_tensors="pt")["pixel_values"]
 
 
 def quantize_openvino(checkpoint: Path, calibration: Path, subset_size: int = 300) -> Path:
@@ -77,9 +80,9 @@ def quantize_openvino(checkpoint: Path, calibration: Path, subset_size: int = 30
     import nncf
     import openvino as ov
 
-    reference = DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(runtime="torch", precision="fp32"))
+    processor = load_image_processor(checkpoint)  # preprocessing only: no torch weights are loaded here
     paths = image_files(calibration)
-    samples = [_pixels(reference, paths[i : i + 1]).numpy() for i in range(len(paths))]
+    samples = [_pixels(processor, paths[i : i + 1]).numpy() for i in range(len(paths))]
     model = ov.Core().read_model(checkpoint / OPENVINO_MODEL)
     quantized = nncf.quantize(
         model, nncf.Dataset(samples), model_type=nncf.ModelType.TRANSFORMER, subset_size=min(subset_size, len(samples))
@@ -100,7 +103,7 @@ def validate_int8(checkpoint: Path, runtime: str, validation: Path) -> Quantizat
     worst = 0.0
     for start in range(0, len(pairs), CHUNK):
         chunk = pairs[start : start + CHUNK]
-        pixels = _pixels(reference, [p for p, _ in chunk])
+        pixels = _pixels(reference.processor, [p for p, _ in chunk])
         fp32 = reference.runtime.predict(pixels).softmax(-1)
         int8 = candidate.predict(pixels).softmax(-1)
         truth = [label for _, label in chunk]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +16,10 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.serve import ROOT, running_pid, stop
+from scripts.build_mar import build_mar
+from scripts.serve import ROOT, loopback_config, read_keys, read_properties, running_pid, stop
 from tests import imagegen
-from tests.servers import running_server
+from tests.servers import SHIPPED_CONFIG, model_config, running_server
 
 NAME = "resilient-detector"
 QUEUE = 4
@@ -155,13 +158,6 @@ def test_stop_lets_accepted_requests_finish(tiny_checkpoint, tmp_path):
 
 def test_foreground_run_drains_and_stops_on_sigterm(tiny_checkpoint, tmp_path):
     """`scripts.serve run` (the container's command) stops cleanly on SIGTERM, exit code 0."""
-    import subprocess
-    import sys
-
-    from scripts.build_mar import build_mar
-    from scripts.serve import loopback_config, read_keys, read_properties
-    from tests.servers import SHIPPED_CONFIG, model_config
-
     settings = model_config(tmp_path / "model-config.yaml", handler={"runtime": "torch", "precision": "fp32"})
     build_mar(tiny_checkpoint, "foreground", "1.0", model_config=settings, export_dir=tmp_path / "store")
     config = loopback_config(SHIPPED_CONFIG, tmp_path / "config.properties")
