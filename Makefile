@@ -8,8 +8,10 @@ MAR := model_store/$(MODEL_NAME).mar
 
 .PHONY: serve stop test bench soak venv demo-checkpoint mar key clean
 
+# SERVE_FLAGS=--enable-model-api lets scripts.rollout register new versions.
+SERVE_FLAGS ?=
 serve: $(MAR)
-	$(PY) -m scripts.serve start --model $(MODEL_NAME)=$(MODEL_NAME).mar
+	$(PY) -m scripts.serve start --model $(MODEL_NAME)=$(MODEL_NAME).mar $(SERVE_FLAGS)
 
 stop: venv
 	$(PY) -m scripts.serve stop
@@ -33,7 +35,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[quantize,test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[quantize,train,test]'
 	touch $@
 
 demo-checkpoint: $(CHECKPOINT)/model.safetensors

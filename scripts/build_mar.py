@@ -65,8 +65,8 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
             raise BuildError(f"OpenVINO conversion failed:\n{result.stderr[-4000:]}")
     if options.precision == "int8":
         args = ["--checkpoint", str(target), "--runtime", options.runtime]
-        args += ["--calibration", str(int8.calibration)] if int8.calibration else []
-        args += ["--validation", str(int8.validation)] if int8.validation else []
+        args += ["--calibration", str(int8.calibration.resolve())] if int8.calibration else []
+        args += ["--validation", str(int8.validation.resolve())] if int8.validation else []
         args += ["--unvalidated-int8"] if int8.unvalidated else []
         result = _python_module("scripts.quantize", *args)
         if result.returncode != 0:
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-config", type=Path, default=DEFAULT_MODEL_CONFIG, help="model-config.yaml to pack (default: config/model-config.yaml)")
     parser.add_argument("--export-dir", type=Path, default=ROOT / "model_store", help="where the .mar goes (default: model_store/)")
     parser.add_argument("--mar-name", help="archive file name without .mar (default: the model name); e.g. deepfake-detector-v2")
-    parser.add_argument("--calibration", type=Path, help="int8 (openvino): folder of calibration images")
-    parser.add_argument("--validation", type=Path, help="int8: labelled folder <label>/*; the build fails when int8 "
+    parser.add_argument("--calibration", type=Path, help="int8 (openvino): folder of calibration images, or a split CSV such as <run>/splits/train.csv")
+    parser.add_argument("--validation", type=Path, help="int8: labelled folder <label>/* or a split CSV such as <run>/splits/test.csv; the build fails when int8 "
                         "agrees with fp32 on < 99.5 %% of it or loses > 0.3 accuracy points")
     parser.add_argument("--unvalidated-int8", action="store_true", help="int8 without the gate, for timing only; answers say int8-unvalidated")
     args = parser.parse_args(argv)

@@ -1,8 +1,9 @@
 """int8 only where it is proven: post-training quantization and the validation gate.
 
-``quantize_openvino`` quantizes the OpenVINO IR with NNCF on a folder of calibration images.
-``validate_int8`` compares an int8 runtime with torch fp32 on a labelled folder (``root/<label>/*``,
-label names from the checkpoint's config.id2label) and ``check_gate`` refuses the result when the
+``quantize_openvino`` quantizes the OpenVINO IR with NNCF on calibration images (a folder, or the
+training command's ``splits/train.csv``). ``validate_int8`` compares an int8 runtime with torch fp32 on
+labelled images (``root/<label>/*`` or ``splits/test.csv``; label names from the checkpoint's
+config.id2label) and ``check_gate`` refuses the result when the
 argmax agreement is below 99.5 % or accuracy drops by more than 0.3 points. The verdict is written to
 ``quantization.json`` beside the weights, where the worker reads it.
 """
@@ -22,10 +23,11 @@ from handler.classifier import DeepfakeClassifier
 from handler.images import decode_image
 from handler.options import HandlerOptions
 from handler.runtime import OPENVINO_INT8_MODEL, OPENVINO_MODEL, QUANTIZATION_REPORT, RUNTIMES
+from scripts.dataset import DatasetError, check_labels, load_samples, read_split
+from scripts.dataset import image_files as dataset_images
 
 MIN_AGREEMENT = 0.995
 MAX_ACCURACY_DROP = 0.003
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CHUNK = 16
 
 
@@ -49,23 +51,22 @@ class QuantizationReport:
         return path
 
 
-def image_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise QuantizationError(f"{folder} holds no images")
-    return files
+def image_files(source: Path) -> list[Path]:
+    """Calibration images: a folder (recursive) or a split CSV written by the training command."""
+    try:
+        return [s.path for s in read_split(source)] if source.suffix.lower() == ".csv" else dataset_images(source)
+    except DatasetError as exc:
+        raise QuantizationError(str(exc)) from exc
 
 
-def labelled_images(folder: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
-    """``folder/<label>/*`` pairs; every sub-folder must be one of the checkpoint's labels."""
-    pairs = []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        if sub.name not in labels:
-            raise QuantizationError(f"validation folder {sub} is not one of the checkpoint's labels {list(labels)}")
-        pairs += [(path, labels.index(sub.name)) for path in image_files(sub)]
-    if not pairs:
-        raise QuantizationError(f"{folder} has no <label>/ sub-folders with images")
-    return pairs
+def labelled_images(source: Path, labels: tuple[str, ...]) -> list[tuple[Path, int]]:
+    """(path, class index) pairs from ``source/<label>/*`` or a split CSV; every label must be the checkpoint's."""
+    try:
+        samples = load_samples(source)
+        check_labels(samples, labels)
+    except DatasetError as exc:
+        raise QuantizationError(f"validation data {source}: {exc}") from exc
+    return [(s.path, labels.index(s.label)) for s in samples]
 
 
 def _pixels(processor, paths: list[Path]) -> torch.Tensor:
@@ -163,8 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (with openvino_model.xml for openvino)")
     parser.add_argument("--runtime", choices=["torch", "openvino"], required=True)
-    parser.add_argument("--calibration", type=Path, help="folder of calibration images (openvino)")
-    parser.add_argument("--validation", type=Path, help="labelled folder <label>/* for the gate")
+    parser.add_argument("--calibration", type=Path, help="folder of calibration images or a split CSV (openvino)")
+    parser.add_argument("--validation", type=Path, help="labelled folder <label>/* or a split CSV for the gate")
     parser.add_argument("--unvalidated-int8", action="store_true", help="skip the gate; answers will say int8-unvalidated")
     args = parser.parse_args(argv)
     try:

@@ -91,6 +91,14 @@ def read_keys(run_dir: Path) -> dict[str, str]:
     return {kind: entry["key"] for kind, entry in entries.items()}
 
 
+def attach(run_dir: Path) -> Server:
+    """The server started from ``run_dir``; raises ``ServeError`` when none is running there."""
+    run_dir = run_dir.resolve()
+    if not running_pid(run_dir):
+        raise ServeError(f"no TorchServe is running from {run_dir} (start one with make serve)")
+    return Server(run_dir=run_dir, properties=read_properties(run_dir / SERVING_PROPERTIES))
+
+
 def running_pid(run_dir: Path) -> int | None:
     """The pid recorded in the run folder, if that process is still alive."""
     try:
@@ -125,7 +133,8 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
             command, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     (run_dir / PID_FILE).write_text(str(process.pid))
-    server = Server(run_dir=run_dir, properties=read_properties(config))
+    # serving.properties records how this server runs, for commands that attach to it later (rollout).
+    server = Server(run_dir=run_dir, properties={**read_properties(config), "model_store": str(model_store.resolve())})
     write_properties(server.properties, run_dir / SERVING_PROPERTIES)
     return server
 
@@ -317,7 +326,11 @@ def start_ready(args) -> tuple[Server, list[str]]:
     """``start`` then ``wait_ready``; stops the server again when it never gets ready."""
     models = args.models or ["deepfake-detector=deepfake-detector.mar"]
     names = [m.split("=", 1)[0] for m in models]
-    server = start(args.config, args.model_store, models, args.run_dir)
+    config = args.config
+    if args.enable_model_api:
+        args.run_dir.mkdir(parents=True, exist_ok=True)
+        config = write_properties({**read_properties(config), "enable_model_api": "true"}, args.run_dir / "config.properties")
+    server = start(config, args.model_store, models, args.run_dir)
     try:
         seconds = wait_ready(server, names, args.timeout)
     except BaseException:
@@ -353,6 +366,8 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--model", action="append", dest="models", metavar="NAME=FILE.mar", help="model to load (repeatable; default: deepfake-detector=deepfake-detector.mar)")
         command.add_argument("--run-dir", type=Path, default=ROOT / "run", help="working folder for logs and key_file.json (default: run/)")
         command.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default: %(default)s)")
+        command.add_argument("--enable-model-api", action="store_true",
+                             help="allow registering and unregistering model versions (needed by scripts.rollout); off by default")
     down = sub.add_parser("stop", help="stop the TorchServe started from the run folder")
     down.add_argument("--run-dir", type=Path, default=ROOT / "run", help="(default: run/)")
     key = sub.add_parser("key", help="print the current token")

@@ -1,0 +1,133 @@
+"""Labelled image folders, leak-free splits and training-set oversampling.
+
+Two layouts are read:
+  * ``root/<label>/*`` (any class-per-folder dataset), and
+  * ``root/{Train,Validation,Test}/<label>/*`` (Kaggle's "Deepfake and Real Images").
+Split files are CSVs of ``path,label`` that training writes and evaluation, scoring and the
+int8 gate read back, so every step sees exactly the same held-out images.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+SPLIT_FOLDERS = ("train", "validation", "test")  # matched case-insensitively
+
+
+class DatasetError(Exception):
+    """A folder or split file that cannot be used as a labelled dataset."""
+
+
+@dataclass(frozen=True, order=True)
+class Sample:
+    path: Path
+    label: str
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursive), sorted; raises ``DatasetError`` when there are none."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder")
+    files = sorted(p.resolve() for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(f"{folder} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _split_folders(root: Path) -> dict[str, Path]:
+    return {p.name.lower(): p for p in root.iterdir() if p.is_dir() and p.name.lower() in SPLIT_FOLDERS}
+
+
+def _class_folders(root: Path) -> list[Sample]:
+    samples = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        samples += [Sample(path, sub.name) for path in image_files(sub)]
+    return samples
+
+
+def labelled_samples(root: Path) -> list[Sample]:
+    """Every labelled image under ``root``, in either layout (split folders are pooled)."""
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder")
+    splits = _split_folders(root)
+    samples = [s for folder in splits.values() for s in _class_folders(folder)] if splits else _class_folders(root)
+    if not samples:
+        raise DatasetError(f"{root} has no <label>/ sub-folders with images")
+    return sorted(samples)
+
+
+def given_splits(root: Path) -> dict[str, list[Sample]] | None:
+    """The dataset's own Train/Validation/Test folders as ``{"train": [...], ...}``, or None if it has none."""
+    splits = _split_folders(root)
+    return {name: sorted(_class_folders(folder)) for name, folder in splits.items()} or None
+
+
+def stratified_split(samples: list[Sample], test_size: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(train, test) with each label in the same proportion in both; deterministic for a seed."""
+    labels = [s.label for s in samples]
+    counts = Counter(labels)
+    if len(counts) < 2:
+        raise DatasetError(f"need at least two labels, found {sorted(counts)}")
+    if min(counts.values()) < 2:
+        raise DatasetError(f"every label needs at least two images to split, found {dict(counts)}")
+    train, test = train_test_split(samples, test_size=test_size, random_state=seed, stratify=labels)
+    return sorted(train), sorted(test)
+
+
+def oversample(samples: list[Sample], seed: int) -> list[Sample]:
+    """Random oversampling: repeat randomly chosen images of each smaller label until every label
+    has as many as the largest. Apply to the training split only (after splitting), so no copy of
+    a held-out image can land in training."""
+    by_label: dict[str, list[Sample]] = {}
+    for sample in samples:
+        by_label.setdefault(sample.label, []).append(sample)
+    target = max(len(group) for group in by_label.values())
+    rng = np.random.default_rng(seed)
+    result = list(samples)
+    for label in sorted(by_label):
+        group = by_label[label]
+        extra = rng.choice(len(group), size=target - len(group), replace=True) if len(group) < target else []
+        result += [group[i] for i in extra]
+    order = rng.permutation(len(result))
+    return [result[i] for i in order]
+
+
+def write_split(samples: list[Sample], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerows([str(s.path), s.label] for s in samples)
+    return path
+
+
+def read_split(path: Path) -> list[Sample]:
+    """Samples from a ``path,label`` CSV written by ``write_split``."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        samples = [Sample(Path(row["path"]), row["label"]) for row in rows]
+    except (OSError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path} is not a split file with path,label columns: {exc}") from exc
+    if not samples:
+        raise DatasetError(f"{path} lists no images")
+    return samples
+
+
+def load_samples(source: Path) -> list[Sample]:
+    """A labelled folder (either layout) or a split CSV."""
+    return read_split(source) if source.suffix.lower() == ".csv" else labelled_samples(source)
+
+
+def check_labels(samples: list[Sample], labels: tuple[str, ...]) -> None:
+    """Raise ``DatasetError`` if a sample's label is not one of the model's ``labels``."""
+    unknown = sorted({s.label for s in samples} - set(labels))
+    if unknown:
+        raise DatasetError(f"labels {unknown} in the data are not the model's labels {list(labels)}")

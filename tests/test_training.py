@@ -1,0 +1,222 @@
+"""Training, evaluation, scoring and version rollout on a generated two-class dataset with a tiny ViT."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scripts.dataset import DatasetError, Sample, given_splits, labelled_samples, oversample, read_split, stratified_split
+from scripts.demo_checkpoint import write_random_checkpoint
+from scripts.evaluate import evaluate, write_evaluation
+from scripts.example_dataset import two_class_dataset
+from scripts.predictors import CheckpointPredictor, EndpointPredictor, handler_options
+from scripts.report import FIGURES, classification_report
+from scripts.rollout import RolloutError, deploy, predict, rollback, smoke_image, versions
+from scripts.score import score
+from scripts.train import TrainSettings, train
+from tests.conftest import tiny_config
+from tests.servers import model_config, running_server
+
+COUNTS = {"Real": 30, "Fake": 18}  # unbalanced on purpose
+TORCH_FP32 = {"runtime": "torch", "precision": "fp32"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def settings(data: Path, output: Path, base: Path, **overrides) -> TrainSettings:
+    # The reference lr (1e-6) is for fine-tuning a trained ViT; a random tiny one needs more.
+    values = dict(data=data, output=output, base_model=str(base), epochs=10.0, batch_size=8, learning_rate=1e-3,
+                  workers=0, save_steps=20, progress=False)
+    values.update(overrides)
+    return TrainSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    config = tiny_config(id2label={0: "Real", 1: "Fake"})
+    return write_random_checkpoint(tmp_path_factory.mktemp("base") / "checkpoint", config, seed=3, demo=True)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return two_class_dataset(tmp_path_factory.mktemp("dataset"), COUNTS)
+
+
+@pytest.fixture(scope="module")
+def run(dataset, base, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("runs") / "exp1"
+    train(settings(dataset, output, base))
+    return output
+
+
+def samples(counts: dict[str, int]) -> list[Sample]:
+    return [Sample(Path(f"/data/{label}/{i}.jpg"), label) for label, n in counts.items() for i in range(n)]
+
+
+def test_oversampling_after_the_split_never_copies_a_test_image_into_training():
+    train_part, test_part = stratified_split(samples({"Real": 50, "Fake": 11}), test_size=0.4, seed=0)
+    balanced = oversample(train_part, seed=0)
+    assert not {s.path for s in balanced} & {s.path for s in test_part}
+    assert {s.path for s in balanced} == {s.path for s in train_part}
+    per_label = {label: sum(s.label == label for s in balanced) for label in ("Real", "Fake")}
+    assert per_label["Real"] == per_label["Fake"] == 30
+
+
+def test_stratified_split_keeps_label_proportions():
+    train_part, test_part = stratified_split(samples({"Real": 50, "Fake": 10}), test_size=0.4, seed=1)
+    assert sum(s.label == "Fake" for s in test_part) == 4
+    assert sum(s.label == "Fake" for s in train_part) == 6
+
+
+def test_a_label_with_one_image_cannot_be_split():
+    with pytest.raises(DatasetError, match="at least two images"):
+        stratified_split(samples({"Real": 10, "Fake": 1}), test_size=0.4, seed=0)
+
+
+def test_kaggle_layout_is_read_with_its_own_splits(tmp_path):
+    for split in ("Train", "Validation", "Test"):
+        two_class_dataset(tmp_path / split, {"Real": 2, "Fake": 2}, size=16)
+    assert len(labelled_samples(tmp_path)) == 12
+    splits = given_splits(tmp_path)
+    assert sorted(splits) == ["test", "train", "validation"]
+    assert all(s.path.parent.parent.name == "Test" for s in splits["test"])
+
+
+def test_training_split_files_are_disjoint_and_cover_the_dataset(run, dataset):
+    train_files = {s.path for s in read_split(run / "splits" / "train.csv")}
+    test_files = {s.path for s in read_split(run / "splits" / "test.csv")}
+    assert not train_files & test_files
+    assert train_files | test_files == {s.path for s in labelled_samples(dataset)}
+    recorded = json.loads((run / "training.json").read_text())["splits"]
+    assert recorded["train_oversampled_per_label"] == {"Real": 18, "Fake": 18}
+
+
+def test_trained_tiny_vit_is_clearly_above_chance_on_held_out_images(run):
+    report = json.loads((run / "report" / "metrics.json").read_text())
+    assert report["images"] == 20
+    assert report["accuracy"] >= 0.85, report["confusion_matrix"]
+
+
+def test_training_output_is_a_checkpoint_with_report_and_figures(run):
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json"):
+        assert (run / name).is_file()
+    assert not (run / "training_args.bin").exists()
+    for name in FIGURES:
+        assert (run / "report" / name).read_bytes().startswith(PNG_SIGNATURE)
+    config = json.loads((run / "config.json").read_text())
+    assert config["id2label"] == {"0": "Real", "1": "Fake"}
+    report = json.loads((run / "report" / "metrics.json").read_text())
+    assert report["model"]["demo"] is False  # fine-tuned weights are not the demo checkpoint
+
+
+def test_training_refuses_an_earlier_run_unless_resumed(dataset, base, run):
+    with pytest.raises(DatasetError, match="--resume"):
+        train(settings(dataset, run, base))
+
+
+def test_training_resumes_from_its_last_checkpoint(dataset, base, tmp_path):
+    output = tmp_path / "resumable"
+    train(settings(dataset, output, base, epochs=2.0, save_steps=5))
+    first = [e for e in json.loads((output / "training.json").read_text())["log_history"] if "loss" in e]
+    train(settings(dataset, output, base, epochs=4.0, save_steps=5, resume=True))
+    recorded = json.loads((output / "training.json").read_text())
+    assert recorded["resumed_from"].endswith("checkpoint-10")
+    losses = [e for e in recorded["log_history"] if "loss" in e]
+    assert [e["step"] for e in losses] == [5, 10, 15, 20]
+    # Steps 1-10 were restored from the checkpoint, not rerun (a rerun under the 4-epoch learning-rate
+    # schedule would log other losses).
+    assert losses[:2] == first
+
+
+def test_report_metrics_match_hand_computed_values():
+    truth = [0, 0, 1, 1]
+    probabilities = np.array([[0.9, 0.1], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
+    report = classification_report(("Real", "Fake"), truth, probabilities, ["a", "b", "c", "d"])
+    assert report["accuracy"] == 0.75
+    assert report["confusion_matrix"] == [[1, 1], [0, 2]]
+    assert report["roc_auc"] == 1.0  # every Fake scores above every Real
+    assert report["per_class"]["Fake"]["precision"] == pytest.approx(2 / 3)
+    # bins: 0.9 (correct), 0.6 (wrong), 0.7 (correct), 0.8 (correct) -> ECE = (0.1 + 0.6 + 0.3 + 0.2) / 4
+    assert report["calibration"]["ece"] == pytest.approx(0.3)
+    assert report["misclassified"] == [{"path": "b", "label": "Real", "predicted": "Fake", "confidence": 0.6}]
+
+
+def test_score_reports_unreadable_files_and_resumes(run, dataset, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index, path in enumerate(sorted((dataset / "Real").iterdir())[:4]):
+        (folder / f"{index}.jpg").write_bytes(path.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not an image at all")
+    predictor = CheckpointPredictor(run, handler_options(model_config(tmp_path / "mc.yaml"), **TORCH_FP32))
+    paths = sorted(folder.iterdir())
+    output = tmp_path / "scores.csv"
+    first = score(predictor, paths[:2], output, batch_size=2, progress=False)
+    second = score(predictor, paths, output, batch_size=2, progress=False)
+    assert (first.scored, second.scored, second.skipped, second.failed) == (2, 2, 2, 1)
+    with open(output, newline="") as handle:
+        rows = {row["path"]: row for row in csv.DictReader(handle)}
+    assert sorted(rows) == sorted(map(str, paths))
+    assert "not an image" in rows[str(folder / "broken.jpg")]["error"]
+    good = rows[str(folder / "0.jpg")]
+    assert set(json.loads(good["probabilities"])) == {"Real", "Fake"} and good["demo"] == "false"
+
+
+@pytest.fixture(scope="module")
+def versioned_server(run, tmp_path_factory):
+    """The trained checkpoint served as version 1.0 with the model API on (only here)."""
+    workdir = tmp_path_factory.mktemp("versioned")
+    with running_server(workdir, run, "detector", "1.0", properties={"enable_model_api": "true"}, handler=TORCH_FP32) as server:
+        yield server
+
+
+def test_evaluate_gives_the_same_metrics_in_process_and_through_torchserve(run, versioned_server, tmp_path):
+    held_out = read_split(run / "splits" / "test.csv")
+    local = evaluate(CheckpointPredictor(run, handler_options(model_config(tmp_path / "mc.yaml"), **TORCH_FP32)), held_out, progress=False)
+    served = evaluate(
+        EndpointPredictor(versioned_server.inference_url, "detector", key_file=versioned_server.run_dir / "key_file.json"),
+        held_out,
+        progress=False,
+    )
+    for key in ("images", "labels", "accuracy", "per_class", "confusion_matrix"):
+        assert served.report[key] == local.report[key], key  # counts: exactly equal
+    assert [m["path"] for m in served.report["misclassified"]] == [m["path"] for m in local.report["misclassified"]]
+    assert served.report["roc_auc"] == pytest.approx(local.report["roc_auc"], abs=1e-6)
+    assert served.report["calibration"]["ece"] == pytest.approx(local.report["calibration"]["ece"], abs=1e-6)
+    np.testing.assert_allclose(served.probabilities, local.probabilities, atol=1e-5)
+    written = write_evaluation(served, tmp_path / "served")
+    assert {p.name for p in written} == {"metrics.json", "predictions.csv", *FIGURES}
+
+
+def test_rollout_promotes_a_smoke_tested_version_and_rollback_restores_the_old(run, versioned_server, tmp_path):
+    server, image = versioned_server, smoke_image()
+    config = model_config(tmp_path / "mc.yaml", handler=TORCH_FP32)
+    new = deploy(server, "detector", checkpoint=run, model_config=config)
+    assert new == "2.0"
+    assert (Path(server.properties["model_store"]) / "detector-v2.0.mar").is_file()
+    assert versions(server, "detector").default == "2.0"
+    assert predict(server, "detector", None, image)["version"] == "2.0"
+    assert rollback(server, "detector") == "1.0"
+    assert predict(server, "detector", None, image)["version"] == "1.0"
+    assert versions(server, "detector").registered == ["1.0", "2.0"]  # 2.0 kept for a roll forward
+
+
+def test_rollout_refuses_a_version_with_other_labels_and_keeps_the_default(versioned_server, tiny_checkpoint, tmp_path):
+    server = versioned_server
+    before = versions(server, "detector")
+    config = model_config(tmp_path / "mc.yaml", handler=TORCH_FP32)
+    with pytest.raises(RolloutError, match="labels changed"):
+        deploy(server, "detector", checkpoint=tiny_checkpoint, model_config=config)
+    assert versions(server, "detector") == before  # the failed version was unregistered again
+
+
+@pytest.mark.parametrize("module", ["train", "evaluate", "score", "rollout", "example_dataset"])
+def test_commands_explain_themselves(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(f"scripts.{module}").main(["--help"])
+    assert exited.value.code == 0
+    assert "usage" in capsys.readouterr().out
