@@ -6,7 +6,7 @@ MODEL_NAME := deepfake-detector
 CHECKPOINT := checkpoints/demo
 MAR := model_store/$(MODEL_NAME).mar
 
-.PHONY: serve stop test bench soak venv demo-checkpoint mar key clean
+.PHONY: serve stop test bench bench-faces soak venv demo-checkpoint mar key clean
 
 # SERVE_FLAGS=--enable-model-api lets scripts.rollout register new versions.
 SERVE_FLAGS ?=
@@ -22,6 +22,10 @@ test: venv
 # Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 15 minutes.
 bench: $(CHECKPOINT)/model.safetensors | venv
 	$(PY) -m loadtest.bench --checkpoint $(CHECKPOINT) --output results/bench
+
+# Face stage cost per photo and end-to-end throughput with faces on vs off; writes results/faces. ~3 minutes.
+bench-faces: $(CHECKPOINT)/model.safetensors | venv
+	$(PY) -m loadtest.faces_bench --checkpoint $(CHECKPOINT) --output results/faces
 
 # Steady Locust load on the built archive with memory and error sampling; not a test.
 SOAK_MINUTES ?= 10

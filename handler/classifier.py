@@ -1,4 +1,4 @@
-"""The inference core: decode -> preprocess -> forward -> postprocess, per-request results in a batch."""
+"""The inference core: decode -> faces -> preprocess -> forward -> postprocess, per-request results in a batch."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 from PIL import Image
 
 from handler.checkpoint import load_image_processor, read_checkpoint_info
-from handler.errors import ClientError
-from handler.images import ImageLimits, decode_image
+from handler.errors import BadOption, ClientError, NoFaceFound
+from handler.faces import FACE_MODES, Box, FaceDetector, create_detector, square_crop
+from handler.images import Decoded, ImageLimits, decode
 from handler.options import HandlerOptions
 from handler.runtime import Runtime, create_runtime
 
@@ -27,6 +28,32 @@ class ModelIdentity:
     demo: bool
 
 
+@dataclass(frozen=True)
+class FaceSettings:
+    """How the face stage runs: default ``mode`` (auto | faces | off), crop ``margin``, at most
+    ``max_faces`` classified per image, and the label whose probability picks the deciding face."""
+
+    mode: str = "off"
+    margin: float = 0.2
+    max_faces: int = 8
+    fake_label: str = "Fake"
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """What gets classified for one image: face crops (with their boxes in original pixels) or the
+    whole image (no boxes); ``skipped`` are faces beyond ``max_faces``."""
+
+    crops: list[Image.Image]
+    boxes: list[Box]
+    skipped: list[Box]
+    mode: str
+
+    @property
+    def analyzed(self) -> str:
+        return "faces" if self.boxes else "image"
+
+
 class DeepfakeClassifier:
     """A ViT image classifier whose labels come from the checkpoint's ``config.id2label``."""
 
@@ -37,12 +64,16 @@ class DeepfakeClassifier:
         runtime: Runtime,
         identity: ModelIdentity,
         limits: ImageLimits,
+        detector: FaceDetector | None = None,
+        faces: FaceSettings = FaceSettings(),
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
         self.runtime = runtime
         self.identity = identity
         self.limits = limits
+        self.detector = detector
+        self.faces = faces
 
     @classmethod
     def from_checkpoint(
@@ -57,12 +88,15 @@ class DeepfakeClassifier:
         """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders."""
         info = read_checkpoint_info(checkpoint)
         runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision, options.threads)
+        face_model = info.path / options.face_model if options.face_model else None
         return cls(
             processor=load_image_processor(info.path),
             labels=info.labels,
             runtime=runtime,
             identity=ModelIdentity(name=name, version=version, demo=info.demo),
             limits=options.limits,
+            detector=create_detector(options.face_detector, face_model, options.face_detect_side, options.face_min_size),
+            faces=FaceSettings(options.face_mode, options.face_margin, options.max_faces, options.fake_label),
         )
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
@@ -70,23 +104,12 @@ class DeepfakeClassifier:
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     def postprocess(self, logits: torch.Tensor) -> list[Prediction]:
-        """Logits -> one prediction dict per row."""
+        """Logits -> one ``{label, confidence, probabilities}`` per row."""
         probabilities = torch.softmax(logits.float(), dim=-1).tolist()
         predictions = []
         for row in probabilities:
             best = max(range(len(row)), key=row.__getitem__)
-            predictions.append(
-                {
-                    "label": self.labels[best],
-                    "confidence": row[best],
-                    "probabilities": dict(zip(self.labels, row)),
-                    "model": self.identity.name,
-                    "version": self.identity.version,
-                    "demo": self.identity.demo,
-                    "runtime": self.runtime.name,
-                    "precision": self.runtime.precision,
-                }
-            )
+            predictions.append({"label": self.labels[best], "confidence": row[best], "probabilities": dict(zip(self.labels, row))})
         return predictions
 
     def predict_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
@@ -95,22 +118,83 @@ class DeepfakeClassifier:
             return []
         return self.postprocess(self.runtime.predict(self.preprocess(images)))
 
-    def predict_batch(self, payloads: Sequence[bytes | ClientError]) -> list[Prediction | ClientError]:
+    def subjects(self, decoded: Decoded, mode: str | None = None) -> Subjects:
+        """Face crops of ``decoded`` (mode auto or faces), or the whole image (off, or auto without a face).
+
+        Raises ``NoFaceFound`` in mode faces when no face is found, ``BadOption`` for an unknown mode.
+        """
+        mode = mode or self.faces.mode
+        if mode not in FACE_MODES:
+            raise BadOption(f"face mode {mode!r} is not one of {', '.join(FACE_MODES)}")
+        image = decoded.image
+        found = self.detector.detect(image) if mode != "off" and self.detector is not None else []
+        if not found:
+            if mode == "faces":
+                raise NoFaceFound(
+                    f"no face of at least the minimum size was found in the {image.width}x{image.height} image; "
+                    "send a photo with a visible frontal face, or face mode auto or off to classify the whole image"
+                )
+            return Subjects([image], [], [], mode)
+        kept, extra = found[: self.faces.max_faces], found[self.faces.max_faces :]
+        sx, sy = decoded.scale
+        return Subjects(
+            crops=[square_crop(image, box, self.faces.margin) for box in kept],
+            boxes=[box.scaled(sx, sy) for box in kept],
+            skipped=[box.scaled(sx, sy) for box in extra],
+            mode=mode,
+        )
+
+    def _deciding(self, verdicts: list[Prediction]) -> int:
+        """The most-fake face: highest probability of ``fake_label``, else the most confident one."""
+        key = self.faces.fake_label
+        if key in self.labels:
+            return max(range(len(verdicts)), key=lambda i: verdicts[i]["probabilities"][key])
+        return max(range(len(verdicts)), key=lambda i: verdicts[i]["confidence"])
+
+    def answer(self, subjects: Subjects, verdicts: list[Prediction], original_size: tuple[int, int]) -> Prediction:
+        """One request's answer: the image-level verdict (the deciding face's, or the whole image's),
+        the model identity, and each face with its own verdict."""
+        deciding = self._deciding(verdicts)
+        faces = [{"box": box.as_list(), **verdict} for box, verdict in zip(subjects.boxes, verdicts)]
+        return {
+            **verdicts[deciding],
+            "model": self.identity.name,
+            "version": self.identity.version,
+            "demo": self.identity.demo,
+            "runtime": self.runtime.name,
+            "precision": self.runtime.precision,
+            "mode": subjects.mode,
+            "analyzed": subjects.analyzed,
+            "decided_by_face": deciding if faces else None,
+            "faces": faces,
+            "faces_skipped": [{"box": box.as_list()} for box in subjects.skipped],
+            "image_size": list(original_size),
+        }
+
+    def predict_batch(
+        self, payloads: Sequence[bytes | ClientError], modes: Sequence[str | None] | None = None
+    ) -> list[Prediction | ClientError]:
         """Classify encoded images; each bad one gets its ``ClientError`` at its own index.
 
-        A payload that is already a ``ClientError`` (the adapter could not extract bytes) passes through.
+        ``modes`` overrides the face mode per request (None: the configured default). The crops of
+        all requests go through the model in one forward pass. A payload that is already a
+        ``ClientError`` (the adapter could not extract bytes) passes through.
         """
+        modes = list(modes) if modes is not None else [None] * len(payloads)
         results: list[Prediction | ClientError | None] = [None] * len(payloads)
-        good_indices, images = [], []
-        for index, payload in enumerate(payloads):
+        pending: list[tuple[int, Subjects, tuple[int, int]]] = []
+        for index, (payload, mode) in enumerate(zip(payloads, modes)):
             if isinstance(payload, ClientError):
                 results[index] = payload
                 continue
             try:
-                images.append(decode_image(payload, self.limits))
-                good_indices.append(index)
+                decoded = decode(payload, self.limits)
+                pending.append((index, self.subjects(decoded, mode), decoded.original_size))
             except ClientError as error:
                 results[index] = error
-        for index, prediction in zip(good_indices, self.predict_images(images)):
-            results[index] = prediction
+        verdicts = self.predict_images([crop for _, subjects, _ in pending for crop in subjects.crops])
+        start = 0
+        for index, subjects, size in pending:
+            results[index] = self.answer(subjects, verdicts[start : start + len(subjects.crops)], size)
+            start += len(subjects.crops)
         return results  # type: ignore[return-value]

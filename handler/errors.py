@@ -51,3 +51,13 @@ class ImageTooLarge(ClientError):
 class PayloadTooLarge(ClientError):
     status = 413
     error = "payload too large"
+
+
+class BadOption(ClientError):
+    status = 400
+    error = "bad option"
+
+
+class NoFaceFound(ClientError):
+    status = 422
+    error = "no face found"

@@ -44,7 +44,21 @@ class ImageLimits:
     jpeg_draft_side: int = 0
 
 
-def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded RGB image and the size of the full-resolution picture it shows (EXIF orientation
+    applied). They differ when a JPEG was decoded at reduced size (``jpeg_draft_side``)."""
+
+    image: Image.Image
+    original_size: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Factors from decoded pixels to original pixels (x, y)."""
+        return self.original_size[0] / self.image.width, self.original_size[1] / self.image.height
+
+
+def decode(data: bytes, limits: ImageLimits) -> Decoded:
     """Decode ``data`` into an RGB image, first frame only, EXIF orientation applied.
 
     Raises ``EmptyInput``, ``PayloadTooLarge``, ``UnsupportedMediaType``, ``ImageTooLarge``
@@ -57,15 +71,24 @@ def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
             f"the image is {len(data)} bytes; at most {limits.max_bytes} bytes are accepted"
         )
     image = _open(data, limits)
+    full = image.size
     try:
         _draft(image, limits.jpeg_draft_side)
         image.load()
+        loaded = image.size
         image = ImageOps.exif_transpose(image)
-        return to_rgb(image)
+        if image.size != loaded:  # a 90-degree orientation swapped width and height
+            full = (full[1], full[0])
+        return Decoded(to_rgb(image), full)
     except Exception as exc:  # anything Pillow raises on these bytes is the bytes' fault
         raise CorruptImage(
             f"the {image.format} data could not be decoded ({exc}); the file may be truncated or damaged"
         ) from exc
+
+
+def decode_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """``decode(data, limits).image``: the RGB image alone."""
+    return decode(data, limits).image
 
 
 def _open(data: bytes, limits: ImageLimits) -> Image.Image:

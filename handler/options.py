@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from handler.faces import DETECTORS, FACE_MODES
 from handler.images import ImageLimits
 
 
@@ -26,6 +27,18 @@ class HandlerOptions:
     jpeg_draft_side: int = field(default=0, metadata={"min": 0})
     # Inference threads per worker; 0 leaves the runtime's default (all cores).
     threads: int = field(default=0, metadata={"min": 0})
+    # The face stage (handler/faces.py). "off" here keeps archives built without these keys as they were.
+    face_mode: str = field(default="off", metadata={"choices": FACE_MODES})
+    face_detector: str = field(default="haar", metadata={"choices": DETECTORS})
+    # YuNet's ONNX file, relative to the checkpoint folder ("" for none).
+    face_model: str = ""
+    # Added on each side of a face box, as a fraction of its longer side; the crop is square.
+    face_margin: float = field(default=0.2, metadata={"min": 0.0})
+    face_min_size: int = 32
+    max_faces: int = 8
+    face_detect_side: int = 640
+    # The label whose probability picks the deciding face; without it, the most confident face decides.
+    fake_label: str = "Fake"
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> "HandlerOptions":
@@ -37,11 +50,16 @@ class HandlerOptions:
             raise OptionsError(f"unknown handler option(s) {unknown}; known: {sorted(known)}")
         for key, value in section.items():
             expected = type(getattr(cls, key))
+            if expected is float and type(value) is int:
+                value = section[key] = float(value)
             if type(value) is not expected:
                 raise OptionsError(f"handler option {key!r} must be {expected.__name__}, got {value!r}")
             least = known[key].metadata.get("min", 1)
-            if expected is int and value < least:
+            if expected in (int, float) and value < least:
                 raise OptionsError(f"handler option {key!r} must be at least {least}, got {value}")
+            choices = known[key].metadata.get("choices")
+            if choices and value not in choices:
+                raise OptionsError(f"handler option {key!r} must be one of {list(choices)}, got {value!r}")
         return cls(**section)
 
     @property

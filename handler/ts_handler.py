@@ -12,7 +12,7 @@ from ts.torch_handler.base_handler import BaseHandler
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.options import HandlerOptions
-from handler.payload import image_bytes
+from handler.payload import face_mode, image_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,15 @@ class DeepfakeHandler(BaseHandler):
         )
 
     def handle(self, data, context) -> list[str]:
-        payloads = []
-        for request in data:
+        payloads, modes = [], []
+        for index, request in enumerate(data):
             try:
+                modes.append(face_mode(request, context.get_all_request_header(index)))
                 payloads.append(image_bytes(request))
             except ClientError as error:
                 payloads.append(error)
-        results = self.classifier.predict_batch(payloads)
+                modes.append(None)
+        results = self.classifier.predict_batch(payloads, modes)
         logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
         responses = []
         for index, result in enumerate(results):

@@ -164,10 +164,12 @@ def in_process(folders: dict, smalls: list[Path], larges: list[Path], batches: l
     return {"throughput": throughput, "deviations": deviations, "preprocess": preprocess}
 
 
-def run_locust(server, users: int, seconds: int, images: Path, output: Path) -> dict:
+def run_locust(server, users: int, seconds: int, images: Path, output: Path, face_mode: str | None = None) -> dict:
     """One headless Locust run; returns throughput, percentiles and the client's CPU share."""
-    prefix = output / f"locust_{users}u"
+    prefix = output / f"locust_{users}u{'_' + face_mode if face_mode else ''}"
     env = dict(os.environ, LOADTEST_KEY_FILE=str(server.run_dir / "key_file.json"), LOADTEST_IMAGES=str(images), LOADTEST_MODEL=NAME)
+    if face_mode:
+        env["LOADTEST_FACE_MODE"] = face_mode
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
         "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30",

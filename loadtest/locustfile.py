@@ -4,6 +4,7 @@ Environment:
   LOADTEST_KEY_FILE  TorchServe's key_file.json (default: run/key_file.json); re-read at every user start
   LOADTEST_IMAGES    folder of images to send (default: 16 generated 256x256 JPEGs)
   LOADTEST_MODEL     model name (default: deepfake-detector)
+  LOADTEST_FACE_MODE face mode sent as X-Face-Mode (auto | faces | off; default: the model's)
 
   locust -f loadtest/locustfile.py --headless -u 8 -r 8 -t 60s --host http://127.0.0.1:8080
   (add --exclude-tags bad to send only valid images)
@@ -23,6 +24,7 @@ from PIL import Image
 
 MODEL = os.environ.get("LOADTEST_MODEL", "deepfake-detector")
 KEY_FILE = Path(os.environ.get("LOADTEST_KEY_FILE", "run/key_file.json"))
+FACE_MODE = os.environ.get("LOADTEST_FACE_MODE")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -57,6 +59,8 @@ class PredictUser(FastHttpUser):
     def on_start(self) -> None:
         key = json.loads(KEY_FILE.read_text())["inference"]["key"]
         self.auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"}
+        if FACE_MODE:
+            self.auth["X-Face-Mode"] = FACE_MODE
         self.order = random.Random(id(self))
 
     @task(20)

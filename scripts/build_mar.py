@@ -59,6 +59,8 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
     index = checkpoint / "model.safetensors.index.json"
     if index.is_file():
         shutil.copy2(index, target / index.name)
+    if options.face_model:
+        stage_face_model(checkpoint, options.face_model, target)
     if options.runtime == "openvino":
         result = _python_module("scripts.convert_openvino", "--checkpoint", str(checkpoint), "--output", str(target))
         if result.returncode != 0:
@@ -72,6 +74,19 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
         if result.returncode != 0:
             raise BuildError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "int8 preparation failed")
     return stage
+
+
+def stage_face_model(checkpoint: Path, name: str, target: Path) -> None:
+    """Copy the configured face detector file (e.g. YuNet's ONNX) from the checkpoint folder."""
+    if Path(name).name != name:
+        raise BuildError(f"face_model must be a file name inside the checkpoint folder, got {name!r}")
+    source = checkpoint / name
+    if not source.is_file():
+        raise BuildError(
+            f"face_model {name} is not in {checkpoint}; download it with "
+            f"python -m scripts.fetch_checkpoint --face-model --output {checkpoint}, or set face_detector: haar"
+        )
+    shutil.copy2(source, target / name)
 
 
 def build_mar(

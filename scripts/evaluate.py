@@ -9,7 +9,8 @@ Label names must be the model's (config.id2label). Writes into --output:
   confusion_matrix.png, roc_curve.png, reliability.png
   predictions.csv        path, label, predicted, confidence, one probability column per label
 
-Both routes run the same handler code, so they give the same numbers on the same data.
+Both routes run the same handler code, so they give the same numbers on the same data. The face stage
+is off by default (--face-mode off): labelled datasets such as Kaggle's are face crops already.
 
   python -m scripts.evaluate --checkpoint runs/exp1 --data runs/exp1/splits/test.csv --output results/eval
   python -m scripts.evaluate --endpoint http://127.0.0.1:8080 --data runs/exp1/splits/test.csv --output results/eval-served
@@ -89,7 +90,7 @@ def write_evaluation(evaluation: Evaluation, folder: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_predictor_arguments(parser)
+    add_predictor_arguments(parser, face_mode="off")
     parser.add_argument("--data", type=Path, required=True, help="labelled folder or split CSV (path,label)")
     parser.add_argument("--output", type=Path, default=Path("results/eval"), help="report folder (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -20,7 +20,9 @@ import yaml
 
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
+from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
+from handler.payload import FACE_MODE_HEADER
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_CONFIG = ROOT / "config" / "model-config.yaml"
@@ -62,11 +64,12 @@ def _error_text(error: ClientError) -> str:
 class CheckpointPredictor:
     """The handler core on a checkpoint folder: same decoding, limits and preprocessing as a worker."""
 
-    def __init__(self, checkpoint: Path, options: HandlerOptions) -> None:
+    def __init__(self, checkpoint: Path, options: HandlerOptions, face_mode: str | None = None) -> None:
         self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, options)
+        self.face_mode = face_mode
 
     def predict(self, paths: Sequence[Path]) -> list[Scored]:
-        results = self.classifier.predict_batch([_read(p) for p in paths])
+        results = self.classifier.predict_batch([_read(p) for p in paths], [self.face_mode] * len(paths))
         return [
             Scored(path, error=_error_text(r)) if isinstance(r, ClientError) else Scored(path, prediction=r)
             for path, r in zip(paths, results)
@@ -90,8 +93,10 @@ class EndpointPredictor:
         key: str | None = None,
         concurrency: int = 8,
         timeout: float = 120.0,
+        face_mode: str | None = None,
     ) -> None:
         self.endpoint = f"{url.rstrip('/')}/predictions/{model}" + (f"/{version}" if version else "")
+        self.face_mode = face_mode
         self.key_file, self.key = key_file, key
         self.concurrency, self.timeout = concurrency, timeout
         self._local = threading.local()
@@ -100,7 +105,8 @@ class EndpointPredictor:
         key = self.key
         if self.key_file is not None:
             key = json.loads(self.key_file.read_text())["inference"]["key"]
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return {**headers, FACE_MODE_HEADER: self.face_mode} if self.face_mode else headers
 
     def _session(self) -> requests.Session:
         if not hasattr(self._local, "session"):
@@ -152,8 +158,9 @@ def predict_files(predictor: Predictor, paths: Sequence[Path], chunk: int, progr
                 yield scored
 
 
-def add_predictor_arguments(parser) -> None:
-    """CLI options shared by evaluate and score: where the model is and how to reach it."""
+def add_predictor_arguments(parser, face_mode: str | None) -> None:
+    """CLI options shared by evaluate and score: where the model is, how to reach it, and the face mode
+    (``face_mode`` is the command's default; None means the model's own default)."""
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--checkpoint", type=Path, help="HF checkpoint folder, run in-process with the handler core")
     where.add_argument("--endpoint", help="a running TorchServe inference URL, e.g. http://127.0.0.1:8080")
@@ -169,11 +176,15 @@ def add_predictor_arguments(parser) -> None:
                         help="checkpoint: handler options (image caps, JPEG draft) come from here (default: config/model-config.yaml)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per chunk (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--face-mode", choices=FACE_MODES, default=face_mode,
+                        help="auto | faces | off; off for datasets that are already face crops "
+                             f"(default: {face_mode or 'the model config default'})")
 
 
 def predictor_from_args(args) -> Predictor:
     if args.checkpoint is not None:
         options = handler_options(args.model_config, runtime=args.runtime, precision=args.precision)
-        return CheckpointPredictor(args.checkpoint, options)
+        return CheckpointPredictor(args.checkpoint, options, args.face_mode)
     key_file = args.key_file if args.key_file and args.key_file.is_file() else None
-    return EndpointPredictor(args.endpoint, args.model, version=args.version, key_file=key_file, concurrency=args.concurrency)
+    return EndpointPredictor(args.endpoint, args.model, version=args.version, key_file=key_file,
+                             concurrency=args.concurrency, face_mode=args.face_mode)

@@ -2,6 +2,8 @@
 
 Columns: path, label, confidence, probabilities (JSON object label -> p), version, demo, error.
 A file that cannot be read or decoded gets a row with only its error: it is reported, never fatal.
+--face-mode (auto | faces | off) defaults to the model config's face_mode; the label is the image-level
+verdict (the most-fake face decides).
 Rows are written chunk by chunk; run the same command again after an interruption and it skips the
 paths already in the CSV (--restart starts over).
 
@@ -72,7 +74,7 @@ def score(predictor: Predictor, paths: list[Path], output: Path, batch_size: int
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_predictor_arguments(parser)
+    add_predictor_arguments(parser, face_mode=None)
     parser.add_argument("--images", type=Path, required=True, help="folder of images (searched recursively)")
     parser.add_argument("--output", type=Path, default=Path("results/scores.csv"), help="CSV to write or resume (default: %(default)s)")
     parser.add_argument("--restart", action="store_true", help="discard an existing CSV instead of resuming it")

@@ -224,8 +224,9 @@ def train(settings: TrainSettings) -> dict:
     (settings.output / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json records the settings
     processor.save_pretrained(str(settings.output))
 
+    # The held-out images are face crops like the training ones: no face stage.
     predictor = CheckpointPredictor(settings.output, handler_options(
-        Path(__file__).resolve().parent.parent / "config" / "model-config.yaml", runtime="torch", precision="fp32"))
+        Path(__file__).resolve().parent.parent / "config" / "model-config.yaml", runtime="torch", precision="fp32"), "off")
     evaluation = evaluate(predictor, test_samples, settings.batch_size, settings.progress)
     write_evaluation(evaluation, settings.output / "report")
     summary = {

@@ -89,3 +89,27 @@ def test_pickle_only_checkpoint_is_not_packaged(tiny_checkpoint, tmp_path):
     with pytest.raises(BuildError, match="safetensors"):
         build_mar(pickled, "tiny-detector", "1.0", export_dir=tmp_path / "store")
     assert not (tmp_path / "store" / "tiny-detector.mar").exists()
+
+
+def yunet_config(tmp_path: Path, face_model: str) -> Path:
+    config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    config["handler"].update(runtime="torch", precision="fp32", face_detector="yunet", face_model=face_model)
+    (tmp_path / "model-config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "model-config.yaml"
+
+
+def test_a_configured_face_model_missing_from_the_checkpoint_stops_the_build(tiny_checkpoint, tmp_path):
+    with pytest.raises(BuildError, match="--face-model"):
+        build_mar(tiny_checkpoint, "tiny-detector", "1.0", model_config=yunet_config(tmp_path, "yunet.onnx"), export_dir=tmp_path)
+
+
+def test_the_configured_face_model_file_goes_into_the_archive(tiny_checkpoint, tmp_path):
+    checkpoint = shutil.copytree(tiny_checkpoint, tmp_path / "with-face-model")
+    (checkpoint / "yunet.onnx").write_bytes(b"stand-in bytes: packaging copies the file, loading is the worker's job")
+    path = build_mar(checkpoint, "tiny-detector", "1.0", model_config=yunet_config(tmp_path, "yunet.onnx"), export_dir=tmp_path)
+    assert members(path)["checkpoint/yunet.onnx"] == (checkpoint / "yunet.onnx").read_bytes()
+
+
+def test_a_face_model_outside_the_checkpoint_folder_is_refused(tiny_checkpoint, tmp_path):
+    with pytest.raises(BuildError, match="file name inside"):
+        build_mar(tiny_checkpoint, "tiny-detector", "1.0", model_config=yunet_config(tmp_path, "../x.onnx"), export_dir=tmp_path)

@@ -33,7 +33,11 @@ def test_labels_come_from_config_id2label(classifier):
 
 def test_prediction_fields_and_confidence(classifier):
     prediction = classifier.predict_batch([imagegen.png()])[0]
-    assert set(prediction) == {"label", "confidence", "probabilities", "model", "version", "demo", "runtime", "precision"}
+    assert set(prediction) == {
+        "label", "confidence", "probabilities", "model", "version", "demo", "runtime", "precision",
+        "mode", "analyzed", "decided_by_face", "faces", "faces_skipped", "image_size",
+    }
+    assert (prediction["mode"], prediction["analyzed"], prediction["faces"]) == ("off", "image", [])
     assert (prediction["runtime"], prediction["precision"]) == ("torch", "fp32")
     assert prediction["confidence"] == max(prediction["probabilities"].values())
     assert prediction["probabilities"][prediction["label"]] == prediction["confidence"]

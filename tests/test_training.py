@@ -174,15 +174,18 @@ def versioned_server(run, tmp_path_factory):
 
 def test_evaluate_gives_the_same_metrics_in_process_and_through_torchserve(run, versioned_server, tmp_path):
     held_out = read_split(run / "splits" / "test.csv")
-    local = evaluate(CheckpointPredictor(run, handler_options(model_config(tmp_path / "mc.yaml"), **TORCH_FP32)), held_out, progress=False)
+    options = handler_options(model_config(tmp_path / "mc.yaml"), **TORCH_FP32)
+    local = evaluate(CheckpointPredictor(run, options, face_mode="off"), held_out, progress=False)
     served = evaluate(
-        EndpointPredictor(versioned_server.inference_url, "detector", key_file=versioned_server.run_dir / "key_file.json"),
+        EndpointPredictor(versioned_server.inference_url, "detector", key_file=versioned_server.run_dir / "key_file.json",
+                          face_mode="off"),
         held_out,
         progress=False,
     )
     for key in ("images", "labels", "accuracy", "per_class", "confusion_matrix"):
         assert served.report[key] == local.report[key], key  # counts: exactly equal
     assert [m["path"] for m in served.report["misclassified"]] == [m["path"] for m in local.report["misclassified"]]
+    assert served.report["model"]["version"] == "1.0"
     assert served.report["roc_auc"] == pytest.approx(local.report["roc_auc"], abs=1e-6)
     assert served.report["calibration"]["ece"] == pytest.approx(local.report["calibration"]["ece"], abs=1e-6)
     np.testing.assert_allclose(served.probabilities, local.probabilities, atol=1e-5)

@@ -15,7 +15,8 @@ from tests import imagegen
 class FakeContext:
     """The parts of ``ts.context.Context`` the handler uses."""
 
-    def __init__(self, model_dir, handler_section=None, gpu_id=None):
+    def __init__(self, model_dir, handler_section=None, gpu_id=None, headers=None):
+        self.headers = headers or {}  # request index -> that request's headers
         self.system_properties = {"model_dir": str(model_dir), "gpu_id": gpu_id, "batch_size": 8}
         self.manifest = {"model": {"modelName": "tiny-detector", "modelVersion": "2.0"}}
         self.model_yaml_config = {"handler": handler_section or {}}
@@ -26,6 +27,9 @@ class FakeContext:
 
     def set_response_content_type(self, idx, value):
         self.content_types[idx] = value
+
+    def get_all_request_header(self, idx):
+        return self.headers.get(idx, {})
 
 
 @pytest.fixture(scope="module")

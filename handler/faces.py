@@ -1,0 +1,135 @@
+"""The face stage: find faces (one narrow seam, ``detect(image) -> boxes``) and crop each, squared,
+with a margin, since the model was trained on face crops.
+
+Detectors: OpenCV's frontal-face Haar cascade (shipped inside the opencv-python-headless wheel, the
+offline default) and OpenCV's YuNet CNN (``cv2.FaceDetectorYN``) when its ONNX file is configured. Both
+detect on a copy whose longer side is at most ``detect_side`` pixels and return boxes in the pixels of
+the image they were given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+FACE_MODES = ("auto", "faces", "off")
+DETECTORS = ("haar", "yunet")
+HAAR_WINDOW = 24  # the frontal-face cascade's smallest window, in detection-copy pixels
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+@dataclass(frozen=True)
+class Box:
+    """A face box in pixels: left, top, width, height."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def scaled(self, sx: float, sy: float) -> "Box":
+        return Box(round(self.x * sx), round(self.y * sy), round(self.w * sx), round(self.h * sy))
+
+    def as_list(self) -> list[int]:
+        return [self.x, self.y, self.w, self.h]
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: Image.Image) -> list[Box]:
+        """Faces in an RGB image, largest first, in that image's pixels."""
+
+
+def _detection_copy(image: Image.Image, detect_side: int) -> tuple[Image.Image, float]:
+    """``image`` shrunk so its longer side is at most ``detect_side`` (never enlarged), and the factor."""
+    shrink = min(1.0, detect_side / max(image.size))
+    if shrink == 1.0:
+        return image, 1.0
+    size = (max(1, round(image.width * shrink)), max(1, round(image.height * shrink)))
+    return image.resize(size, Image.Resampling.BILINEAR), shrink
+
+
+def _back(boxes: list[tuple[float, float, float, float]], shrink: float, image: Image.Image) -> list[Box]:
+    """Detection-copy boxes -> image pixels, clipped to the image, largest first."""
+    result = []
+    for x, y, w, h in boxes:
+        left, top = max(0, round(x / shrink)), max(0, round(y / shrink))
+        right, bottom = min(image.width, round((x + w) / shrink)), min(image.height, round((y + h) / shrink))
+        if right > left and bottom > top:
+            result.append(Box(left, top, right - left, bottom - top))
+    return sorted(result, key=lambda b: (-b.w * b.h, b.x, b.y))
+
+
+class HaarDetector:
+    """OpenCV's frontal-face Haar cascade; finds upright frontal faces, no model file to ship.
+
+    A pyramid step of 1.2 (OpenCV's usual 1.1 costs ~1.7x the time here) still finds the test faces."""
+
+    name = "haar"
+
+    def __init__(self, detect_side: int = 640, min_face: int = 32, scale_factor: float = 1.2, min_neighbors: int = 5):
+        import cv2
+
+        self._cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_CASCADE))
+        if self._cascade.empty():
+            raise RuntimeError(f"OpenCV's {HAAR_CASCADE} could not be loaded from {cv2.data.haarcascades}")
+        self.detect_side, self.min_face = detect_side, min_face
+        self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
+
+    def detect(self, image: Image.Image) -> list[Box]:
+        small, shrink = _detection_copy(image, self.detect_side)
+        side = max(HAAR_WINDOW, round(self.min_face * shrink))
+        if min(small.size) < side:
+            return []
+        found = self._cascade.detectMultiScale(
+            np.asarray(small.convert("L")), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+        )
+        return _back([tuple(map(float, row)) for row in found], shrink, image)
+
+
+class YuNetDetector:
+    """OpenCV's YuNet face detector (``cv2.FaceDetectorYN``) from its ONNX file; handles profiles and
+    small faces better than the cascade."""
+
+    name = "yunet"
+
+    def __init__(self, model: Path, detect_side: int = 640, min_face: int = 32, score_threshold: float = 0.7):
+        import cv2
+
+        if not model.is_file():
+            raise FileNotFoundError(f"YuNet model {model} not found (python -m scripts.fetch_checkpoint --face-model downloads it)")
+        self._detector = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score_threshold, 0.3, 5000)
+        self.detect_side, self.min_face = detect_side, min_face
+
+    def detect(self, image: Image.Image) -> list[Box]:
+        small, shrink = _detection_copy(image, self.detect_side)
+        self._detector.setInputSize(small.size)
+        bgr = np.ascontiguousarray(np.asarray(small)[:, :, ::-1])
+        _, found = self._detector.detect(bgr)
+        rows = [] if found is None else [tuple(map(float, row[:4])) for row in found]
+        return [b for b in _back(rows, shrink, image) if max(b.w, b.h) >= self.min_face]
+
+
+def create_detector(name: str, model: Path | None, detect_side: int, min_face: int) -> FaceDetector:
+    if name == "yunet":
+        if model is None:
+            raise ValueError("face_detector yunet needs face_model (the YuNet .onnx file in the checkpoint folder)")
+        return YuNetDetector(model, detect_side, min_face)
+    if name == "haar":
+        return HaarDetector(detect_side, min_face)
+    raise ValueError(f"unknown face_detector {name!r}; known: {list(DETECTORS)}")
+
+
+def square_crop(image: Image.Image, box: Box, margin: float) -> Image.Image:
+    """A square around ``box``'s centre with side ``max(w, h) * (1 + 2 * margin)``, shifted to stay
+    inside the image (and no larger than its shorter side)."""
+    side = min(round(max(box.w, box.h) * (1 + 2 * margin)), image.width, image.height)
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    left = int(min(max(0, round(cx - side / 2)), image.width - side))
+    top = int(min(max(0, round(cy - side / 2)), image.height - side))
+    return image.crop((left, top, left + side, top + side))

@@ -1,0 +1,147 @@
+"""What the face stage costs: ms per image in-process, and end-to-end throughput with faces on vs off.
+
+In-process: decode (shipped limits, JPEG draft included), Haar detection and cropping, timed apart, on
+small and large photos built from scikit-image's public-domain astronaut (one face) and coffee (none).
+End to end: the shipped archive (config/model-config.yaml) of --checkpoint behind a real TorchServe,
+Locust sending those photos with X-Face-Mode auto, then off. Prints figures and writes
+results/faces/faces.csv, e2e.csv, faces.json and faces.png; it asserts nothing.
+
+  python -m loadtest.faces_bench --checkpoint checkpoints/demo      (make bench-faces)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+from PIL import Image
+
+from handler.faces import create_detector, square_crop
+from handler.images import decode
+from handler.options import HandlerOptions
+from loadtest.bench import NAME, run_locust, save_figure, write_csv
+from scripts.build_mar import DEFAULT_MODEL_CONFIG, build_mar
+from scripts.serve import ROOT, loopback_config, serving
+
+
+def photo_set() -> dict[str, bytes]:
+    """name -> JPEG bytes: one-face, two-face and face-free photos, small and large."""
+    from skimage import data as photos
+
+    astronaut, coffee = Image.fromarray(photos.astronaut()), Image.fromarray(photos.coffee())
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(astronaut, (0, 0))
+    pair.paste(astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (512, 0))
+    images = {
+        "astronaut 512x512 (1 face)": astronaut,
+        "pair 1024x512 (2 faces)": pair,
+        "coffee 600x400 (0 faces)": coffee,
+        "astronaut 3000x3000 (1 face)": astronaut.resize((3000, 3000), Image.Resampling.BICUBIC),
+        "pair 4000x2000 (2 faces)": pair.resize((4000, 2000), Image.Resampling.BICUBIC),
+        "coffee 4500x3000 (0 faces)": coffee.resize((4500, 3000), Image.Resampling.BICUBIC),
+    }
+    encoded = {}
+    for name, image in images.items():
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=92)
+        encoded[name] = buffer.getvalue()
+    return encoded
+
+
+def _median_ms(action, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = action()
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times), result
+
+
+def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats: int) -> list[dict]:
+    """Median ms per photo for decode, detection and cropping with the shipped options."""
+    detector = create_detector(options.face_detector, None, options.face_detect_side, options.face_min_size)
+    rows = []
+    for name, payload in photos.items():
+        decode_ms, decoded = _median_ms(lambda: decode(payload, options.limits), repeats)
+        detect_ms, boxes = _median_ms(lambda: detector.detect(decoded.image), repeats)
+        crop_ms, _ = _median_ms(lambda: [square_crop(decoded.image, b, options.face_margin) for b in boxes], repeats)
+        rows.append({
+            "photo": name, "bytes": len(payload), "decoded": "x".join(map(str, decoded.image.size)), "faces": len(boxes),
+            "decode_ms": round(decode_ms, 2), "detect_ms": round(detect_ms, 2), "crop_ms": round(crop_ms, 3),
+            "face_stage_ms": round(detect_ms + crop_ms, 2),
+        })
+        print(f"  {name:30s} decoded {rows[-1]['decoded']:>9s}  faces {len(boxes)}  decode {decode_ms:6.1f} ms  "
+              f"detect {detect_ms:6.1f} ms  crop {crop_ms:5.2f} ms", flush=True)
+    return rows
+
+
+def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: int, workdir: Path) -> list[dict]:
+    """The shipped archive under Locust, the same photos with faces on (auto) and off."""
+    images = workdir / "photos"
+    images.mkdir()
+    for index, payload in enumerate(photos.values()):
+        (images / f"{index}.jpg").write_bytes(payload)
+    build_mar(checkpoint, NAME, "1.0", model_config=DEFAULT_MODEL_CONFIG, export_dir=workdir / "store")
+    config = loopback_config(ROOT / "config" / "config.properties", workdir / "config.properties")
+    rows = []
+    with serving(config, workdir / "store", [f"{NAME}={NAME}.mar"], workdir / "run") as server:
+        run_locust(server, users, min(seconds, 10), images, workdir, "off")  # warm-up, not reported
+        for mode in ("auto", "off"):
+            row = {"face_mode": mode, **run_locust(server, users, seconds, images, workdir, mode)}
+            rows.append(row)
+            print(f"  end-to-end faces {mode:4s} {users} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
+                  f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)
+    return rows
+
+
+def plot(costs: list[dict], e2e: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [row["photo"] for row in costs]
+    left.barh(names, [row["decode_ms"] for row in costs], label="decode")
+    left.barh(names, [row["face_stage_ms"] for row in costs], left=[row["decode_ms"] for row in costs], label="detect + crop")
+    left.set(xlabel="ms per image (median)", title="Face stage cost in-process")
+    axes = [left]
+    if e2e:
+        right.bar([row["face_mode"] for row in e2e], [row["images_per_s"] for row in e2e], label="images/s")
+        right.set(xlabel="face mode", ylabel="images/s", title=f"End to end, {e2e[0]['users']} users")
+        axes.append(right)
+    return save_figure(fig, axes, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "demo", help="(default: checkpoints/demo)")
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / "faces", help="(default: results/faces)")
+    parser.add_argument("--repeats", type=int, default=20, help="timings per photo (default: %(default)s)")
+    parser.add_argument("--users", type=int, default=8, help="Locust users (default: %(default)s)")
+    parser.add_argument("--seconds", type=int, default=30, help="seconds per Locust run (default: %(default)s)")
+    parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
+    args = parser.parse_args(argv)
+    args.output.mkdir(parents=True, exist_ok=True)
+    options = HandlerOptions.from_mapping(yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["handler"])
+    photos = photo_set()
+    print("Face stage in-process (shipped options):", flush=True)
+    costs = face_stage_costs(photos, options, args.repeats)
+    write_csv(costs, args.output / "faces.csv")
+    e2e = []
+    if not args.skip_e2e:
+        with tempfile.TemporaryDirectory(prefix="faces-bench-") as workdir:
+            e2e = end_to_end(args.checkpoint, photos, args.users, args.seconds, Path(workdir))
+        write_csv(e2e, args.output / "e2e.csv")
+    (args.output / "faces.json").write_text(json.dumps({"face_stage": costs, "end_to_end": e2e}, indent=2) + "\n")
+    print(f"wrote {args.output}/faces.csv, faces.json, {plot(costs, e2e, args.output / 'faces.png').name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The face stage on real photos (scikit-image's public-domain astronaut and coffee), no mocks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as photos
+
+from handler.classifier import DeepfakeClassifier, FaceSettings
+from handler.errors import BadOption, NoFaceFound
+from handler.faces import Box, HaarDetector, square_crop
+from handler.images import decode
+from handler.options import HandlerOptions
+from handler.payload import face_mode
+
+ASTRONAUT_FACE = Box(177, 66, 95, 95)  # the one face in skimage.data.astronaut(), 512 x 512
+
+
+def iou(a: Box, b: Box) -> float:
+    left, top = max(a.x, b.x), max(a.y, b.y)
+    right, bottom = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0, right - left) * max(0, bottom - top)
+    return inter / (a.w * a.h + b.w * b.h - inter)
+
+
+def as_box(values) -> Box:
+    return Box(*values)
+
+
+def jpeg(image: Image.Image, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, **params)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(photos.astronaut())
+
+
+@pytest.fixture(scope="module")
+def coffee() -> Image.Image:
+    return Image.fromarray(photos.coffee())
+
+
+@pytest.fixture(scope="module")
+def pair(astronaut) -> Image.Image:
+    """Two people: the astronaut beside her mirror image (1024 x 512)."""
+    canvas = Image.new("RGB", (1024, 512))
+    canvas.paste(astronaut, (0, 0))
+    canvas.paste(astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (512, 0))
+    return canvas
+
+
+MIRRORED_FACE = Box(1024 - ASTRONAUT_FACE.x - ASTRONAUT_FACE.w, ASTRONAUT_FACE.y, ASTRONAUT_FACE.w, ASTRONAUT_FACE.h)
+
+
+def faces_classifier(checkpoint, **options) -> DeepfakeClassifier:
+    return DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(face_mode="auto", **options))
+
+
+@pytest.fixture(scope="module")
+def detector() -> HaarDetector:
+    return HaarDetector()
+
+
+@pytest.fixture(scope="module")
+def auto(tiny_checkpoint) -> DeepfakeClassifier:
+    return faces_classifier(tiny_checkpoint)
+
+
+def test_one_face_found_near_the_known_box(detector, astronaut):
+    boxes = detector.detect(astronaut)
+    assert len(boxes) == 1
+    assert iou(boxes[0], ASTRONAUT_FACE) > 0.7, boxes
+
+
+def test_no_face_in_a_photo_of_coffee(detector, coffee):
+    assert detector.detect(coffee) == []
+
+
+def test_two_people_give_two_boxes_in_the_right_places(detector, pair):
+    boxes = sorted(detector.detect(pair), key=lambda b: b.x)
+    assert len(boxes) == 2
+    assert iou(boxes[0], ASTRONAUT_FACE) > 0.7 and iou(boxes[1], MIRRORED_FACE) > 0.7, boxes
+
+
+def test_exif_rotated_photo_gives_boxes_in_the_rotated_frame(auto, pair):
+    # Stored sideways (512 x 1024) with EXIF orientation 6: viewers rotate it 90 degrees clockwise upright.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored = jpeg(pair.transpose(Image.Transpose.ROTATE_90), exif=exif.tobytes())
+    answer = auto.predict_batch([stored])[0]
+    assert answer["image_size"] == [1024, 512]
+    boxes = sorted((as_box(f["box"]) for f in answer["faces"]), key=lambda b: b.x)
+    assert len(boxes) == 2
+    assert iou(boxes[0], ASTRONAUT_FACE) > 0.6 and iou(boxes[1], MIRRORED_FACE) > 0.6, boxes
+
+
+def test_boxes_are_in_original_pixels_after_a_reduced_jpeg_decode(tiny_checkpoint, astronaut):
+    big = jpeg(astronaut.resize((2048, 2048), Image.Resampling.BICUBIC))
+    classifier = faces_classifier(tiny_checkpoint, jpeg_draft_side=448)
+    assert decode(big, classifier.limits).image.size == (512, 512)  # decoded at 1/4
+    answer = classifier.predict_batch([big])[0]
+    assert answer["image_size"] == [2048, 2048]
+    (face,) = answer["faces"]
+    expected = Box(*(4 * v for v in ASTRONAUT_FACE.as_list()))
+    assert iou(as_box(face["box"]), expected) > 0.7, face["box"]
+
+
+def test_auto_classifies_the_whole_image_when_no_face_is_found(auto, coffee):
+    answer = auto.predict_batch([jpeg(coffee)])[0]
+    assert (answer["mode"], answer["analyzed"], answer["faces"], answer["decided_by_face"]) == ("auto", "image", [], None)
+    whole = auto.predict_images([decode(jpeg(coffee), auto.limits).image])[0]
+    assert answer["probabilities"] == pytest.approx(whole["probabilities"])
+
+
+def test_faces_mode_without_a_face_is_a_422_that_says_so(auto, coffee):
+    (result,) = auto.predict_batch([jpeg(coffee)], ["faces"])
+    assert isinstance(result, NoFaceFound)
+    assert result.status == 422 and result.error == "no face found"
+
+
+def test_off_mode_classifies_the_whole_photo_even_with_faces(auto, astronaut):
+    answer = auto.predict_batch([jpeg(astronaut)], ["off"])[0]
+    assert (answer["mode"], answer["analyzed"], answer["faces"]) == ("off", "image", [])
+
+
+def test_per_face_probabilities_equal_classifying_the_crop_directly(auto, pair):
+    payload = jpeg(pair)
+    answer = auto.predict_batch([payload])[0]
+    image = decode(payload, auto.limits).image
+    assert len(answer["faces"]) == 2
+    for face in answer["faces"]:
+        crop = square_crop(image, as_box(face["box"]), auto.faces.margin)
+        direct = auto.predict_images([crop])[0]
+        assert face["probabilities"] == pytest.approx(direct["probabilities"], abs=1e-5)
+        assert face["label"] == direct["label"]
+
+
+def test_square_crop_adds_the_margin_and_stays_inside_the_image(pair):
+    crop_box = Box(10, 100, 60, 40)  # near the left edge: the square must shift right, not pad
+    crop = square_crop(pair, crop_box, margin=0.25)
+    assert crop.size == (90, 90)
+    np.testing.assert_array_equal(np.asarray(crop), np.asarray(pair.crop((0, 75, 90, 165))))
+
+
+def test_the_most_fake_face_decides_the_image_verdict(tiny_checkpoint, pair):
+    classifier = faces_classifier(tiny_checkpoint, fake_label="synthetic")
+    answer = classifier.predict_batch([jpeg(pair)])[0]
+    scores = [f["probabilities"]["synthetic"] for f in answer["faces"]]
+    assert answer["decided_by_face"] == scores.index(max(scores))
+    assert answer["probabilities"] == answer["faces"][answer["decided_by_face"]]["probabilities"]
+
+
+def test_faces_beyond_the_limit_are_reported_as_skipped(tiny_checkpoint, pair):
+    classifier = faces_classifier(tiny_checkpoint, max_faces=1)
+    answer = classifier.predict_batch([jpeg(pair)])[0]
+    assert len(answer["faces"]) == 1 and len(answer["faces_skipped"]) == 1
+    boxes = {tuple(answer["faces"][0]["box"]), tuple(answer["faces_skipped"][0]["box"])}
+    assert len(boxes) == 2
+
+
+def test_a_batch_of_0_1_and_2_face_photos_returns_each_requests_own_faces(auto, coffee, astronaut, pair):
+    payloads = [jpeg(coffee), jpeg(astronaut), b"not an image", jpeg(pair)]
+    batched = auto.predict_batch(payloads)
+    assert [len(a["faces"]) for a in (batched[0], batched[1], batched[3])] == [0, 1, 2]
+    for index in (0, 1, 3):
+        alone = auto.predict_batch([payloads[index]])[0]
+        assert [f["box"] for f in batched[index]["faces"]] == [f["box"] for f in alone["faces"]]
+        assert batched[index]["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
+
+
+def test_face_mode_comes_from_the_form_field_or_the_header():
+    assert face_mode({"face_mode": b"faces"}, {"X-Face-Mode": "off"}) == "faces"
+    assert face_mode({}, {"x-face-mode": " OFF "}) == "off"
+    assert face_mode({}, {}) is None
+    with pytest.raises(BadOption, match="maybe"):
+        face_mode({}, {"X-Face-Mode": "maybe"})
+    with pytest.raises(BadOption):
+        face_mode({"face_mode": b"\xff" * 10_000}, {})
+
+
+def test_an_unknown_mode_in_the_core_is_a_bad_option(auto, astronaut):
+    (result,) = auto.predict_batch([jpeg(astronaut)], ["sometimes"])
+    assert isinstance(result, BadOption) and result.status == 400
+
+
+def test_faces_mode_default_comes_from_the_handler_options(tiny_checkpoint, coffee):
+    strict = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="faces"))
+    assert strict.faces == FaceSettings(mode="faces")
+    assert isinstance(strict.predict_batch([jpeg(coffee)])[0], NoFaceFound)
