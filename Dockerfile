@@ -14,6 +14,7 @@ RUN /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX}" -c constraints.
 COPY handler/ handler/
 COPY scripts/ scripts/
 COPY config/ config/
+COPY page/ page/
 RUN /opt/venv/bin/python -m scripts.demo_checkpoint --output checkpoints/demo \
     && /opt/venv/bin/python -m scripts.build_mar --checkpoint checkpoints/demo --export-dir /srv/model_store \
     && sed 's#^inference_address=.*#inference_address=http://0.0.0.0:8080#' config/config.properties > /srv/config.properties
@@ -26,10 +27,13 @@ RUN apt-get update \
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=1000:1000 /srv /srv
 COPY --from=build /src/scripts /app/scripts
+COPY --from=build /src/page /app/page
+COPY --from=build /src/config /app/config
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app
 USER 1000:1000
 WORKDIR /home/model-server
-EXPOSE 8080
+# 8080: inference API; 7860: the upload page (it holds the key and forwards to 8080 inside the container).
+EXPOSE 8080 7860
 # TorchServe writes key_file.json (the tokens) into its run folder: /home/model-server/run.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import json,urllib.request as u; k=json.load(open('run/key_file.json'))['inference']['key']; u.urlopen(u.Request('http://127.0.0.1:8080/ping', headers={'Authorization': 'Bearer ' + k}), timeout=4)"]
@@ -37,4 +41,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
 # before stopping TorchServe, which would drop them; give it time: docker stop -t 60.
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "scripts.serve", "run", "--config", "/srv/config.properties", "--model-store", "/srv/model_store", \
-     "--run-dir", "/home/model-server/run"]
+     "--run-dir", "/home/model-server/run", "--page-host", "0.0.0.0"]

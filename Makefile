@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 MODEL_NAME := deepfake-detector
 CHECKPOINT := checkpoints/demo
 MAR := model_store/$(MODEL_NAME).mar
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: serve stop test bench bench-faces soak venv demo-checkpoint mar key clean
 
@@ -14,10 +16,15 @@ serve: $(MAR)
 	$(PY) -m scripts.serve start --model $(MODEL_NAME)=$(MODEL_NAME).mar $(SERVE_FLAGS)
 
 stop: venv
-	$(PY) -m scripts.serve stop
+	$(PY) -m scripts.serve stop   # the upload page too
 
-test: venv
+test: venv $(CHROMIUM)
 	$(PY) -m pytest
+
+# The browser tests drive Debian's Chromium; installed here when missing (needs root or sudo).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 # Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 15 minutes.
 bench: $(CHECKPOINT)/model.safetensors | venv

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from handler.checkpoint import load_image_processor, read_checkpoint_info
 from handler.errors import BadOption, ClientError, NoFaceFound
-from handler.faces import FACE_MODES, Box, FaceDetector, create_detector, square_crop
+from handler.explain import METHOD, Explainer, overlay_png
+from handler.faces import FACE_MODES, Box, FaceDetector, create_detector, crop_region, square_crop
 from handler.images import Decoded, ImageLimits, decode
 from handler.options import HandlerOptions
 from handler.runtime import Runtime, create_runtime
@@ -48,6 +50,7 @@ class Subjects:
     boxes: list[Box]
     skipped: list[Box]
     mode: str
+    regions: list[Box]  # what each crop covers, in original pixels (the whole image when no face)
 
     @property
     def analyzed(self) -> str:
@@ -66,6 +69,7 @@ class DeepfakeClassifier:
         limits: ImageLimits,
         detector: FaceDetector | None = None,
         faces: FaceSettings = FaceSettings(),
+        explainer_source: tuple[Path, torch.device] | None = None,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -74,6 +78,8 @@ class DeepfakeClassifier:
         self.limits = limits
         self.detector = detector
         self.faces = faces
+        self._explainer_source = explainer_source
+        self._explainer: Explainer | None = None
 
     @classmethod
     def from_checkpoint(
@@ -97,7 +103,17 @@ class DeepfakeClassifier:
             limits=options.limits,
             detector=create_detector(options.face_detector, face_model, options.face_detect_side, options.face_min_size),
             faces=FaceSettings(options.face_mode, options.face_margin, options.max_faces, options.fake_label),
+            explainer_source=(info.path, torch.device(device)),
         )
+
+    @property
+    def explainer(self) -> Explainer:
+        """The torch model that returns attentions, loaded on first use (predictions never need it)."""
+        if self._explainer is None:
+            if self._explainer_source is None:
+                raise RuntimeError("this classifier was built without a checkpoint to explain with")
+            self._explainer = Explainer(*self._explainer_source)
+        return self._explainer
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> ``pixel_values[N, 3, H, W]`` exactly as the checkpoint's processor makes them."""
@@ -134,7 +150,7 @@ class DeepfakeClassifier:
                     f"no face of at least the minimum size was found in the {image.width}x{image.height} image; "
                     "send a photo with a visible frontal face, or face mode auto or off to classify the whole image"
                 )
-            return Subjects([image], [], [], mode)
+            return Subjects([image], [], [], mode, [Box(0, 0, *decoded.original_size)])
         kept, extra = found[: self.faces.max_faces], found[self.faces.max_faces :]
         sx, sy = decoded.scale
         return Subjects(
@@ -142,6 +158,7 @@ class DeepfakeClassifier:
             boxes=[box.scaled(sx, sy) for box in kept],
             skipped=[box.scaled(sx, sy) for box in extra],
             mode=mode,
+            regions=[crop_region(image.size, box, self.faces.margin).scaled(sx, sy) for box in kept],
         )
 
     def _deciding(self, verdicts: list[Prediction]) -> int:
@@ -151,9 +168,11 @@ class DeepfakeClassifier:
             return max(range(len(verdicts)), key=lambda i: verdicts[i]["probabilities"][key])
         return max(range(len(verdicts)), key=lambda i: verdicts[i]["confidence"])
 
-    def answer(self, subjects: Subjects, verdicts: list[Prediction], original_size: tuple[int, int]) -> Prediction:
+    def answer(
+        self, subjects: Subjects, verdicts: list[Prediction], original_size: tuple[int, int], computed_by: tuple[str, str]
+    ) -> Prediction:
         """One request's answer: the image-level verdict (the deciding face's, or the whole image's),
-        the model identity, and each face with its own verdict."""
+        the model identity, what computed it (runtime, precision), and each face with its own verdict."""
         deciding = self._deciding(verdicts)
         faces = [{"box": box.as_list(), **verdict} for box, verdict in zip(subjects.boxes, verdicts)]
         return {
@@ -161,8 +180,8 @@ class DeepfakeClassifier:
             "model": self.identity.name,
             "version": self.identity.version,
             "demo": self.identity.demo,
-            "runtime": self.runtime.name,
-            "precision": self.runtime.precision,
+            "runtime": computed_by[0],
+            "precision": computed_by[1],
             "mode": subjects.mode,
             "analyzed": subjects.analyzed,
             "decided_by_face": deciding if faces else None,
@@ -171,16 +190,32 @@ class DeepfakeClassifier:
             "image_size": list(original_size),
         }
 
+    def explanation(self, subjects: Subjects, maps: torch.Tensor, original_size: tuple[int, int]) -> dict[str, Any]:
+        """Rollout maps as numbers (one per face, or one for the whole image) and as one overlay PNG."""
+        regions = [r.as_list() for r in subjects.regions]
+        grids = [m.numpy() for m in maps]
+        return {
+            "method": METHOD,
+            "grid_size": list(maps.shape[1:]),
+            "maps": [{"region": region, "attention": np.round(grid, 4).tolist()} for region, grid in zip(regions, grids)],
+            "overlay_png": overlay_png(original_size, regions, grids),
+        }
+
     def predict_batch(
-        self, payloads: Sequence[bytes | ClientError], modes: Sequence[str | None] | None = None
+        self,
+        payloads: Sequence[bytes | ClientError],
+        modes: Sequence[str | None] | None = None,
+        explain: Sequence[bool] | None = None,
     ) -> list[Prediction | ClientError]:
         """Classify encoded images; each bad one gets its ``ClientError`` at its own index.
 
-        ``modes`` overrides the face mode per request (None: the configured default). The crops of
-        all requests go through the model in one forward pass. A payload that is already a
-        ``ClientError`` (the adapter could not extract bytes) passes through.
+        ``modes`` overrides the face mode per request (None: the configured default). Requests flagged in
+        ``explain`` also get an ``explanation`` (attention rollout, computed by the torch explainer); the
+        others go through the runtime, crops of all requests in one forward pass. A payload that is
+        already a ``ClientError`` (the adapter could not extract bytes) passes through.
         """
         modes = list(modes) if modes is not None else [None] * len(payloads)
+        explain = list(explain) if explain is not None else [False] * len(payloads)
         results: list[Prediction | ClientError | None] = [None] * len(payloads)
         pending: list[tuple[int, Subjects, tuple[int, int]]] = []
         for index, (payload, mode) in enumerate(zip(payloads, modes)):
@@ -192,9 +227,25 @@ class DeepfakeClassifier:
                 pending.append((index, self.subjects(decoded, mode), decoded.original_size))
             except ClientError as error:
                 results[index] = error
-        verdicts = self.predict_images([crop for _, subjects, _ in pending for crop in subjects.crops])
-        start = 0
-        for index, subjects, size in pending:
-            results[index] = self.answer(subjects, verdicts[start : start + len(subjects.crops)], size)
-            start += len(subjects.crops)
+        plain = [p for p in pending if not explain[p[0]]]
+        verdicts = self.predict_images([crop for _, subjects, _ in plain for crop in subjects.crops])
+        for (index, subjects, size), chunk in zip(plain, _split(verdicts, [len(s.crops) for _, s, _ in plain])):
+            results[index] = self.answer(subjects, chunk, size, (self.runtime.name, self.runtime.precision))
+        explained = [p for p in pending if explain[p[0]]]
+        if explained:
+            logits, maps = self.explainer.explain(self.preprocess([c for _, s, _ in explained for c in s.crops]))
+            counts = [len(s.crops) for _, s, _ in explained]
+            for (index, subjects, size), chunk, chunk_maps in zip(explained, _split(self.postprocess(logits), counts), _split(maps, counts)):
+                answer = self.answer(subjects, chunk, size, ("torch", "fp32"))
+                answer["explanation"] = self.explanation(subjects, torch.stack(list(chunk_maps)), size)
+                results[index] = answer
         return results  # type: ignore[return-value]
+
+
+def _split(items: Sequence, counts: Sequence[int]) -> list:
+    """``items`` cut into consecutive runs of ``counts`` lengths."""
+    runs, start = [], 0
+    for count in counts:
+        runs.append(items[start : start + count])
+        start += count
+    return runs

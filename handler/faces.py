@@ -125,11 +125,18 @@ def create_detector(name: str, model: Path | None, detect_side: int, min_face: i
     raise ValueError(f"unknown face_detector {name!r}; known: {list(DETECTORS)}")
 
 
-def square_crop(image: Image.Image, box: Box, margin: float) -> Image.Image:
+def crop_region(size: tuple[int, int], box: Box, margin: float) -> Box:
     """A square around ``box``'s centre with side ``max(w, h) * (1 + 2 * margin)``, shifted to stay
-    inside the image (and no larger than its shorter side)."""
-    side = min(round(max(box.w, box.h) * (1 + 2 * margin)), image.width, image.height)
+    inside an image of ``size`` (and no larger than its shorter side)."""
+    width, height = size
+    side = min(round(max(box.w, box.h) * (1 + 2 * margin)), width, height)
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
-    left = int(min(max(0, round(cx - side / 2)), image.width - side))
-    top = int(min(max(0, round(cy - side / 2)), image.height - side))
-    return image.crop((left, top, left + side, top + side))
+    left = int(min(max(0, round(cx - side / 2)), width - side))
+    top = int(min(max(0, round(cy - side / 2)), height - side))
+    return Box(left, top, side, side)
+
+
+def square_crop(image: Image.Image, box: Box, margin: float) -> Image.Image:
+    """The ``crop_region`` of ``box`` cut out of ``image``."""
+    region = crop_region(image.size, box, margin)
+    return image.crop((region.x, region.y, region.x + region.w, region.y + region.h))

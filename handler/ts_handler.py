@@ -27,6 +27,11 @@ def worker_device(system_properties: dict) -> torch.device:
     return torch.device("cpu")
 
 
+def is_explanation(headers: dict) -> bool:
+    """TorchServe's frontend marks requests to /explanations/<model> with the header explain: True."""
+    return any(str(k).lower() == "explain" and str(v) == "True" for k, v in headers.items())
+
+
 class DeepfakeHandler(BaseHandler):
     """One JSON answer per request, in order; a bad request fails alone with a 4xx."""
 
@@ -54,15 +59,17 @@ class DeepfakeHandler(BaseHandler):
         )
 
     def handle(self, data, context) -> list[str]:
-        payloads, modes = [], []
+        payloads, modes, explain = [], [], []
         for index, request in enumerate(data):
+            headers = context.get_all_request_header(index) or {}
+            explain.append(is_explanation(headers))
             try:
-                modes.append(face_mode(request, context.get_all_request_header(index)))
+                modes.append(face_mode(request, headers))
                 payloads.append(image_bytes(request))
             except ClientError as error:
                 payloads.append(error)
                 modes.append(None)
-        results = self.classifier.predict_batch(payloads, modes)
+        results = self.classifier.predict_batch(payloads, modes, explain)
         logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
         responses = []
         for index, result in enumerate(results):

@@ -26,6 +26,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PID_FILE = "torchserve.pid"
+PAGE_PID_FILE = "page.pid"
 SERVING_PROPERTIES = "serving.properties"  # the config a run folder's server was started with
 KEY_FILE = "key_file.json"
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
@@ -240,25 +241,69 @@ def stop(run_dir: Path, timeout: float = 30.0, drain_timeout: float = 30.0) -> b
     """Stop the TorchServe started from ``run_dir``: let accepted work finish (``drain``), then SIGTERM
     to its process group, SIGKILL after ``timeout``. Returns False when none was running."""
     run_dir = run_dir.resolve()
+    stop_page(run_dir)
     pid = running_pid(run_dir)
     if pid is None:
         (run_dir / PID_FILE).unlink(missing_ok=True)
         return False
     if drain_timeout > 0 and (run_dir / SERVING_PROPERTIES).is_file():
         drain(Server(run_dir, read_properties(run_dir / SERVING_PROPERTIES)), timeout=drain_timeout)
+    terminate_group(pid, timeout)
+    (run_dir / PID_FILE).unlink(missing_ok=True)
+    (run_dir / KEY_FILE).unlink(missing_ok=True)
+    return True
+
+
+def start_page(server: Server, model: str, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> str:
+    """Start the upload page (page/server.py) beside ``server``, detached; returns its URL once it answers.
+
+    It forwards to TorchServe with the key from the run folder's key_file.json; ``stop`` stops it too."""
+    run_dir = server.run_dir
+    command = [
+        sys.executable, "-m", "page.server", "--inference-url", server.inference_url, "--model", model,
+        "--key-file", str(run_dir / KEY_FILE), "--host", host, "--port", str(port),
+    ]
+    with open(run_dir / "page.log", "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    (run_dir / PAGE_PID_FILE).write_text(str(process.pid))
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if requests.get(f"{url}healthz", timeout=2).status_code == 200:
+                return url
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    stop_page(run_dir)
+    raise ServeError(f"the upload page did not start on {url}:\n{(run_dir / 'page.log').read_text()[-2000:]}")
+
+
+def stop_page(run_dir: Path, timeout: float = 10.0) -> bool:
+    """Stop the upload page started from ``run_dir``; False when none was running."""
+    try:
+        pid = int((run_dir / PAGE_PID_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    (run_dir / PAGE_PID_FILE).unlink(missing_ok=True)
+    terminate_group(pid, timeout)
+    return True
+
+
+def terminate_group(pid: int, timeout: float) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL it after ``timeout`` seconds, reap the leader."""
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(0.2)
+        time.sleep(0.1)
     if _group_alive(pid):
         _signal_group(pid, signal.SIGKILL)
     try:
         os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child (tests)
     except ChildProcessError:
         pass
-    (run_dir / PID_FILE).unlink(missing_ok=True)
-    (run_dir / KEY_FILE).unlink(missing_ok=True)
-    return True
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -338,6 +383,13 @@ def start_ready(args) -> tuple[Server, list[str]]:
         raise
     print(f"ready in {seconds:.1f} s")
     print(usage(server, names), flush=True)
+    if args.page_port:
+        try:
+            url = start_page(server, names[0], args.page_port, args.page_host)
+        except BaseException:
+            stop(args.run_dir)
+            raise
+        print(f"Upload page: {url}", flush=True)
     return server, names
 
 
@@ -366,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--model", action="append", dest="models", metavar="NAME=FILE.mar", help="model to load (repeatable; default: deepfake-detector=deepfake-detector.mar)")
         command.add_argument("--run-dir", type=Path, default=ROOT / "run", help="working folder for logs and key_file.json (default: run/)")
         command.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default: %(default)s)")
+        command.add_argument("--page-port", type=int, default=7860, help="upload page port; 0: no page (default: %(default)s)")
+        command.add_argument("--page-host", default="127.0.0.1", help="upload page address (default: %(default)s)")
         command.add_argument("--enable-model-api", action="store_true",
                              help="allow registering and unregistering model versions (needed by scripts.rollout); off by default")
     down = sub.add_parser("stop", help="stop the TorchServe started from the run folder")

@@ -1,0 +1,162 @@
+"""The upload page: a thin, bounded proxy beside TorchServe that keeps the inference key server-side.
+
+GET  /             the page (page/static/index.html, app.css, app.js; nothing from the internet)
+GET  /api/info     model name, version, demo flag, upload limits
+POST /api/analyze  multipart ``image`` (+ optional ``face_mode``) -> TorchServe /explanations/<model>
+GET  /healthz      200 when this process answers
+
+The key is re-read from TorchServe's key_file.json for every call (keys expire and can be rotated) and
+never sent to the browser. Uploads above the cap get a 413 before anything is forwarded; TorchServe's
+4xx answers pass through with their JSON body; its 5xx and timeouts become 502/504 JSON errors.
+
+  python -m page.server --inference-url http://127.0.0.1:8080 --key-file run/key_file.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import requests
+import yaml
+from flask import Flask, Response, jsonify, request, send_from_directory
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_PORT = 7860
+FACE_MODES = ("auto", "faces", "off")
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
+CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
+INFO_TTL = 60.0  # seconds /api/info caches the model's identity
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+                               "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def shipped_upload_cap() -> int:
+    """``max_image_bytes`` from config/model-config.yaml: the page refuses what the handler would."""
+    return int(yaml.safe_load((ROOT / "config" / "model-config.yaml").read_text())["handler"]["max_image_bytes"])
+
+
+def error(status: int, name: str, detail: str) -> tuple[Response, int]:
+    return jsonify({"error": name, "detail": detail}), status
+
+
+def _probe_image() -> bytes:
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((64, 64)).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes: int) -> Flask:
+    """The page app; ``key_file`` is TorchServe's key_file.json, read per call."""
+    app = Flask(__name__, static_folder=None)
+    app.json.sort_keys = False  # keep the model's label order (config.id2label) in probabilities
+    # Werkzeug refuses larger bodies with 413 before reading them; the margin covers multipart framing.
+    app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + 64 * 1024
+    endpoint = inference_url.rstrip("/")
+    info_cache: dict = {}
+    session = requests.Session()
+
+    def auth() -> dict[str, str]:
+        return {"Authorization": f"Bearer {json.loads(key_file.read_text())['inference']['key']}"}
+
+    def forward(path: str, payload: bytes, face_mode: str | None) -> requests.Response:
+        headers = {**auth(), "Content-Type": "application/octet-stream"}
+        if face_mode:
+            headers["X-Face-Mode"] = face_mode
+        return session.post(f"{endpoint}/{path}/{model}", data=payload, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+
+    @app.after_request
+    def secure(response: Response) -> Response:
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    @app.errorhandler(413)
+    def too_large(_exc):
+        return error(413, "payload too large", f"uploads are limited to {max_upload_bytes} bytes")
+
+    @app.get("/")
+    def index():
+        return send_from_directory(STATIC, "index.html")
+
+    @app.get("/static/<path:name>")
+    def static_file(name: str):
+        return send_from_directory(STATIC, name)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.get("/api/info")
+    def info():
+        limits = {"model": model, "max_upload_bytes": max_upload_bytes, "accepted_types": list(ACCEPTED_TYPES),
+                  "face_modes": list(FACE_MODES)}
+        if time.monotonic() - info_cache.get("at", -INFO_TTL) >= INFO_TTL:
+            try:
+                answer = forward("predictions", _probe_image(), "off")
+                answer.raise_for_status()
+                body = answer.json()
+                info_cache.update(at=time.monotonic(), identity={
+                    "version": body.get("version"), "demo": body.get("demo"), "labels": list(body.get("probabilities", {}))})
+            except (requests.RequestException, OSError, ValueError, KeyError) as exc:
+                return jsonify({**limits, "available": False, "detail": f"model server not answering: {type(exc).__name__}"})
+        return jsonify({**limits, "available": True, **info_cache["identity"]})
+
+    @app.post("/api/analyze")
+    def analyze():
+        upload = request.files.get("image")
+        if upload is None:
+            return error(400, "no image in request", "send the image as a multipart file field named image")
+        face_mode = request.form.get("face_mode") or None
+        if face_mode is not None and face_mode not in FACE_MODES:
+            return error(400, "bad option", f"face_mode must be one of {', '.join(FACE_MODES)}")
+        payload = upload.read(max_upload_bytes + 1)
+        if len(payload) > max_upload_bytes:
+            return error(413, "payload too large", f"uploads are limited to {max_upload_bytes} bytes")
+        try:
+            answer = forward("explanations", payload, face_mode)
+        except requests.Timeout:
+            return error(504, "model server timeout", f"no answer within {READ_TIMEOUT:.0f} s")
+        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
+            return error(503, "model server unavailable", f"{type(exc).__name__}; is TorchServe running?")
+        if answer.status_code >= 500:
+            return error(502, "model server error", f"TorchServe answered {answer.status_code}")
+        try:
+            body = answer.json()
+        except ValueError:
+            return error(502, "model server error", f"TorchServe answered {answer.status_code} without JSON")
+        return jsonify(body), answer.status_code
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inference-url", default="http://127.0.0.1:8080", help="TorchServe inference address (default: %(default)s)")
+    parser.add_argument("--model", default="deepfake-detector", help="(default: %(default)s)")
+    parser.add_argument("--key-file", type=Path, default=ROOT / "run" / "key_file.json", help="(default: run/key_file.json)")
+    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="(default: %(default)s)")
+    parser.add_argument("--max-upload-bytes", type=int, default=shipped_upload_cap(),
+                        help="upload cap (default: max_image_bytes of config/model-config.yaml)")
+    parser.add_argument("--threads", type=int, default=4, help="concurrent uploads handled (default: %(default)s)")
+    args = parser.parse_args(argv)
+    from waitress import serve
+
+    app = create_app(args.inference_url, args.model, args.key_file, args.max_upload_bytes)
+    print(f"upload page on http://{args.host}:{args.port}/ -> {args.inference_url} model {args.model}", flush=True)
+    # waitress's own cap is the hard bound (plain-text 413); below it Flask answers oversize uploads in JSON.
+    serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=READ_TIMEOUT + 10,
+          max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"], ident="deepfake-detector-page")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"use strict";
+// The upload page: validate -> preview -> POST /api/analyze -> verdict, faces, heatmap. No third-party code.
+
+const $ = (id) => document.getElementById(id);
+const state = { file: null, maxBytes: 10 * 1024 * 1024, types: [], previewUrl: null };
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(1)} %`;
+}
+
+function isFake(label) {
+  return /fake|synthetic|generated/i.test(label);
+}
+
+async function loadInfo() {
+  try {
+    const response = await fetch("/api/info");
+    const info = await response.json();
+    state.maxBytes = info.max_upload_bytes;
+    state.types = info.accepted_types;
+    $("limits").textContent = `JPEG, PNG, WebP, BMP, GIF or TIFF, up to ${(info.max_upload_bytes / 1048576).toFixed(0)} MB`;
+    $("demo-banner").hidden = !info.demo;
+    if (!info.available) {
+      $("server-note").textContent = `The model server is not answering yet (${info.detail}).`;
+      $("server-note").hidden = false;
+    }
+  } catch (err) {
+    $("server-note").textContent = "The page server is not answering.";
+    $("server-note").hidden = false;
+  }
+}
+
+function choose(file) {
+  showError("");
+  $("result").hidden = true;
+  if (!file) return;
+  if (state.types.length && !state.types.includes(file.type)) {
+    state.file = null;
+    $("analyze").disabled = true;
+    showError(`"${file.name}" is not a supported image (${file.type || "unknown type"}); use JPEG, PNG, WebP, BMP, GIF or TIFF.`);
+    return;
+  }
+  if (file.size > state.maxBytes) {
+    state.file = null;
+    $("analyze").disabled = true;
+    showError(`"${file.name}" is ${(file.size / 1048576).toFixed(1)} MB; at most ${(state.maxBytes / 1048576).toFixed(0)} MB are accepted.`);
+    return;
+  }
+  state.file = file;
+  if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
+  state.previewUrl = URL.createObjectURL(file);
+  $("preview").src = state.previewUrl;
+  $("heatmap").hidden = true;
+  $("boxes").replaceChildren();
+  $("file-name").textContent = `${file.name} (${(file.size / 1024).toFixed(0)} KB)`;
+  $("preview-wrap").hidden = false;
+  $("analyze").disabled = false;
+}
+
+function drawBoxes(body) {
+  const [width, height] = body.image_size;
+  const layer = $("boxes");
+  layer.replaceChildren();
+  body.faces.forEach((face, index) => {
+    const [x, y, w, h] = face.box;
+    const div = document.createElement("div");
+    div.className = `face-box${isFake(face.label) ? " fake" : ""}`;
+    div.style.left = `${(100 * x) / width}%`;
+    div.style.top = `${(100 * y) / height}%`;
+    div.style.width = `${(100 * w) / width}%`;
+    div.style.height = `${(100 * h) / height}%`;
+    const tag = document.createElement("span");
+    tag.textContent = `#${index + 1} ${face.label} ${percent(face.confidence)}`;
+    div.appendChild(tag);
+    layer.appendChild(div);
+  });
+}
+
+function render(body) {
+  $("demo-banner").hidden = !body.demo;
+  const verdict = $("verdict");
+  verdict.textContent = body.label;
+  verdict.className = `verdict ${isFake(body.label) ? "fake" : "real"}`;
+  $("confidence-text").textContent = `confidence ${percent(body.confidence)}`;
+  const bar = $("confidence-bar");
+  bar.style.width = "0";
+  requestAnimationFrame(() => requestAnimationFrame(() => { bar.style.width = `${(100 * body.confidence).toFixed(1)}%`; }));
+  $("probabilities").replaceChildren(...Object.entries(body.probabilities).map(([label, p]) => {
+    const li = document.createElement("li");
+    li.innerHTML = "<span></span><strong></strong>";
+    li.firstChild.textContent = label;
+    li.lastChild.textContent = percent(p);
+    return li;
+  }));
+  let note;
+  if (body.analyzed === "faces") {
+    const skipped = body.faces_skipped.length ? `; ${body.faces_skipped.length} more not classified (limit)` : "";
+    note = `${body.faces.length} face${body.faces.length === 1 ? "" : "s"} found; the most-fake face (#${body.decided_by_face + 1}) decides${skipped}.`;
+  } else if (body.mode === "off") {
+    note = "Face detection off: the whole image was classified.";
+  } else {
+    note = "No face found: the whole image was classified instead (the model was trained on face crops, so this verdict means less).";
+  }
+  $("analyzed-note").textContent = note;
+  $("faces").replaceChildren(...body.faces.map((face, index) => {
+    const li = document.createElement("li");
+    li.innerHTML = "<span></span><strong></strong>";
+    li.firstChild.textContent = `Face #${index + 1} at ${face.box.join(", ")}`;
+    li.lastChild.textContent = `${face.label} ${percent(face.confidence)}`;
+    return li;
+  }));
+  drawBoxes(body);
+  if (body.explanation) {
+    $("heatmap").src = `data:image/png;base64,${body.explanation.overlay_png}`;
+    $("heatmap").hidden = !$("heatmap-toggle").checked;
+  }
+  $("meta").textContent = `${body.model} ${body.version} · ${body.runtime} ${body.precision}` +
+    (body.explanation ? ` · ${body.explanation.method}` : "") + (body.demo ? " · DEMO WEIGHTS" : "");
+  $("result").hidden = false;
+}
+
+async function analyze() {
+  if (!state.file) return;
+  const button = $("analyze");
+  button.disabled = true;
+  button.classList.add("busy");
+  showError("");
+  const form = new FormData();
+  form.append("image", state.file, state.file.name);
+  if ($("face-mode").value) form.append("face_mode", $("face-mode").value);
+  try {
+    const response = await fetch("/api/analyze", { method: "POST", body: form });
+    let body;
+    try {
+      body = await response.json();
+    } catch (err) {
+      body = { error: `HTTP ${response.status}`, detail: "the server sent no JSON" };
+    }
+    if (response.ok) {
+      render(body);
+    } else {
+      $("result").hidden = true;
+      showError(`${body.error}: ${body.detail}`);
+    }
+  } catch (err) {
+    showError(`network error: ${err.message}`);
+  } finally {
+    button.classList.remove("busy");
+    button.disabled = !state.file;
+  }
+}
+
+function wire() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (event) => choose(event.target.files[0]));
+  ["dragenter", "dragover"].forEach((name) => drop.addEventListener(name, (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((name) => drop.addEventListener(name, () => drop.classList.remove("over")));
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    choose(event.dataTransfer.files[0]);
+  });
+  drop.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") $("file").click();
+  });
+  $("analyze").addEventListener("click", analyze);
+  $("heatmap-toggle").addEventListener("change", (event) => {
+    $("heatmap").hidden = !event.target.checked || !$("heatmap").getAttribute("src");
+  });
+  const stage = $("stage");
+  stage.addEventListener("mousemove", (event) => {
+    const rect = stage.getBoundingClientRect();
+    const origin = `${(100 * (event.clientX - rect.left)) / rect.width}% ${(100 * (event.clientY - rect.top)) / rect.height}%`;
+    ["preview", "heatmap", "boxes"].forEach((id) => { $(id).style.transformOrigin = origin; });
+  });
+  loadInfo();
+}
+
+document.addEventListener("DOMContentLoaded", wire);

@@ -1,0 +1,201 @@
+"""The upload page in a real browser (Debian's Chromium via Playwright) against the real stack on loopback,
+and the page server's bounds without a browser."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+from skimage import data as photos
+
+from scripts.serve import ROOT, free_port, start_page, stop_page
+from tests.conftest import SERVED_NAME
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ROOT / "results" / "screenshots"
+PHONE = {"width": 375, "height": 740}
+
+
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=92)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def page_url(server):
+    url = start_page(server, SERVED_NAME, free_port())
+    yield url
+    stop_page(server.run_dir)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: make test installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser, page_url):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(30_000)
+    errors = []
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
+    opened.goto(page_url)
+    yield opened
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def upload(page, name: str, payload: bytes, mime: str = "image/jpeg") -> None:
+    page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": payload}])
+
+
+def analyze(page) -> None:
+    page.click("#analyze")
+    # A selector, not wait_for_function: the page's Content-Security-Policy forbids eval, as it should.
+    page.wait_for_selector("#result:not([hidden]), #error:not([hidden])")
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_upload_and_analyze_shows_verdict_probabilities_and_heatmap(page):
+    upload(page, "coffee.jpg", jpeg(Image.fromarray(photos.coffee())))
+    assert page.is_visible("#preview")
+    analyze(page)
+    assert page.is_visible("#verdict") and page.inner_text("#verdict") in {"synthetic", "authentic", "unsure"}
+    assert page.locator("#probabilities li").count() == 3
+    assert "No face found" in page.inner_text("#analyzed-note")
+    assert page.is_visible("#heatmap") and page.get_attribute("#heatmap", "src").startswith("data:image/png;base64,")
+    page.wait_for_timeout(1200)  # let the confidence bar finish its animation for the screenshot
+    width = page.evaluate("document.querySelector('#confidence-bar').style.width")
+    assert width.endswith("%") and float(width[:-1]) > 30
+    assert page.is_hidden("#demo-banner")
+    shot(page, "verdict_whole_image")
+    page.uncheck("#heatmap-toggle")
+    assert page.is_hidden("#heatmap")
+
+
+def test_a_photo_with_a_face_shows_its_box_and_per_face_verdict(page):
+    upload(page, "astronaut.jpg", jpeg(Image.fromarray(photos.astronaut())))
+    analyze(page)
+    assert page.locator(".face-box").count() == 1
+    assert page.locator("#faces li").count() == 1
+    assert "1 face found" in page.inner_text("#analyzed-note")
+    box = page.locator(".face-box").bounding_box()
+    image = page.locator("#preview").bounding_box()
+    # The astronaut's face is at x 177..272 of 512: the drawn box sits there on the displayed image.
+    assert abs((box["x"] - image["x"]) / image["width"] - 177 / 512) < 0.05
+    shot(page, "verdict_one_face")
+
+
+def test_a_non_image_shows_the_servers_error_and_the_page_stays_usable(page):
+    upload(page, "notes.png", b"this is text, not a PNG", mime="image/png")  # passes the type check
+    analyze(page)
+    assert page.is_visible("#error") and "not an image" in page.inner_text("#error")
+    assert page.is_hidden("#result")
+    shot(page, "error_not_an_image")
+    upload(page, "astronaut.jpg", jpeg(Image.fromarray(photos.astronaut())))
+    assert page.is_hidden("#error")
+    analyze(page)
+    assert page.is_visible("#result") and page.is_hidden("#error")
+
+
+def test_the_client_refuses_a_file_that_is_not_an_image_type(page):
+    upload(page, "notes.txt", b"hello", mime="text/plain")
+    assert "not a supported image" in page.inner_text("#error")
+    assert page.is_disabled("#analyze")
+
+
+def test_phone_width_renders_without_horizontal_scroll(browser, page_url):
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    phone = context.new_page()
+    phone.goto(page_url)
+    upload(phone, "astronaut.jpg", jpeg(Image.fromarray(photos.astronaut())))
+    analyze(phone)
+    assert phone.is_visible("#verdict")
+    overflow = phone.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    shot(phone, "phone_width")
+    context.close()
+    assert overflow <= 0
+
+
+@pytest.fixture(scope="module")
+def demo_page_url(tiny_demo_checkpoint, tmp_path_factory):
+    from tests.servers import running_server
+
+    settings = dict(handler={"runtime": "torch", "precision": "fp32"})
+    with running_server(tmp_path_factory.mktemp("demo-serving"), tiny_demo_checkpoint, SERVED_NAME, **settings) as demo:
+        url = start_page(demo, SERVED_NAME, free_port())
+        yield url
+        stop_page(demo.run_dir)
+
+
+def test_demo_weights_show_the_banner(browser, demo_page_url):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(demo_page_url)
+    page.wait_for_selector("#demo-banner", state="visible")
+    assert "predictions are meaningless" in page.inner_text("#demo-banner")
+    upload(page, "coffee.jpg", jpeg(Image.fromarray(photos.coffee())))
+    analyze(page)
+    assert "DEMO WEIGHTS" in page.inner_text("#meta")
+    shot(page, "demo_banner")
+    context.close()
+
+
+def test_page_server_never_hands_out_the_key(server, page_url):
+    key = server.key()
+    answers = [
+        requests.get(page_url, timeout=30),
+        requests.get(f"{page_url}api/info", timeout=30),
+        requests.post(f"{page_url}api/analyze", files={"image": ("a.jpg", jpeg(Image.fromarray(photos.coffee())))}, timeout=60),
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    for answer in answers:
+        assert key not in answer.text and key not in json.dumps(dict(answer.headers))
+    assert "default-src 'self'" in answers[0].headers["Content-Security-Policy"]
+
+
+def test_page_server_refuses_oversized_uploads_before_forwarding(page_url):
+    huge = b"\xff\xd8" + b"0" * (11 * 1024 * 1024)
+    answer = requests.post(f"{page_url}api/analyze", files={"image": ("big.jpg", huge)}, timeout=60)
+    assert answer.status_code == 413 and answer.json()["error"] == "payload too large"
+
+
+def test_page_server_passes_4xx_through_and_checks_its_fields(page_url):
+    bad = requests.post(f"{page_url}api/analyze", files={"image": ("x.jpg", b"")}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["error"] == "empty input"
+    missing = requests.post(f"{page_url}api/analyze", files={"other": ("x.jpg", b"x")}, timeout=30)
+    assert missing.status_code == 400 and missing.json()["error"] == "no image in request"
+    mode = requests.post(f"{page_url}api/analyze", files={"image": ("x.jpg", b"x")}, data={"face_mode": "maybe"}, timeout=30)
+    assert mode.status_code == 400 and mode.json()["error"] == "bad option"
+
+
+def test_page_server_says_when_torchserve_is_down(tmp_path):
+    from page.server import create_app
+
+    (tmp_path / "key_file.json").write_text(json.dumps({"inference": {"key": "k"}}))
+    app = create_app(f"http://127.0.0.1:{free_port()}", "m", tmp_path / "key_file.json", 1024)
+    answer = app.test_client().post("/api/analyze", data={"image": (io.BytesIO(b"x"), "a.jpg")})
+    assert answer.status_code == 503 and answer.get_json()["error"] == "model server unavailable"
+
+
+def test_page_server_keeps_the_models_label_order(page_url):
+    answer = requests.post(f"{page_url}api/analyze", files={"image": ("a.jpg", jpeg(Image.fromarray(photos.coffee())))}, timeout=60)
+    assert list(answer.json()["probabilities"]) == ["synthetic", "authentic", "unsure"]  # id2label order, not sorted
