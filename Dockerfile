@@ -34,9 +34,10 @@ USER 1000:1000
 WORKDIR /home/model-server
 # 8080: inference API; 7860: the upload page (it holds the key and forwards to 8080 inside the container).
 EXPOSE 8080 7860
-# TorchServe writes key_file.json (the tokens) into its run folder: /home/model-server/run.
+# TorchServe writes key_file.json (the tokens) into its run folder: /home/model-server/run. The probe reads
+# the inference key there and calls /ping with it (token authorization stays on).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
-    CMD ["python", "-c", "import json,urllib.request as u; k=json.load(open('run/key_file.json'))['inference']['key']; u.urlopen(u.Request('http://127.0.0.1:8080/ping', headers={'Authorization': 'Bearer ' + k}), timeout=4)"]
+    CMD ["python", "-m", "scripts.serve", "probe", "--run-dir", "/home/model-server/run"]
 # `run` waits until the model is ready, and on SIGTERM (docker stop) lets accepted requests finish
 # before stopping TorchServe, which would drop them; give it time: docker stop -t 60.
 STOPSIGNAL SIGTERM

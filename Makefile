@@ -46,7 +46,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[quantize,train,test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[quantize,train,grpc,test]'
 	touch $@
 
 demo-checkpoint: $(CHECKPOINT)/model.safetensors

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any, Mapping
 
 from handler.errors import BadOption, MissingImage, UnsupportedMediaType
@@ -16,12 +18,40 @@ HOW_TO_SEND = (
 )
 
 
+V2_HOW_TO_SEND = (
+    'send {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": ["<base64 of the image file>"]}]}'
+)
+
+
+def is_v2_input(request: Mapping[str, Any]) -> bool:
+    """True for one input tensor of a KServe v2 (Open Inference Protocol) request, as TorchServe's
+    kservev2 service envelope hands it over: ``{"name", "shape", "datatype", "data"}``."""
+    return "datatype" in request and "name" in request
+
+
+def v2_image_bytes(request: Mapping[str, Any]) -> bytes:
+    """The image in a v2 input: a BYTES tensor whose one element is the base64-encoded image file."""
+    if request.get("datatype") != "BYTES":
+        raise UnsupportedMediaType(f"input {str(request.get('name'))[:64]!r} is {str(request.get('datatype'))[:16]}, not BYTES; {V2_HOW_TO_SEND}")
+    value = request.get("data")
+    if isinstance(value, list) and len(value) == 1:  # the envelope unwraps one level; accept either
+        value = value[0]
+    if not isinstance(value, str):
+        raise UnsupportedMediaType(f"input {str(request.get('name'))[:64]!r} does not hold one base64 string; {V2_HOW_TO_SEND}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UnsupportedMediaType(f"input {str(request.get('name'))[:64]!r} is not valid base64 ({exc}); {V2_HOW_TO_SEND}") from exc
+
+
 def image_bytes(request: Mapping[str, Any]) -> bytes:
-    """The image bytes of one request.
+    """The image bytes of one request (or of one KServe v2 input tensor).
 
     Raises ``MissingImage`` when no known field is present and ``UnsupportedMediaType`` when
     the field arrived as JSON or text (TorchServe decodes those content types before us).
     """
+    if is_v2_input(request):
+        return v2_image_bytes(request)
     for field in IMAGE_FIELDS:
         if field in request:
             value = request[field]

@@ -12,7 +12,7 @@ from ts.torch_handler.base_handler import BaseHandler
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.options import HandlerOptions
-from handler.payload import face_mode, image_bytes
+from handler.payload import face_mode, image_bytes, is_v2_input
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,15 @@ def worker_device(system_properties: dict) -> torch.device:
     if gpu_id is not None and torch.cuda.is_available():
         return torch.device(f"cuda:{gpu_id}")
     return torch.device("cpu")
+
+
+def v2_outputs(results: list, context) -> list[dict]:
+    """Answers for the inputs of one KServe v2 request (the kservev2 envelope turns each into an output
+    tensor holding that answer). A v2 request is one request: a client error in any input sets its status."""
+    errors = [r for r in results if isinstance(r, ClientError)]
+    if errors:
+        context.set_response_status(errors[0].status, errors[0].error, 0)
+    return [json.loads(r.to_json()) if isinstance(r, ClientError) else r for r in results]
 
 
 def is_explanation(headers: dict) -> bool:
@@ -60,8 +69,10 @@ class DeepfakeHandler(BaseHandler):
 
     def handle(self, data, context) -> list[str]:
         payloads, modes, explain = [], [], []
+        v2 = bool(data) and all(is_v2_input(request) for request in data)
         for index, request in enumerate(data):
-            headers = context.get_all_request_header(index) or {}
+            # Under the kservev2 envelope the items are the input tensors of request 0, not requests.
+            headers = context.get_all_request_header(0 if v2 else index) or {}
             explain.append(is_explanation(headers))
             try:
                 modes.append(face_mode(request, headers))
@@ -71,6 +82,8 @@ class DeepfakeHandler(BaseHandler):
                 modes.append(None)
         results = self.classifier.predict_batch(payloads, modes, explain)
         logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
+        if v2:
+            return v2_outputs(results, context)
         responses = []
         for index, result in enumerate(results):
             context.set_response_content_type(index, JSON)

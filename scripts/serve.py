@@ -27,6 +27,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 PID_FILE = "torchserve.pid"
 PAGE_PID_FILE = "page.pid"
+DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
 SERVING_PROPERTIES = "serving.properties"  # the config a run folder's server was started with
 KEY_FILE = "key_file.json"
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
@@ -80,6 +81,9 @@ class Server:
         return read_keys(self.run_dir)[kind]
 
     def headers(self, kind: str = "inference") -> dict[str, str]:
+        """The Authorization header (none when the config turned token authorization off)."""
+        if self.properties.get("disable_token_authorization") == "true":
+            return {}
         return {"Authorization": f"Bearer {self.key(kind)}"}
 
 
@@ -117,6 +121,7 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
     if running_pid(run_dir):
         raise ServeError(f"TorchServe is already running from {run_dir}; stop it first (make stop)")
     (run_dir / KEY_FILE).unlink(missing_ok=True)
+    (run_dir / DRAINING).unlink(missing_ok=True)
     private_tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives, apart from other servers
     private_tmp.mkdir(exist_ok=True)
     env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp))
@@ -127,7 +132,7 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
         "--ncs",
         "--ts-config", str(config.resolve()),
         "--model-store", str(model_store.resolve()),
-        "--models", *models,
+        *(["--models", *models] if models else []),  # none: the config's model_snapshot says what to load
     ]
     with open(run_dir / "torchserve.out", "wb") as out:
         process = subprocess.Popen(
@@ -321,6 +326,23 @@ def _group_alive(pid: int) -> bool:
     return True
 
 
+def probe(run_dir: Path, readiness: bool = False, timeout: float = 4.0) -> str | None:
+    """Health of the server started from ``run_dir``: None when healthy, else the reason.
+
+    Liveness: ``/ping`` answers 200 with the current inference key. Readiness also fails once the
+    ``draining`` marker exists (written by the preStop hook), so the instance leaves the load balancer
+    before TorchServe is stopped."""
+    run_dir = run_dir.resolve()
+    if readiness and (run_dir / DRAINING).exists():
+        return "draining"
+    try:
+        server = Server(run_dir, read_properties(run_dir / SERVING_PROPERTIES))
+        answer = requests.get(f"{server.inference_url}/ping", headers=server.headers(), timeout=timeout)
+    except (OSError, ServeError, KeyError, requests.RequestException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if answer.status_code == 200 else f"/ping answered {answer.status_code}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -424,6 +446,9 @@ def main(argv: list[str] | None = None) -> None:
                              help="allow registering and unregistering model versions (needed by scripts.rollout); off by default")
     down = sub.add_parser("stop", help="stop the TorchServe started from the run folder")
     down.add_argument("--run-dir", type=Path, default=ROOT / "run", help="(default: run/)")
+    check = sub.add_parser("probe", help="exit 0 when healthy (container and Kubernetes probes)")
+    check.add_argument("--readiness", action="store_true", help="also fail while draining (after the preStop hook)")
+    check.add_argument("--run-dir", type=Path, default=ROOT / "run", help="(default: run/)")
     key = sub.add_parser("key", help="print the current token")
     key.add_argument("--kind", default="inference", choices=["inference", "management", "API"])
     key.add_argument("--run-dir", type=Path, default=ROOT / "run", help="(default: run/)")
@@ -433,6 +458,10 @@ def main(argv: list[str] | None = None) -> None:
             start_ready(args)
         elif args.command == "run":
             sys.exit(run_until_signalled(args))
+        elif args.command == "probe":
+            problem = probe(args.run_dir, args.readiness)
+            if problem:
+                sys.exit(f"unhealthy: {problem}")
         elif args.command == "stop":
             print("TorchServe stopped" if stop(args.run_dir) else "TorchServe was not running")
         else:

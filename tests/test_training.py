@@ -215,7 +215,7 @@ def test_rollout_refuses_a_version_with_other_labels_and_keeps_the_default(versi
     assert versions(server, "detector") == before  # the failed version was unregistered again
 
 
-@pytest.mark.parametrize("module", ["train", "evaluate", "score", "rollout", "example_dataset"])
+@pytest.mark.parametrize("module", ["train", "evaluate", "score", "rollout", "example_dataset", "grpc_client", "kserve_layout"])
 def test_commands_explain_themselves(module, capsys):
     import importlib
 

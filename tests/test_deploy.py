@@ -1,0 +1,105 @@
+"""Deployment artefacts: Kubernetes manifests validated offline, the KServe layout served by a real TorchServe."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import requests
+import yaml
+
+from scripts.build_mar import build_mar
+from scripts.kserve_layout import lay_out
+from scripts.serve import DRAINING, ROOT, free_port, read_properties, serving, write_properties
+from tests import imagegen
+from tests.servers import model_config
+
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+KUBERNETES_VERSION = "1.37.0"
+CORE = ["configmap.yaml", "deployment.yaml", "service.yaml", "hpa.yaml"]
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((KUBERNETES / name).read_text())
+
+
+@pytest.mark.parametrize("name", CORE)
+def test_manifest_is_valid_kubernetes(name):
+    import kubernetes_validate
+
+    kubernetes_validate.validate(load(name), KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest():
+    assert sorted(load("kustomization.yaml")["resources"]) == sorted(CORE)
+
+
+def test_configmap_is_the_shipped_config_with_inference_opened():
+    shipped = read_properties(ROOT / "config" / "config.properties")
+    lines = load("configmap.yaml")["data"]["config.properties"].splitlines()
+    pod = dict(line.split("=", 1) for line in lines if line.strip())
+    assert pod.pop("inference_address") == "http://0.0.0.0:8080"
+    shipped.pop("inference_address")
+    assert pod == shipped  # every other setting (loopback management/metrics, caps, token auth) unchanged
+
+
+def test_deployment_runs_non_root_with_token_aware_probes_and_a_draining_prestop():
+    pod = load("deployment.yaml")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert {p["containerPort"] for p in container["ports"]} == {8080, 7860}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"][:4] == ["python", "-m", "scripts.serve", "probe"]
+    assert "--readiness" in container["readinessProbe"]["exec"]["command"]
+    pre_stop = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
+    assert f"/home/model-server/run/{DRAINING}" in pre_stop and "sleep" in pre_stop
+    assert pod["terminationGracePeriodSeconds"] > 15 + 30  # preStop wait + the drain's 30 s bound
+    assert container["resources"]["requests"]["cpu"] == container["resources"]["limits"]["cpu"]
+
+
+def test_probe_passes_with_the_key_and_readiness_fails_while_draining(server):
+    from scripts.serve import probe
+
+    assert probe(server.run_dir) is None
+    marker = server.run_dir / DRAINING
+    marker.touch()
+    try:
+        assert probe(server.run_dir, readiness=True) == "draining"
+        assert probe(server.run_dir) is None  # liveness is unaffected: the pod is draining, not dead
+    finally:
+        marker.unlink()
+
+
+def test_inferenceservice_uses_the_pytorch_runtime_over_v2():
+    service = yaml.safe_load((ROOT / "deploy" / "kserve" / "inferenceservice.yaml").read_text())
+    assert (service["apiVersion"], service["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
+    model = service["spec"]["predictor"]["model"]
+    assert model["modelFormat"]["name"] == "pytorch" and model["protocolVersion"] == "v2"
+
+
+def test_kserve_layout_is_served_by_torchserve_over_v2(tiny_checkpoint, tmp_path):
+    settings = model_config(tmp_path / "model-config.yaml", handler={"runtime": "torch", "precision": "fp32"})
+    mar = build_mar(tiny_checkpoint, "tiny-kserve", "2.0", model_config=settings, export_dir=tmp_path / "built")
+    layout = lay_out(mar, tmp_path / "kserve")
+    assert sorted(p.relative_to(layout).as_posix() for p in layout.rglob("*") if p.is_file()) == [
+        "config/config.properties", "model-store/tiny-kserve.mar"]
+    properties = read_properties(layout / "config" / "config.properties")
+    assert properties["service_envelope"] == "kservev2"
+    snapshot = json.loads(properties["model_snapshot"])
+    assert snapshot["models"]["tiny-kserve"]["2.0"]["marName"] == "tiny-kserve.mar"
+    # Serve exactly that layout, moved onto free loopback ports (in a pod KServe's model server calls 8085).
+    for kind in ("inference", "management", "metrics"):
+        properties[f"{kind}_address"] = f"http://127.0.0.1:{free_port()}"
+    properties.update(grpc_inference_address="127.0.0.1", grpc_inference_port=str(free_port()), grpc_management_port=str(free_port()))
+    properties.pop("model_store")
+    config = write_properties(properties, tmp_path / "local.properties")
+    with serving(config, layout / "model-store", [], tmp_path / "run", timeout=180) as server:
+        server_models = requests.get(f"{server.management_url}/models", timeout=30).json()["models"]
+        assert [m["modelName"] for m in server_models] == ["tiny-kserve"]
+        body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                            "data": [base64.b64encode(imagegen.jpeg(seed=3)).decode()]}]}
+        answer = requests.post(f"{server.inference_url}/v2/models/tiny-kserve/infer", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["data"][0]["version"] == "2.0"
