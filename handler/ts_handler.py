@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import torch
+from ts.metrics.dimension import Dimension
 from ts.torch_handler.base_handler import BaseHandler
 
 from handler.classifier import DeepfakeClassifier
@@ -34,6 +35,20 @@ def v2_outputs(results: list, context) -> list[dict]:
     if errors:
         context.set_response_status(errors[0].status, errors[0].error, 0)
     return [json.loads(r.to_json()) if isinstance(r, ClientError) else r for r in results]
+
+
+def record_metrics(metrics, results: list) -> None:
+    """The service's own Prometheus counters, beside TorchServe's (declared here, nowhere else):
+    RejectedRequests{Error} per 4xx by error name, FacesClassified, and WholeImagesClassified
+    (answers that classified the whole image: face mode off, or auto without a face)."""
+    if metrics is None:  # contexts without a metrics cache (unit tests)
+        return
+    answers = [r for r in results if not isinstance(r, ClientError)]
+    for error in (r for r in results if isinstance(r, ClientError)):
+        metrics.add_counter("RejectedRequests", 1, dimensions=[Dimension("Error", error.error)])
+    if answers:
+        metrics.add_counter("FacesClassified", sum(len(a["faces"]) for a in answers))
+        metrics.add_counter("WholeImagesClassified", sum(a["analyzed"] == "image" for a in answers))
 
 
 def is_explanation(headers: dict) -> bool:
@@ -82,6 +97,7 @@ class DeepfakeHandler(BaseHandler):
                 modes.append(None)
         results = self.classifier.predict_batch(payloads, modes, explain)
         logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
+        record_metrics(getattr(context, "metrics", None), results)
         if v2:
             return v2_outputs(results, context)
         responses = []

@@ -95,3 +95,14 @@ def test_an_unknown_face_mode_is_a_400_naming_the_choices(server, photos_by_face
     answer = post(server, photos_by_faces[1], {"X-Face-Mode": "sometimes"})
     assert answer.status_code == 400
     assert answer.json()["error"] == "bad option" and "auto, faces, off" in answer.json()["detail"]
+
+
+def test_the_handlers_own_counters_reach_prometheus(server, photos_by_faces):
+    assert post(server, photos_by_faces[2]).status_code == 200
+    assert post(server, b"not an image").status_code == 415
+    text = requests.get(f"{server.metrics_url}/metrics", timeout=TIMEOUT).text
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    faces = [line for line in lines if line.startswith("FacesClassified")]
+    rejected = [line for line in lines if line.startswith("RejectedRequests") and 'Error="not an image"' in line]
+    assert faces and float(faces[0].rsplit(" ", 1)[1]) >= 2, lines
+    assert rejected and float(rejected[0].rsplit(" ", 1)[1]) >= 1, lines
