@@ -28,6 +28,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=1000:1000 /srv /srv
 COPY --from=build /src/scripts /app/scripts
 COPY --from=build /src/page /app/page
+COPY --from=build /src/handler /app/handler
 COPY --from=build /src/config /app/config
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app
 USER 1000:1000

@@ -13,7 +13,7 @@ from PIL import Image
 from handler.checkpoint import load_image_processor, read_checkpoint_info
 from handler.errors import BadOption, ClientError, NoFaceFound
 from handler.explain import METHOD, Explainer, overlay_png
-from handler.faces import FACE_MODES, Box, FaceDetector, create_detector, crop_region, square_crop
+from handler.faces import FACE_MODES, Box, FaceDetector, create_detector, crop_region, cut
 from handler.images import Decoded, ImageLimits, decode
 from handler.options import HandlerOptions
 from handler.runtime import Runtime, create_runtime
@@ -152,13 +152,14 @@ class DeepfakeClassifier:
                 )
             return Subjects([image], [], [], mode, [Box(0, 0, *decoded.original_size)])
         kept, extra = found[: self.faces.max_faces], found[self.faces.max_faces :]
+        regions = [crop_region(image.size, box, self.faces.margin) for box in kept]
         sx, sy = decoded.scale
         return Subjects(
-            crops=[square_crop(image, box, self.faces.margin) for box in kept],
+            crops=[cut(image, region) for region in regions],
             boxes=[box.scaled(sx, sy) for box in kept],
             skipped=[box.scaled(sx, sy) for box in extra],
             mode=mode,
-            regions=[crop_region(image.size, box, self.faces.margin).scaled(sx, sy) for box in kept],
+            regions=[region.scaled(sx, sy) for region in regions],
         )
 
     def _deciding(self, verdicts: list[Prediction]) -> int:

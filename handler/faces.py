@@ -136,7 +136,11 @@ def crop_region(size: tuple[int, int], box: Box, margin: float) -> Box:
     return Box(left, top, side, side)
 
 
+def cut(image: Image.Image, region: Box) -> Image.Image:
+    """The pixels of ``region`` (in ``image``'s pixels)."""
+    return image.crop((region.x, region.y, region.x + region.w, region.y + region.h))
+
+
 def square_crop(image: Image.Image, box: Box, margin: float) -> Image.Image:
     """The ``crop_region`` of ``box`` cut out of ``image``."""
-    region = crop_region(image.size, box, margin)
-    return image.crop((region.x, region.y, region.x + region.w, region.y + region.h))
+    return cut(image, crop_region(image.size, box, margin))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from pathlib import Path
 
@@ -25,10 +24,12 @@ import yaml
 from flask import Flask, Response, jsonify, request, send_from_directory
 from PIL import Image
 
+from handler.faces import FACE_MODES
+from scripts.serve import ServeError, read_key_file
+
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = Path(__file__).resolve().parent / "static"
 DEFAULT_PORT = 7860
-FACE_MODES = ("auto", "faces", "off")
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
 INFO_TTL = 60.0  # seconds /api/info caches the model's identity
@@ -66,7 +67,7 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
     session = requests.Session()
 
     def auth() -> dict[str, str]:
-        return {"Authorization": f"Bearer {json.loads(key_file.read_text())['inference']['key']}"}
+        return {"Authorization": f"Bearer {read_key_file(key_file)['inference']}"}
 
     def forward(path: str, payload: bytes, face_mode: str | None) -> requests.Response:
         headers = {**auth(), "Content-Type": "application/octet-stream"}
@@ -106,7 +107,7 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
                 body = answer.json()
                 info_cache.update(at=time.monotonic(), identity={
                     "version": body.get("version"), "demo": body.get("demo"), "labels": list(body.get("probabilities", {}))})
-            except (requests.RequestException, OSError, ValueError, KeyError) as exc:
+            except (requests.RequestException, ServeError, ValueError) as exc:
                 return jsonify({**limits, "available": False, "detail": f"model server not answering: {type(exc).__name__}"})
         return jsonify({**limits, "available": True, **info_cache["identity"]})
 
@@ -125,7 +126,7 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
             answer = forward("explanations", payload, face_mode)
         except requests.Timeout:
             return error(504, "model server timeout", f"no answer within {READ_TIMEOUT:.0f} s")
-        except (requests.RequestException, OSError, ValueError, KeyError) as exc:
+        except (requests.RequestException, ServeError) as exc:
             return error(503, "model server unavailable", f"{type(exc).__name__}; is TorchServe running?")
         if answer.status_code >= 500:
             return error(502, "model server error", f"TorchServe answered {answer.status_code}")

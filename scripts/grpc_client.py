@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from handler.faces import FACE_MODES
+from scripts.serve import ServeError, read_key_file
+
 ROOT = Path(__file__).resolve().parent.parent
 STUB_DIR = ROOT / "build" / "grpc"
 PROTOS = ("proto/inference.proto", "proto/management.proto", "google/rpc/status.proto")
@@ -76,8 +79,7 @@ class GrpcClient:
     timeout: float = 60.0
 
     def _metadata(self) -> list[tuple[str, str]]:
-        key = json.loads(self.key_file.read_text())["inference"]["key"]
-        return [("authorization", f"Bearer {key}")]
+        return [("authorization", f"Bearer {read_key_file(self.key_file)['inference']}")]
 
     def predict(self, model: str, image: bytes, version: str | None = None, face_mode: str | None = None) -> dict:
         """The handler's JSON answer as a dict; raises ``GrpcError`` (e.g. INVALID_ARGUMENT for bad input)."""
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--address", default="127.0.0.1:7070", help="gRPC inference address (default: %(default)s)")
     parser.add_argument("--model", default="deepfake-detector", help="(default: %(default)s)")
     parser.add_argument("--version", help="model version (default: the default version)")
-    parser.add_argument("--face-mode", choices=["auto", "faces", "off"], help="(default: the model's)")
+    parser.add_argument("--face-mode", choices=FACE_MODES, help="(default: the model's)")
     parser.add_argument("--key-file", type=Path, default=ROOT / "run" / "key_file.json", help="(default: run/key_file.json)")
     args = parser.parse_args(argv)
     client = GrpcClient(args.address, args.key_file)
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             answer = client.predict(args.model, path.read_bytes(), args.version, args.face_mode)
             print(json.dumps({"path": str(path), **answer}))
-        except (GrpcError, OSError) as exc:
+        except (GrpcError, ServeError, OSError) as exc:
             failed = True
             print(json.dumps({"path": str(path), "error": str(exc)}))
     sys.exit(1 if failed else 0)

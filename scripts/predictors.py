@@ -7,7 +7,6 @@ error text a client would have received, so an unreadable file never stops a run
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from handler.errors import ClientError
 from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
 from handler.payload import FACE_MODE_HEADER
+from scripts.serve import read_key_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_CONFIG = ROOT / "config" / "model-config.yaml"
@@ -104,7 +104,7 @@ class EndpointPredictor:
     def _headers(self) -> dict[str, str]:
         key = self.key
         if self.key_file is not None:
-            key = json.loads(self.key_file.read_text())["inference"]["key"]
+            key = read_key_file(self.key_file)["inference"]
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return {**headers, FACE_MODE_HEADER: self.face_mode} if self.face_mode else headers
 

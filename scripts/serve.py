@@ -87,13 +87,19 @@ class Server:
         return {"Authorization": f"Bearer {self.key(kind)}"}
 
 
-def read_keys(run_dir: Path) -> dict[str, str]:
-    """Tokens by kind; raises ``ServeError`` while TorchServe has not written them yet."""
+def read_key_file(path: Path) -> dict[str, str]:
+    """Tokens by kind (inference, management, API) from a TorchServe key_file.json; raises
+    ``ServeError`` while it is missing or unreadable (TorchServe has not written it yet)."""
     try:
-        entries = json.loads((run_dir / KEY_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise ServeError(f"no readable {run_dir / KEY_FILE} yet: {exc}") from exc
-    return {kind: entry["key"] for kind, entry in entries.items()}
+        entries = json.loads(path.read_text())
+        return {kind: entry["key"] for kind, entry in entries.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ServeError(f"no readable {path} yet: {exc}") from exc
+
+
+def read_keys(run_dir: Path) -> dict[str, str]:
+    """Tokens by kind from ``run_dir``'s key_file.json (see ``read_key_file``)."""
+    return read_key_file(run_dir / KEY_FILE)
 
 
 def attach(run_dir: Path) -> Server:
