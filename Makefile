@@ -2,41 +2,53 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-MODEL_NAME := deepfake-detector
-CHECKPOINT := checkpoints/demo
-MAR := model_store/$(MODEL_NAME).mar
 CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+DEMO := checkpoints/demo
 
-.PHONY: serve stop test bench bench-faces soak venv demo-checkpoint mar key clean
-
+# CHECKPOINT=<folder or Hugging Face Hub id>: serve that checkpoint; empty: the offline demo, or the
+# archive already in model_store/ when another command built it (see scripts/ensure_archive.py).
+CHECKPOINT ?=
 # SERVE_FLAGS=--enable-model-api lets scripts.rollout register new versions.
 SERVE_FLAGS ?=
-serve: $(MAR)
-	$(PY) -m scripts.serve start --model $(MODEL_NAME)=$(MODEL_NAME).mar $(SERVE_FLAGS)
+
+.PHONY: serve stop test bench bench-faces soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+
+serve: preflight-serve archive
+	$(PY) -m scripts.serve start $(SERVE_FLAGS)
 
 stop: venv
 	$(PY) -m scripts.serve stop   # the upload page too
 
-test: venv $(CHROMIUM)
+test: preflight-test venv $(CHROMIUM)
 	$(PY) -m pytest
+
+# Seconds, before anything is installed: Python 3.11 with venv, Java 17+, disk, free ports (serve).
+preflight-serve:
+	@$(PYTHON) -m scripts.preflight serve
+preflight-test:
+	@$(PYTHON) -m scripts.preflight test
 
 # The browser tests drive Debian's Chromium; installed here when missing (needs root or sudo).
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
+# Builds model_store/<model>.mar from CHECKPOINT when needed; never replaces another command's archive.
+archive: venv
+	$(PY) -m scripts.ensure_archive $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
+
 # Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 15 minutes.
-bench: $(CHECKPOINT)/model.safetensors | venv
-	$(PY) -m loadtest.bench --checkpoint $(CHECKPOINT) --output results/bench
+bench: demo-checkpoint
+	$(PY) -m loadtest.bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/bench
 
 # Face stage cost per photo and end-to-end throughput with faces on vs off; writes results/faces. ~3 minutes.
-bench-faces: $(CHECKPOINT)/model.safetensors | venv
-	$(PY) -m loadtest.faces_bench --checkpoint $(CHECKPOINT) --output results/faces
+bench-faces: demo-checkpoint
+	$(PY) -m loadtest.faces_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/faces
 
-# Steady Locust load on the built archive with memory and error sampling; not a test.
+# Steady Locust load on the served archive with memory and error sampling; not a test.
 SOAK_MINUTES ?= 10
-soak: $(MAR)
+soak: archive
 	$(PY) -m loadtest.soak --minutes $(SOAK_MINUTES) --output results/soak
 
 key: venv
@@ -49,15 +61,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[quantize,train,grpc,test]'
 	touch $@
 
-demo-checkpoint: $(CHECKPOINT)/model.safetensors
+demo-checkpoint: $(DEMO)/model.safetensors
 
-$(CHECKPOINT)/model.safetensors: | venv
-	$(PY) -m scripts.demo_checkpoint --output $(CHECKPOINT)
-
-mar: $(MAR)
-
-$(MAR): $(CHECKPOINT)/model.safetensors $(wildcard handler/*.py) config/model-config.yaml | venv
-	$(PY) -m scripts.build_mar --checkpoint $(CHECKPOINT) --name $(MODEL_NAME)
+$(DEMO)/model.safetensors: | venv
+	$(PY) -m scripts.demo_checkpoint --output $(DEMO)
 
 clean:
 	rm -rf $(VENV) checkpoints run results build *.egg-info

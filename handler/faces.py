@@ -11,31 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
+
+from handler.errors import BadOption, NoFaceFound
+from handler.geometry import Box
+from handler.images import Decoded
+from handler.request import Subjects
 
 FACE_MODES = ("auto", "faces", "off")
 DETECTORS = ("haar", "yunet")
 HAAR_WINDOW = 24  # the frontal-face cascade's smallest window, in detection-copy pixels
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-
-
-@dataclass(frozen=True)
-class Box:
-    """A face box in pixels: left, top, width, height."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-
-    def scaled(self, sx: float, sy: float) -> "Box":
-        return Box(round(self.x * sx), round(self.y * sy), round(self.w * sx), round(self.h * sy))
-
-    def as_list(self) -> list[int]:
-        return [self.x, self.y, self.w, self.h]
 
 
 class FaceDetector(Protocol):
@@ -72,7 +61,7 @@ class HaarDetector:
 
     name = "haar"
 
-    def __init__(self, detect_side: int = 640, min_face: int = 32, scale_factor: float = 1.2, min_neighbors: int = 5):
+    def __init__(self, detect_side: int, min_face: int, scale_factor: float = 1.2, min_neighbors: int = 5):
         import cv2
 
         self._cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_CASCADE))
@@ -98,7 +87,7 @@ class YuNetDetector:
 
     name = "yunet"
 
-    def __init__(self, model: Path, detect_side: int = 640, min_face: int = 32, score_threshold: float = 0.7):
+    def __init__(self, model: Path, detect_side: int, min_face: int, score_threshold: float = 0.7):
         import cv2
 
         if not model.is_file():
@@ -144,3 +133,57 @@ def cut(image: Image.Image, region: Box) -> Image.Image:
 def square_crop(image: Image.Image, box: Box, margin: float) -> Image.Image:
     """The ``crop_region`` of ``box`` cut out of ``image``."""
     return cut(image, crop_region(image.size, box, margin))
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """How the face stage runs: default ``mode`` (auto | faces | off), crop ``margin``, at most
+    ``max_faces`` classified per image, and the label whose probability picks the deciding face.
+    Built from the handler options (``HandlerOptions.faces``), which hold the defaults."""
+
+    mode: str
+    margin: float
+    max_faces: int
+    fake_label: str
+
+
+def check_mode(mode: str) -> str:
+    """``mode`` when it is a face mode; raises ``BadOption`` otherwise."""
+    if mode not in FACE_MODES:
+        raise BadOption(f"face mode {mode!r} is not one of {', '.join(FACE_MODES)}")
+    return mode
+
+
+def find_subjects(decoded: Decoded, mode: str, settings: FaceSettings, detector: Callable[[], FaceDetector]) -> Subjects:
+    """Face crops of ``decoded`` (mode auto or faces), or the whole image (off, or auto without a face).
+
+    ``detector`` is called only when a face mode needs one. Faces beyond ``max_faces`` (largest first)
+    are listed as skipped. Raises ``NoFaceFound`` in mode faces when no face is found.
+    """
+    image = decoded.image
+    found = detector().detect(image) if check_mode(mode) != "off" else []
+    if not found:
+        if mode == "faces":
+            raise NoFaceFound(
+                f"no face of at least the minimum size was found in the {image.width}x{image.height} image; "
+                "send a photo with a visible frontal face, or face mode auto or off to classify the whole image"
+            )
+        return Subjects([image], [], [], mode, [Box(0, 0, *decoded.original_size)], decoded.original_size)
+    kept, extra = found[: settings.max_faces], found[settings.max_faces :]
+    regions = [crop_region(image.size, box, settings.margin) for box in kept]
+    sx, sy = decoded.scale
+    return Subjects(
+        crops=[cut(image, region) for region in regions],
+        boxes=[box.scaled(sx, sy) for box in kept],
+        skipped=[box.scaled(sx, sy) for box in extra],
+        mode=mode,
+        regions=[region.scaled(sx, sy) for region in regions],
+        original_size=decoded.original_size,
+    )
+
+
+def deciding_face(probabilities: Sequence[dict[str, float]], fake_label: str) -> int:
+    """The index of the most-fake face: highest probability of ``fake_label``, else the most confident one."""
+    if all(fake_label in p for p in probabilities):
+        return max(range(len(probabilities)), key=lambda i: probabilities[i][fake_label])
+    return max(range(len(probabilities)), key=lambda i: max(probabilities[i].values()))

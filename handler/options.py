@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from handler.faces import DETECTORS, FACE_MODES
+from handler.faces import DETECTORS, FACE_MODES, FaceSettings
 from handler.images import ImageLimits
 
 
@@ -61,6 +61,10 @@ class HandlerOptions:
             if choices and value not in choices:
                 raise OptionsError(f"handler option {key!r} must be one of {list(choices)}, got {value!r}")
         return cls(**section)
+
+    @property
+    def faces(self) -> FaceSettings:
+        return FaceSettings(self.face_mode, self.face_margin, self.max_faces, self.fake_label)
 
     @property
     def limits(self) -> ImageLimits:

@@ -14,6 +14,7 @@ from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
+from handler.request import Request
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,16 @@ def is_explanation(headers: dict) -> bool:
     return any(str(k).lower() == "explain" and str(v) == "True" for k, v in headers.items())
 
 
+def read_request(item: dict, headers: dict) -> Request:
+    """One TorchServe request item and its headers as the core's request record; a client error in
+    them becomes that request's payload (its answer)."""
+    try:
+        mode = face_mode(item, headers)
+        return Request(image_bytes(item), mode, is_explanation(headers))
+    except ClientError as error:
+        return Request(error)
+
+
 class DeepfakeHandler(BaseHandler):
     """One JSON answer per request, in order; a bad request fails alone with a 4xx."""
 
@@ -83,19 +94,10 @@ class DeepfakeHandler(BaseHandler):
         )
 
     def handle(self, data, context) -> list[str]:
-        payloads, modes, explain = [], [], []
-        v2 = bool(data) and all(is_v2_input(request) for request in data)
-        for index, request in enumerate(data):
-            # Under the kservev2 envelope the items are the input tensors of request 0, not requests.
-            headers = context.get_all_request_header(0 if v2 else index) or {}
-            explain.append(is_explanation(headers))
-            try:
-                modes.append(face_mode(request, headers))
-                payloads.append(image_bytes(request))
-            except ClientError as error:
-                payloads.append(error)
-                modes.append(None)
-        results = self.classifier.predict_batch(payloads, modes, explain)
+        v2 = bool(data) and all(is_v2_input(item) for item in data)
+        # Under the kservev2 envelope the items are the input tensors of request 0, not requests.
+        requests = [read_request(item, context.get_all_request_header(0 if v2 else index) or {}) for index, item in enumerate(data)]
+        results = self.classifier.predict_batch(requests)
         logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
         record_metrics(getattr(context, "metrics", None), results)
         if v2:

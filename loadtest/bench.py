@@ -15,12 +15,8 @@ It prints tables and writes CSV files and PNG plots to --output. It asserts noth
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -29,39 +25,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from PIL import Image
 
 from handler.classifier import DeepfakeClassifier
 from handler.images import decode_image
 from handler.options import HandlerOptions
-from scripts.build_mar import DEFAULT_MODEL_CONFIG, Int8Inputs, build_mar
-from scripts.convert_openvino import convert_to_openvino
-from scripts.quantize import prepare_int8
-from scripts.serve import ROOT, loopback_config, serving
+from loadtest.harness import built_server, locust_row, save_figure, write_csv, write_image_set
+from scripts.packaging.archive import Int8Inputs
+from scripts.packaging.openvino import convert_to_openvino
+from scripts.packaging.quantize import prepare_int8
+from scripts.project import DEMO_CHECKPOINT, MODEL_CONFIG, MODEL_NAME, ROOT
 
 MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")]
 DRAFT_SIDE = 448
-NAME = "deepfake-detector"
-LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
-
-
-def write_image_set(folder: Path, small: int, large: int) -> tuple[list[Path], list[Path]]:
-    """Deterministic JPEGs: ``small`` 256x256 crops and ``large`` 4000x3000 photos (smooth, ~1-2 MB)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1234)
-    smalls, larges = [], []
-    for i in range(small):
-        base = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).resize((256, 256), Image.BICUBIC)
-        noisy = np.clip(np.asarray(base, dtype=np.int16) + rng.integers(-12, 13, (256, 256, 3)), 0, 255).astype(np.uint8)
-        path = folder / f"crop_{i:03d}.jpg"
-        Image.fromarray(noisy).save(path, "JPEG", quality=90)
-        smalls.append(path)
-    for i in range(large):
-        photo = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((4000, 3000), Image.BICUBIC)
-        path = folder / f"photo_{i:03d}.jpg"
-        photo.save(path, "JPEG", quality=85)
-        larges.append(path)
-    return smalls, larges
+NAME = MODEL_NAME
 
 
 def linked_copy(source: Path, folder: Path) -> Path:
@@ -122,7 +98,7 @@ def draft_effect(classifier: DeepfakeClassifier, larges: list[Path]) -> dict:
         return {}
     drafted = DeepfakeClassifier(
         classifier.processor, classifier.labels, classifier.runtime, classifier.identity,
-        replace(classifier.limits, jpeg_draft_side=DRAFT_SIDE),
+        replace(classifier.limits, jpeg_draft_side=DRAFT_SIDE), classifier.faces,
     )
     full = np.array([[p for p in a["probabilities"].values()] for a in classifier.predict_batch([p.read_bytes() for p in larges])])
     fast = np.array([[p for p in a["probabilities"].values()] for a in drafted.predict_batch([p.read_bytes() for p in larges])])
@@ -164,37 +140,6 @@ def in_process(folders: dict, smalls: list[Path], larges: list[Path], batches: l
     return {"throughput": throughput, "deviations": deviations, "preprocess": preprocess}
 
 
-def run_locust(server, users: int, seconds: int, images: Path, output: Path, face_mode: str | None = None) -> dict:
-    """One headless Locust run; returns throughput, percentiles and the client's CPU share."""
-    prefix = output / f"locust_{users}u{'_' + face_mode if face_mode else ''}"
-    env = dict(os.environ, LOADTEST_KEY_FILE=str(server.run_dir / "key_file.json"), LOADTEST_IMAGES=str(images), LOADTEST_MODEL=NAME)
-    if face_mode:
-        env["LOADTEST_FACE_MODE"] = face_mode
-    command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--only-summary",
-        "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30",
-        "--host", server.inference_url, "--csv", str(prefix), "--exclude-tags", "bad", "--loglevel", "WARNING",
-    ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(command, env=env, check=False, capture_output=True, timeout=seconds + 120)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    with open(f"{prefix}_stats.csv") as f:
-        row = next(r for r in csv.DictReader(f) if r["Name"] == "predict")
-    return {
-        "users": users,
-        "requests": int(row["Request Count"]),
-        "failures": int(row["Failure Count"]),
-        "images_per_s": round(float(row["Requests/s"]), 2),
-        "p50_ms": float(row["50%"]),
-        "p95_ms": float(row["95%"]),
-        "p99_ms": float(row["99%"]),
-        "locust_cpu_share": round(cpu / (wall * os.cpu_count()), 3),
-    }
-
-
 def naive_settings(config: dict) -> dict:
     """batchSize 1, torch fp32, TorchServe's default worker count: the seed's one-request-one-forward design."""
     naive = {k: v for k, v in config.items() if k not in ("minWorkers", "maxWorkers")}
@@ -210,12 +155,10 @@ def end_to_end(
     folder.mkdir(parents=True)
     model_config = folder / "model-config.yaml"
     model_config.write_text(yaml.safe_dump(settings))
-    build_mar(checkpoint, NAME, "1.0", model_config=model_config, export_dir=folder / "store", int8=int8)
-    config = loopback_config(ROOT / "config" / "config.properties", folder / "config.properties")
     rows = []
-    with serving(config, folder / "store", [f"{NAME}={NAME}.mar"], folder / "run") as server:
+    with built_server(folder, checkpoint, NAME, config=model_config, int8=int8) as server:
         for count in users:
-            row = {"config": label, **run_locust(server, count, seconds, images, folder)}
+            row = {"config": label, **locust_row(server, count, seconds, images, folder)}
             rows.append(row)
             print(
                 f"  end-to-end {label:28s} {count:2d} users: {row['images_per_s']:6.2f} img/s, "
@@ -224,26 +167,6 @@ def end_to_end(
                 flush=True,
             )
     return rows
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def save_figure(fig, axes, path: Path) -> Path:
-    """Legend and grid on every axis, then write the PNG and close the figure."""
-    import matplotlib.pyplot as plt
-
-    for ax in axes:
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def plot(report: dict, output: Path) -> list[Path]:
@@ -323,7 +246,7 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "demo", help="HF checkpoint (default: checkpoints/demo)")
+    parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT, help="HF checkpoint (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "bench", help="report folder (default: results/bench)")
     parser.add_argument("--batches", default="1,4,8,16", help="in-process batch sizes (default: %(default)s)")
     parser.add_argument("--users", default="1,4,8,16", help="Locust user counts (default: %(default)s)")
@@ -339,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
 
     output = args.output
     output.mkdir(parents=True, exist_ok=True)
-    shipped = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    shipped = yaml.safe_load(MODEL_CONFIG.read_text())
     default_modes = [(shipped["handler"]["runtime"], shipped["handler"]["precision"]), ("openvino", "int8")]
     tuned_modes = [tuple(m.split(":")) for m in args.e2e_modes.split(",") if m] or list(dict.fromkeys(default_modes))
     configs = [] if args.skip_e2e else e2e_configs(shipped, tuned_modes, not args.no_workers_compare)

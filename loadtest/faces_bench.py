@@ -25,9 +25,8 @@ from PIL import Image
 from handler.faces import create_detector, square_crop
 from handler.images import decode
 from handler.options import HandlerOptions
-from loadtest.bench import NAME, run_locust, save_figure, write_csv
-from scripts.build_mar import DEFAULT_MODEL_CONFIG, build_mar
-from scripts.serve import ROOT, loopback_config, serving
+from loadtest.harness import built_server, locust_row, save_figure, write_csv
+from scripts.project import DEMO_CHECKPOINT, MODEL_CONFIG, ROOT
 
 
 def photo_set() -> dict[str, bytes]:
@@ -87,13 +86,11 @@ def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: 
     images.mkdir()
     for index, payload in enumerate(photos.values()):
         (images / f"{index}.jpg").write_bytes(payload)
-    build_mar(checkpoint, NAME, "1.0", model_config=DEFAULT_MODEL_CONFIG, export_dir=workdir / "store")
-    config = loopback_config(ROOT / "config" / "config.properties", workdir / "config.properties")
     rows = []
-    with serving(config, workdir / "store", [f"{NAME}={NAME}.mar"], workdir / "run") as server:
-        run_locust(server, users, min(seconds, 10), images, workdir, "off")  # warm-up, not reported
+    with built_server(workdir, checkpoint) as server:
+        locust_row(server, users, min(seconds, 10), images, workdir, "off")  # warm-up, not reported
         for mode in ("auto", "off"):
-            row = {"face_mode": mode, **run_locust(server, users, seconds, images, workdir, mode)}
+            row = {"face_mode": mode, **locust_row(server, users, seconds, images, workdir, mode)}
             rows.append(row)
             print(f"  end-to-end faces {mode:4s} {users} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
                   f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)
@@ -121,7 +118,7 @@ def plot(costs: list[dict], e2e: list[dict], path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "demo", help="(default: checkpoints/demo)")
+    parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT, help="(default: %(default)s)")
     parser.add_argument("--output", type=Path, default=ROOT / "results" / "faces", help="(default: results/faces)")
     parser.add_argument("--repeats", type=int, default=20, help="timings per photo (default: %(default)s)")
     parser.add_argument("--users", type=int, default=8, help="Locust users (default: %(default)s)")
@@ -129,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    options = HandlerOptions.from_mapping(yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["handler"])
+    options = HandlerOptions.from_mapping(yaml.safe_load(MODEL_CONFIG.read_text())["handler"])
     photos = photo_set()
     print("Face stage in-process (shipped options):", flush=True)
     costs = face_stage_costs(photos, options, args.repeats)

@@ -1,9 +1,9 @@
 """Locust load test for the prediction API (token authorization on).
 
 Environment:
-  LOADTEST_KEY_FILE  TorchServe's key_file.json (default: run/key_file.json); re-read at every user start
+  LOADTEST_KEY_FILE  TorchServe's key_file.json (default: the run folder's); re-read at every user start
   LOADTEST_IMAGES    folder of images to send (default: 16 generated 256x256 JPEGs)
-  LOADTEST_MODEL     model name (default: deepfake-detector)
+  LOADTEST_MODEL     model name (default: the project's, scripts/project.py)
   LOADTEST_FACE_MODE face mode sent as X-Face-Mode (auto | faces | off; default: the model's)
 
   locust -f loadtest/locustfile.py --headless -u 8 -r 8 -t 60s --host http://127.0.0.1:8080
@@ -16,14 +16,19 @@ import io
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 from locust import FastHttpUser, tag, task
 from PIL import Image
 
-MODEL = os.environ.get("LOADTEST_MODEL", "deepfake-detector")
-KEY_FILE = Path(os.environ.get("LOADTEST_KEY_FILE", "run/key_file.json"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Locust puts only loadtest/ on the path
+from scripts.project import KEY_FILE as KEY_FILE_NAME  # noqa: E402
+from scripts.project import MODEL_NAME, RUN_DIR
+
+MODEL = os.environ.get("LOADTEST_MODEL", MODEL_NAME)
+KEY_FILE = Path(os.environ.get("LOADTEST_KEY_FILE", RUN_DIR / KEY_FILE_NAME))
 FACE_MODE = os.environ.get("LOADTEST_FACE_MODE")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 

@@ -9,18 +9,17 @@ resident memory and TorchServe's Requests2XX/4XX/5XX counters. Writes soak.csv a
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import requests
 
-from loadtest.bench import save_figure, write_csv, write_image_set
-from scripts.serve import PID_FILE, ROOT, loopback_config, serving
+from loadtest.harness import local_server, locust_command, locust_env, save_figure, write_csv, write_image_set
+from scripts.project import MODEL_NAME, MODEL_STORE, ROOT
+from scripts.serving.server import PID_FILE
 
 COUNTERS = ("Requests2XX", "Requests4XX", "Requests5XX")
 
@@ -55,19 +54,14 @@ def soak(store: Path, name: str, minutes: float, users: int, interval: float, ou
     output.mkdir(parents=True, exist_ok=True)
     images = output / "images"
     write_image_set(images, small=16, large=1)
-    config = loopback_config(ROOT / "config" / "config.properties", output / "config.properties")
     rows = []
-    with serving(config, store, [f"{name}={name}.mar"], output / "run") as server:
-        env = dict(os.environ, LOADTEST_KEY_FILE=str(server.run_dir / "key_file.json"), LOADTEST_IMAGES=str(images), LOADTEST_MODEL=name)
-        seconds = int(minutes * 60)
-        command = [
-            sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"), "--headless", "--only-summary",
-            "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "30",
-            "--host", server.inference_url, "--csv", str(output / "locust"), "--loglevel", "WARNING",
-        ]
+    seconds = int(minutes * 60)
+    with local_server(output, store, [f"{name}={name}.mar"]) as server:
+        command = locust_command(server, users, seconds, output / "locust")
+        env = locust_env(server, images, name)
         started = time.monotonic()
         with open(output / "locust.log", "w") as log:
-            locust = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            locust = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
             try:
                 while locust.poll() is None and time.monotonic() - started < seconds + 120:
                     frontend, workers = memory_mb(server.run_dir)
@@ -110,8 +104,8 @@ def report(rows: list[dict], output: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-store", type=Path, default=ROOT / "model_store", help="(default: model_store/)")
-    parser.add_argument("--name", default="deepfake-detector", help="archive <name>.mar to serve (default: %(default)s)")
+    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="(default: %(default)s)")
+    parser.add_argument("--name", default=MODEL_NAME, help="archive <name>.mar to serve (default: %(default)s)")
     parser.add_argument("--minutes", type=float, default=10, help="(default: %(default)s)")
     parser.add_argument("--users", type=int, default=4, help="(default: %(default)s)")
     parser.add_argument("--interval", type=float, default=10, help="seconds between samples (default: %(default)s)")

@@ -25,11 +25,10 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from PIL import Image
 
 from handler.faces import FACE_MODES
-from scripts.serve import ServeError, read_key_file
+from scripts.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR
+from scripts.serving.server import ServeError, read_key_file
 
-ROOT = Path(__file__).resolve().parent.parent
 STATIC = Path(__file__).resolve().parent / "static"
-DEFAULT_PORT = 7860
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
 INFO_TTL = 60.0  # seconds /api/info caches the model's identity
@@ -43,7 +42,7 @@ SECURITY_HEADERS = {
 
 def shipped_upload_cap() -> int:
     """``max_image_bytes`` from config/model-config.yaml: the page refuses what the handler would."""
-    return int(yaml.safe_load((ROOT / "config" / "model-config.yaml").read_text())["handler"]["max_image_bytes"])
+    return int(yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["max_image_bytes"])
 
 
 def error(status: int, name: str, detail: str) -> tuple[Response, int]:
@@ -142,10 +141,10 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inference-url", default="http://127.0.0.1:8080", help="TorchServe inference address (default: %(default)s)")
-    parser.add_argument("--model", default="deepfake-detector", help="(default: %(default)s)")
-    parser.add_argument("--key-file", type=Path, default=ROOT / "run" / "key_file.json", help="(default: run/key_file.json)")
-    parser.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="(default: %(default)s)")
+    parser.add_argument("--model", default=MODEL_NAME, help="(default: %(default)s)")
+    parser.add_argument("--key-file", type=Path, default=RUN_DIR / KEY_FILE, help="(default: %(default)s)")
+    parser.add_argument("--host", default=PAGE_HOST, help="(default: %(default)s)")
+    parser.add_argument("--port", type=int, default=PAGE_PORT, help="(default: %(default)s)")
     parser.add_argument("--max-upload-bytes", type=int, default=shipped_upload_cap(),
                         help="upload cap (default: max_image_bytes of config/model-config.yaml)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent uploads handled (default: %(default)s)")
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"upload page on http://{args.host}:{args.port}/ -> {args.inference_url} model {args.model}", flush=True)
     # waitress's own cap is the hard bound (plain-text 413); below it Flask answers oversize uploads in JSON.
     serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=READ_TIMEOUT + 10,
-          max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"], ident="deepfake-detector-page")
+          max_request_body_size=2 * app.config["MAX_CONTENT_LENGTH"], ident=f"{MODEL_NAME}-page")
 
 
 if __name__ == "__main__":

@@ -20,156 +20,13 @@ The management key is read from the run folder's key_file.json on every call.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-from packaging.version import InvalidVersion, Version
-from PIL import Image
-
-from scripts.build_mar import DEFAULT_MODEL_CONFIG, BuildError, build_mar
-from scripts.serve import ROOT, Server, ServeError, attach
-
-TIMEOUT = 300.0  # seconds for a synchronous registration (the worker loads the model)
-
-
-class RolloutError(Exception):
-    """The management API refused a step, or the new version failed its smoke test."""
-
-
-@dataclass(frozen=True)
-class Versions:
-    default: str
-    registered: list[str]
-
-
-def _order(version: str) -> tuple:
-    try:
-        return (0, Version(version))
-    except InvalidVersion:
-        return (1, version)
-
-
-def _check(response: requests.Response, action: str) -> requests.Response:
-    if response.status_code != 200:
-        hint = " (start the server with --enable-model-api)" if response.status_code == 405 else ""
-        raise RolloutError(f"{action}: HTTP {response.status_code} {response.text.strip()[:400]}{hint}")
-    return response
-
-
-def versions(server: Server, name: str) -> Versions:
-    """The default version and every registered version of ``name``, oldest first."""
-    headers = server.headers("management")
-    default = _check(requests.get(f"{server.management_url}/models/{name}", headers=headers, timeout=30), f"describe {name}")
-    everything = _check(requests.get(f"{server.management_url}/models/{name}/all", headers=headers, timeout=30), f"list {name}")
-    registered = sorted({entry["modelVersion"] for entry in everything.json()}, key=_order)
-    return Versions(default=default.json()[0]["modelVersion"], registered=registered)
-
-
-def next_version(registered: list[str]) -> str:
-    """One major version above the newest registered one: 1.0 -> 2.0."""
-    newest = max(registered, key=_order)
-    try:
-        return f"{Version(newest).major + 1}.0"
-    except InvalidVersion as exc:
-        raise RolloutError(f"cannot count on from version {newest!r}; pass --version") from exc
-
-
-def smoke_image() -> bytes:
-    """A small gradient JPEG: any image the service must answer with a 200."""
-    image = Image.linear_gradient("L").resize((224, 224)).convert("RGB")
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def predict(server: Server, name: str, version: str | None, image: bytes) -> dict:
-    url = f"{server.inference_url}/predictions/{name}" + (f"/{version}" if version else "")
-    response = requests.post(url, data=image, headers=server.headers(), timeout=120)
-    if response.status_code != 200:
-        raise RolloutError(f"prediction from {name} {version or '(default)'}: HTTP {response.status_code} {response.text.strip()[:400]}")
-    return response.json()
-
-
-def smoke_test(server: Server, name: str, version: str, serving: str, image: bytes) -> dict:
-    """The new version answers, says it is ``version``, and has the serving version's labels."""
-    answer = predict(server, name, version, image)
-    if str(answer.get("version")) != version:
-        raise RolloutError(f"smoke test: asked version {version}, answered by version {answer.get('version')}")
-    old = predict(server, name, serving, image)
-    if list(answer["probabilities"]) != list(old["probabilities"]):
-        raise RolloutError(f"smoke test: labels changed from {list(old['probabilities'])} to {list(answer['probabilities'])}")
-    return answer
-
-
-def register(server: Server, mar: str, workers: int = 1) -> None:
-    params = {"url": mar, "initial_workers": workers, "synchronous": "true"}
-    _check(requests.post(f"{server.management_url}/models", params=params, headers=server.headers("management"), timeout=TIMEOUT), f"register {mar}")
-
-
-def unregister(server: Server, name: str, version: str) -> None:
-    _check(requests.delete(f"{server.management_url}/models/{name}/{version}", headers=server.headers("management"), timeout=TIMEOUT), f"unregister {name} {version}")
-
-
-def set_default(server: Server, name: str, version: str) -> None:
-    _check(requests.put(f"{server.management_url}/models/{name}/{version}/set-default", headers=server.headers("management"), timeout=30), f"set {name} {version} default")
-
-
-def deploy(
-    server: Server,
-    name: str,
-    *,
-    checkpoint: Path | None = None,
-    mar: str | None = None,
-    version: str | None = None,
-    model_config: Path = DEFAULT_MODEL_CONFIG,
-    image: bytes | None = None,
-) -> str:
-    """Register, smoke-test and promote a new version; returns it. The old default stays registered."""
-    before = versions(server, name)
-    if checkpoint is not None:
-        version = version or next_version(before.registered)
-        if version in before.registered:
-            raise RolloutError(f"{name} version {version} is already registered")
-        mar = f"{name}-v{version}.mar"
-        try:
-            build_mar(checkpoint, name, version, model_config=model_config,
-                      export_dir=Path(server.properties["model_store"]), mar_name=mar[: -len(".mar")])
-        except BuildError as exc:
-            raise RolloutError(f"packaging {checkpoint}: {exc}") from exc
-    if mar is None:
-        raise RolloutError("deploy needs --checkpoint or --mar")
-    register(server, mar)
-    after = versions(server, name)
-    added = [v for v in after.registered if v not in before.registered]
-    if len(added) != 1:
-        raise RolloutError(f"{mar} did not add one new version of {name} (registered: {after.registered})")
-    new = added[0]
-    try:
-        smoke_test(server, name, new, before.default, image or smoke_image())
-    except RolloutError:
-        unregister(server, name, new)
-        raise
-    set_default(server, name, new)
-    return new
-
-
-def rollback(server: Server, name: str, to: str | None = None, retire: bool = False) -> str:
-    """Make ``to`` (default: the newest version older than the current default) the default; returns it."""
-    state = versions(server, name)
-    if to is None:
-        older = [v for v in state.registered if _order(v) < _order(state.default)]
-        if not older:
-            raise RolloutError(f"no version of {name} older than {state.default} is registered (registered: {state.registered})")
-        to = older[-1]
-    if to not in state.registered:
-        raise RolloutError(f"{name} version {to} is not registered (registered: {state.registered})")
-    set_default(server, name, to)
-    if retire and state.default != to:
-        unregister(server, name, state.default)
-    return to
+from scripts.project import MODEL_CONFIG, MODEL_NAME, RUN_DIR
+from scripts.serving.process import attach
+from scripts.serving.rollout import RolloutError, deploy, rollback, versions
+from scripts.serving.server import ServeError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,14 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {c: sub.add_parser(c) for c in ("deploy", "rollback", "status")}
     for command in commands.values():
-        command.add_argument("--name", default="deepfake-detector", help="model name (default: %(default)s)")
-        command.add_argument("--run-dir", type=Path, default=ROOT / "run", help="the server's run folder (default: run/)")
+        command.add_argument("--name", default=MODEL_NAME, help="model name (default: %(default)s)")
+        command.add_argument("--run-dir", type=Path, default=RUN_DIR, help="the server's run folder (default: %(default)s)")
     up = commands["deploy"]
     source = up.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, help="checkpoint folder to package as the next version")
     source.add_argument("--mar", help="an archive already in the server's model store, e.g. deepfake-detector-v2.mar")
     up.add_argument("--version", help="version for --checkpoint (default: next major, e.g. 1.0 -> 2.0)")
-    up.add_argument("--model-config", type=Path, default=DEFAULT_MODEL_CONFIG, help="for --checkpoint (default: config/model-config.yaml)")
+    up.add_argument("--model-config", type=Path, default=MODEL_CONFIG, help="for --checkpoint (default: %(default)s)")
     up.add_argument("--smoke-image", type=Path, help="image for the smoke test (default: a generated gradient)")
     back = commands["rollback"]
     back.add_argument("--to", help="version to make default (default: the newest one older than the current default)")

@@ -8,7 +8,7 @@ import pytest
 
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.demo_checkpoint import seed_config, write_random_checkpoint
+from scripts.packaging.demo import seed_config, write_random_checkpoint
 
 # Labels deliberately not Real/Fake and not in that order: they must come from config.id2label.
 TINY_LABELS = {0: "synthetic", 1: "authentic", 2: "unsure"}

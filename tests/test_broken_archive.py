@@ -7,8 +7,11 @@ import zipfile
 
 import pytest
 
-from scripts.build_mar import build_mar
-from scripts.serve import ROOT, ServeError, loopback_config, running_pid, start, stop, wait_ready
+from scripts.packaging.archive import build_mar
+from scripts.project import ROOT
+from scripts.serving.process import running_pid, start, stop, wait_ready
+from scripts.serving.properties import loopback_config
+from scripts.serving.server import ServeError
 
 
 def corrupt_weights(mar, target):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.build_mar import DEFAULT_MODEL_CONFIG, BuildError, build_mar
+from scripts.packaging.archive import BuildError, build_mar
+from scripts.project import MODEL_CONFIG
 
 
 def members(mar: Path) -> dict[str, bytes]:
@@ -33,16 +34,16 @@ def test_archive_holds_handler_checkpoint_and_model_config(mar):
     assert {"ts_handler.py", "handler/classifier.py", "handler/images.py", "model-config.yaml"} <= names
     assert {"checkpoint/config.json", "checkpoint/preprocessor_config.json", "checkpoint/model.safetensors"} <= names
     assert not any("__pycache__" in name or name.endswith("pytorch_model.bin") for name in names)
-    assert yaml.safe_load(members(mar)["model-config.yaml"]) == yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    assert yaml.safe_load(members(mar)["model-config.yaml"]) == yaml.safe_load(MODEL_CONFIG.read_text())
 
 
 def test_openvino_runtime_packs_the_converted_model(mar):
-    assert yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["handler"]["runtime"] == "openvino"
+    assert yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["runtime"] == "openvino"
     assert {"checkpoint/openvino_model.xml", "checkpoint/openvino_model.bin"} <= set(members(mar))
 
 
 def test_torch_runtime_packs_no_openvino_model(tiny_checkpoint, tmp_path):
-    config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    config = yaml.safe_load(MODEL_CONFIG.read_text())
     config["handler"].update(runtime="torch", precision="fp32")
     (tmp_path / "model-config.yaml").write_text(yaml.safe_dump(config))
     path = build_mar(tiny_checkpoint, "tiny-detector", "1.0", model_config=tmp_path / "model-config.yaml", export_dir=tmp_path)
@@ -92,7 +93,7 @@ def test_pickle_only_checkpoint_is_not_packaged(tiny_checkpoint, tmp_path):
 
 
 def yunet_config(tmp_path: Path, face_model: str) -> Path:
-    config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    config = yaml.safe_load(MODEL_CONFIG.read_text())
     config["handler"].update(runtime="torch", precision="fp32", face_detector="yunet", face_model=face_model)
     (tmp_path / "model-config.yaml").write_text(yaml.safe_dump(config))
     return tmp_path / "model-config.yaml"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handler.checkpoint import is_demo, read_checkpoint_info
-from scripts.demo_checkpoint import seed_config, seed_processor, write_random_checkpoint
+from scripts.packaging.demo import seed_config, seed_processor, write_random_checkpoint
 from tests.conftest import tiny_config
 
 

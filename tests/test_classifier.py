@@ -10,9 +10,11 @@ from transformers import AutoImageProcessor
 
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
-from handler.errors import EmptyInput, ImageTooLarge, UnsupportedMediaType
+from handler.errors import EmptyInput, ImageTooLarge, MissingImage, UnsupportedMediaType
+from handler.faces import deciding_face
 from handler.images import decode_image
 from handler.options import HandlerOptions
+from handler.request import Request
 from tests import imagegen
 from tests.conftest import TINY_LABELS
 
@@ -93,3 +95,37 @@ def test_checkpoint_without_preprocessor_is_refused(tiny_checkpoint, tmp_path):
 def test_unknown_runtime_is_refused(tiny_checkpoint):
     with pytest.raises(CheckpointError, match="unknown runtime"):
         DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(runtime="tensorrt"))
+
+
+def test_detector_is_built_only_when_a_request_needs_faces(tiny_checkpoint):
+    built = []
+
+    class CountingDetector:
+        name = "counting"
+
+        def detect(self, image):
+            return []
+
+    def factory():
+        built.append(1)
+        return CountingDetector()
+
+    auto = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="auto"))
+    auto._detector = factory
+    auto.predict_batch([Request(imagegen.png(), face_mode="off"), Request(imagegen.png(), face_mode="off")])
+    assert built == []
+    auto.predict_batch([Request(imagegen.png(), face_mode="off"), Request(imagegen.png())])
+    auto.predict_batch([imagegen.png()])
+    assert built == [1]  # built once, on the first request that needed it
+
+
+def test_a_client_error_from_the_adapter_is_that_requests_answer(classifier):
+    refused = MissingImage("no image field found")
+    results = classifier.predict_batch([Request(refused), Request(imagegen.png())])
+    assert results[0] is refused and results[1]["label"] in TINY_LABELS.values()
+
+
+def test_the_most_fake_face_decides_and_without_the_label_the_most_confident_one():
+    faces = [{"Real": 0.9, "Fake": 0.1}, {"Real": 0.4, "Fake": 0.6}, {"Real": 0.3, "Fake": 0.7}]
+    assert deciding_face(faces, "Fake") == 2
+    assert deciding_face([{"a": 0.55, "b": 0.45}, {"a": 0.1, "b": 0.9}], "Fake") == 1

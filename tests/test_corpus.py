@@ -10,12 +10,12 @@ import requests
 import yaml
 
 from handler.options import HandlerOptions
-from scripts.build_mar import DEFAULT_MODEL_CONFIG
+from scripts.project import MODEL_CONFIG
 from tests.corpus import Case, build_corpus, predictable_cases
 from tests.test_serving import NAME, TIMEOUT, worker_pids
 
 # The test server runs the shipped handler caps (tests/servers.py overrides only runtime and precision).
-SHIPPED = HandlerOptions.from_mapping(yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["handler"])
+SHIPPED = HandlerOptions.from_mapping(yaml.safe_load(MODEL_CONFIG.read_text())["handler"])
 
 
 def corpus(server) -> list[Case]:

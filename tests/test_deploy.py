@@ -9,9 +9,11 @@ import pytest
 import requests
 import yaml
 
-from scripts.build_mar import build_mar
-from scripts.kserve_layout import lay_out
-from scripts.serve import DRAINING, ROOT, free_port, read_properties, serving, write_properties
+from scripts.packaging.archive import build_mar
+from scripts.project import ROOT
+from scripts.serving.kserve import lay_out
+from scripts.serving.process import DRAINING, serving
+from scripts.serving.properties import free_port, read_properties, write_properties
 from tests import imagegen
 from tests.servers import model_config
 
@@ -60,7 +62,7 @@ def test_deployment_runs_non_root_with_token_aware_probes_and_a_draining_prestop
 
 
 def test_probe_passes_with_the_key_and_readiness_fails_while_draining(server):
-    from scripts.serve import probe
+    from scripts.serving.probe import probe
 
     assert probe(server.run_dir) is None
     marker = server.run_dir / DRAINING

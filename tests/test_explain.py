@@ -15,6 +15,7 @@ from skimage import data as photos
 from handler.classifier import DeepfakeClassifier
 from handler.explain import attention_rollout
 from handler.options import HandlerOptions
+from handler.request import Request
 from tests import imagegen
 from tests.conftest import SERVED_NAME
 
@@ -65,7 +66,7 @@ def test_predictions_never_load_the_explainer(tiny_checkpoint):
 
 def test_explanation_gives_the_same_verdict_and_a_map_per_face(auto):
     payload = jpeg(photos.astronaut())
-    predicted, explained = auto.predict_batch([payload, payload], explain=[False, True])
+    predicted, explained = auto.predict_batch([Request(payload), Request(payload, explain=True)])
     assert "explanation" not in predicted
     assert explained["label"] == predicted["label"]
     assert explained["probabilities"] == pytest.approx(predicted["probabilities"], abs=1e-5)
@@ -86,7 +87,7 @@ def test_explanation_gives_the_same_verdict_and_a_map_per_face(auto):
 
 
 def test_whole_image_explanation_covers_the_image(auto):
-    answer = auto.predict_batch([jpeg(photos.coffee())], explain=[True])[0]
+    answer = auto.predict_batch([Request(jpeg(photos.coffee()), explain=True)])[0]
     (whole,) = answer["explanation"]["maps"]
     assert answer["analyzed"] == "image" and whole["region"] == [0, 0, 600, 400]
     assert decode_png(answer["explanation"]["overlay_png"]).size == (256, 171)

@@ -9,12 +9,13 @@ import pytest
 from PIL import Image
 from skimage import data as photos
 
-from handler.classifier import DeepfakeClassifier, FaceSettings
+from handler.classifier import DeepfakeClassifier
 from handler.errors import BadOption, NoFaceFound
 from handler.faces import Box, HaarDetector, square_crop
 from handler.images import decode
 from handler.options import HandlerOptions
 from handler.payload import face_mode
+from handler.request import Request
 
 ASTRONAUT_FACE = Box(177, 66, 95, 95)  # the one face in skimage.data.astronaut(), 512 x 512
 
@@ -64,7 +65,8 @@ def faces_classifier(checkpoint, **options) -> DeepfakeClassifier:
 
 @pytest.fixture(scope="module")
 def detector() -> HaarDetector:
-    return HaarDetector()
+    options = HandlerOptions()
+    return HaarDetector(options.face_detect_side, options.face_min_size)
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +116,18 @@ def test_boxes_are_in_original_pixels_after_a_reduced_jpeg_decode(tiny_checkpoin
 def test_auto_classifies_the_whole_image_when_no_face_is_found(auto, coffee):
     answer = auto.predict_batch([jpeg(coffee)])[0]
     assert (answer["mode"], answer["analyzed"], answer["faces"], answer["decided_by_face"]) == ("auto", "image", [], None)
-    whole = auto.predict_images([decode(jpeg(coffee), auto.limits).image])[0]
-    assert answer["probabilities"] == pytest.approx(whole["probabilities"])
+    whole = auto.classify([decode(jpeg(coffee), auto.limits).image])[0]
+    assert answer["probabilities"] == pytest.approx(whole.probabilities)
 
 
 def test_faces_mode_without_a_face_is_a_422_that_says_so(auto, coffee):
-    (result,) = auto.predict_batch([jpeg(coffee)], ["faces"])
+    (result,) = auto.predict_batch([Request(jpeg(coffee), face_mode="faces")])
     assert isinstance(result, NoFaceFound)
     assert result.status == 422 and result.error == "no face found"
 
 
 def test_off_mode_classifies_the_whole_photo_even_with_faces(auto, astronaut):
-    answer = auto.predict_batch([jpeg(astronaut)], ["off"])[0]
+    answer = auto.predict_batch([Request(jpeg(astronaut), face_mode="off")])[0]
     assert (answer["mode"], answer["analyzed"], answer["faces"]) == ("off", "image", [])
 
 
@@ -136,9 +138,9 @@ def test_per_face_probabilities_equal_classifying_the_crop_directly(auto, pair):
     assert len(answer["faces"]) == 2
     for face in answer["faces"]:
         crop = square_crop(image, as_box(face["box"]), auto.faces.margin)
-        direct = auto.predict_images([crop])[0]
-        assert face["probabilities"] == pytest.approx(direct["probabilities"], abs=1e-5)
-        assert face["label"] == direct["label"]
+        direct = auto.classify([crop])[0]
+        assert face["probabilities"] == pytest.approx(direct.probabilities, abs=1e-5)
+        assert face["label"] == direct.label
 
 
 def test_square_crop_adds_the_margin_and_stays_inside_the_image(pair):
@@ -185,11 +187,11 @@ def test_face_mode_comes_from_the_form_field_or_the_header():
 
 
 def test_an_unknown_mode_in_the_core_is_a_bad_option(auto, astronaut):
-    (result,) = auto.predict_batch([jpeg(astronaut)], ["sometimes"])
+    (result,) = auto.predict_batch([Request(jpeg(astronaut), face_mode="sometimes")])
     assert isinstance(result, BadOption) and result.status == 400
 
 
 def test_faces_mode_default_comes_from_the_handler_options(tiny_checkpoint, coffee):
     strict = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="faces"))
-    assert strict.faces == FaceSettings(mode="faces")
+    assert strict.faces == HandlerOptions(face_mode="faces").faces and strict.faces.mode == "faces"
     assert isinstance(strict.predict_batch([jpeg(coffee)])[0], NoFaceFound)

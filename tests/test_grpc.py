@@ -10,7 +10,7 @@ from skimage import data as photos
 
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.grpc_client import GrpcClient, GrpcError, generate_stubs
+from scripts.serving.grpc_predict import GrpcClient, GrpcError, generate_stubs
 from tests import imagegen
 from tests.conftest import SERVED_NAME, SERVED_VERSION
 

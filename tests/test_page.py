@@ -12,7 +12,9 @@ import requests
 from PIL import Image
 from skimage import data as photos
 
-from scripts.serve import ROOT, free_port, start_page, stop_page
+from page.lifecycle import start_page, stop_page
+from scripts.project import ROOT
+from scripts.serving.properties import free_port
 from tests.conftest import SERVED_NAME
 
 CHROMIUM = "/usr/bin/chromium"

@@ -11,8 +11,9 @@ import yaml
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.build_mar import DEFAULT_MODEL_CONFIG, BuildError, Int8Inputs, build_mar
-from scripts.quantize import QuantizationError, QuantizationReport, check_gate, labelled_images, prepare_int8
+from scripts.packaging.archive import BuildError, Int8Inputs, build_mar
+from scripts.packaging.quantize import QuantizationError, QuantizationReport, check_gate, labelled_images, prepare_int8
+from scripts.project import MODEL_CONFIG
 from tests import imagegen
 from tests.conftest import TINY_LABELS
 from tests.test_build_mar import members
@@ -77,7 +78,7 @@ def test_validation_folder_labels_must_be_the_checkpoints(tmp_path):
 
 
 def int8_config(tmp_path, runtime):
-    config = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())
+    config = yaml.safe_load(MODEL_CONFIG.read_text())
     config["handler"].update(runtime=runtime, precision="int8")
     path = tmp_path / "model-config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -16,8 +16,11 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.build_mar import build_mar
-from scripts.serve import ROOT, loopback_config, read_keys, read_properties, running_pid, stop
+from scripts.packaging.archive import build_mar
+from scripts.project import ROOT
+from scripts.serving.process import running_pid, stop
+from scripts.serving.properties import loopback_config, read_properties
+from scripts.serving.server import read_keys
 from tests import imagegen
 from tests.servers import SHIPPED_CONFIG, model_config, running_server
 

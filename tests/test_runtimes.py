@@ -9,8 +9,8 @@ import pytest
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.convert_openvino import convert_to_openvino
-from scripts.quantize import prepare_int8
+from scripts.packaging.openvino import convert_to_openvino
+from scripts.packaging.quantize import prepare_int8
 from tests import imagegen
 from tests.conftest import TINY_LABELS
 

@@ -13,8 +13,9 @@ import yaml
 from PIL import Image
 
 from handler.images import ACCEPTED_FORMATS
-from scripts.build_mar import DEFAULT_MODEL_CONFIG
-from scripts.serve import PID_FILE, ROOT, read_keys, read_properties
+from scripts.project import MODEL_CONFIG, ROOT
+from scripts.serving.properties import read_properties
+from scripts.serving.server import PID_FILE, read_keys
 from tests.conftest import SERVED_NAME
 from tests.servers import running_server
 
@@ -38,7 +39,7 @@ def test_risky_features_are_off_and_limits_set():
 
 def test_decoder_allow_list_and_pixel_cap():
     assert set(ACCEPTED_FORMATS) == {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"}
-    cap = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["handler"]["max_image_pixels"]
+    cap = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["max_image_pixels"]
     assert cap <= Image.MAX_IMAGE_PIXELS // 2
 
 

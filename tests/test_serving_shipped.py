@@ -8,7 +8,7 @@ import yaml
 
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.build_mar import DEFAULT_MODEL_CONFIG
+from scripts.project import MODEL_CONFIG
 from tests import imagegen
 from tests.servers import running_server
 
@@ -22,7 +22,7 @@ def server(tiny_checkpoint, tmp_path_factory):
 
 
 def test_shipped_runtime_answers_and_agrees_with_torch_fp32(server, tiny_checkpoint):
-    shipped = yaml.safe_load(DEFAULT_MODEL_CONFIG.read_text())["handler"]
+    shipped = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]
     image = imagegen.jpeg(seed=5, width=900, height=700)  # large enough for the JPEG draft to apply
     answer = requests.post(
         f"{server.inference_url}/predictions/{NAME}", data=image, timeout=60,

@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
 
 import requests
-import yaml
 
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
 from handler.payload import FACE_MODE_HEADER
-from scripts.serve import read_key_file
+from handler.request import Request
+from scripts.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR, handler_options
+from scripts.serving.server import read_key_file
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_CONFIG = ROOT / "config" / "model-config.yaml"
 RETRIES = 3  # attempts per file when the server answers 5xx or the connection fails
 
 
@@ -41,13 +40,6 @@ class Scored:
 class Predictor(Protocol):
     def predict(self, paths: Sequence[Path]) -> list[Scored]:
         """Classify ``paths`` (one chunk); one ``Scored`` per path, in order."""
-
-
-def handler_options(model_config: Path, **overrides: Any) -> HandlerOptions:
-    """The handler section of ``model_config`` with ``overrides`` (e.g. runtime, precision)."""
-    section = yaml.safe_load(model_config.read_text()).get("handler") or {}
-    section.update({k: v for k, v in overrides.items() if v is not None})
-    return HandlerOptions.from_mapping(section)
 
 
 def _read(path: Path) -> bytes | ClientError:
@@ -69,7 +61,7 @@ class CheckpointPredictor:
         self.face_mode = face_mode
 
     def predict(self, paths: Sequence[Path]) -> list[Scored]:
-        results = self.classifier.predict_batch([_read(p) for p in paths], [self.face_mode] * len(paths))
+        results = self.classifier.predict_batch([Request(_read(p), self.face_mode) for p in paths])
         return [
             Scored(path, error=_error_text(r)) if isinstance(r, ClientError) else Scored(path, prediction=r)
             for path, r in zip(paths, results)
@@ -164,15 +156,15 @@ def add_predictor_arguments(parser, face_mode: str | None) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--checkpoint", type=Path, help="HF checkpoint folder, run in-process with the handler core")
     where.add_argument("--endpoint", help="a running TorchServe inference URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--model", default="deepfake-detector", help="endpoint: model name (default: %(default)s)")
+    parser.add_argument("--model", default=MODEL_NAME, help="endpoint: model name (default: %(default)s)")
     parser.add_argument("--version", help="endpoint: model version (default: the default version)")
-    parser.add_argument("--key-file", type=Path, default=ROOT / "run" / "key_file.json",
+    parser.add_argument("--key-file", type=Path, default=RUN_DIR / KEY_FILE,
                         help="endpoint: TorchServe's key_file.json, re-read per chunk (default: run/key_file.json)")
     parser.add_argument("--concurrency", type=int, default=8, help="endpoint: requests in flight (default: %(default)s)")
     parser.add_argument("--runtime", choices=["torch", "openvino"], default="torch",
                         help="checkpoint: runtime (default: torch; openvino needs openvino_model.xml in the folder)")
     parser.add_argument("--precision", default="fp32", help="checkpoint: precision (default: %(default)s)")
-    parser.add_argument("--model-config", type=Path, default=DEFAULT_MODEL_CONFIG,
+    parser.add_argument("--model-config", type=Path, default=MODEL_CONFIG,
                         help="checkpoint: handler options (image caps, JPEG draft) come from here (default: config/model-config.yaml)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per chunk (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -2,7 +2,8 @@
 
 Two layouts are read:
   * ``root/<label>/*`` (any class-per-folder dataset), and
-  * ``root/{Train,Validation,Test}/<label>/*`` (Kaggle's "Deepfake and Real Images").
+  * ``root/{Train,Validation,Test}/<label>/*`` (Kaggle's "Deepfake and Real Images"; the folder that
+    holds its ``Dataset/`` works too).
 Split files are CSVs of ``path,label`` that training writes and evaluation, scoring and the
 int8 gate read back, so every step sees exactly the same held-out images.
 """
@@ -52,10 +53,22 @@ def _class_folders(root: Path) -> list[Sample]:
     return samples
 
 
-def labelled_samples(root: Path) -> list[Sample]:
-    """Every labelled image under ``root``, in either layout (split folders are pooled)."""
+def dataset_root(root: Path) -> Path:
+    """``root``, or its one sub-folder when that holds the split folders: Kaggle's download unzips to
+    ``Dataset/{Train,Validation,Test}``, and either folder may be given."""
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder")
+    if _split_folders(root):
+        return root
+    subfolders = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subfolders) == 1 and _split_folders(subfolders[0]):
+        return subfolders[0]
+    return root
+
+
+def labelled_samples(root: Path) -> list[Sample]:
+    """Every labelled image under ``root``, in either layout (split folders are pooled)."""
+    root = dataset_root(root)
     splits = _split_folders(root)
     samples = [s for folder in splits.values() for s in _class_folders(folder)] if splits else _class_folders(root)
     if not samples:
@@ -65,7 +78,7 @@ def labelled_samples(root: Path) -> list[Sample]:
 
 def given_splits(root: Path) -> dict[str, list[Sample]] | None:
     """The dataset's own Train/Validation/Test folders as ``{"train": [...], ...}``, or None if it has none."""
-    splits = _split_folders(root)
+    splits = _split_folders(dataset_root(root))
     return {name: sorted(_class_folders(folder)) for name, folder in splits.items()} or None
 
 

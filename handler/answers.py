@@ -1,0 +1,80 @@
+"""The answer's JSON, built in one place: the verdict of each subject, the request's answer around it,
+and the explanation block."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from handler.explain import METHOD, overlay_png
+from handler.request import Subjects
+
+Answer = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Metadata stamped on every answer."""
+
+    name: str
+    version: str
+    demo: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One classified subject (a face crop or a whole image)."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def as_dict(self) -> Answer:
+        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+
+
+def verdicts(labels: Sequence[str], logits: torch.Tensor) -> list[Verdict]:
+    """Logits -> one verdict per row: softmax probabilities by label, the top label and its probability."""
+    rows = torch.softmax(logits.float(), dim=-1).tolist()
+    found = []
+    for row in rows:
+        best = max(range(len(row)), key=row.__getitem__)
+        found.append(Verdict(labels[best], row[best], dict(zip(labels, row))))
+    return found
+
+
+def answer(
+    identity: ModelIdentity, subjects: Subjects, found: Sequence[Verdict], deciding: int, computed_by: tuple[str, str]
+) -> Answer:
+    """One request's answer: the deciding subject's verdict (the most-fake face, or the whole image), the
+    model identity, what computed it (runtime, precision), and each face with its own verdict."""
+    faces = [{"box": box.as_list(), **verdict.as_dict()} for box, verdict in zip(subjects.boxes, found)]
+    return {
+        **found[deciding].as_dict(),
+        "model": identity.name,
+        "version": identity.version,
+        "demo": identity.demo,
+        "runtime": computed_by[0],
+        "precision": computed_by[1],
+        "mode": subjects.mode,
+        "analyzed": subjects.analyzed,
+        "decided_by_face": deciding if faces else None,
+        "faces": faces,
+        "faces_skipped": [{"box": box.as_list()} for box in subjects.skipped],
+        "image_size": list(subjects.original_size),
+    }
+
+
+def explanation(subjects: Subjects, maps: torch.Tensor) -> Answer:
+    """Rollout maps as numbers (one per face, or one for the whole image) and as one overlay PNG."""
+    regions = [r.as_list() for r in subjects.regions]
+    grids = [m.numpy() for m in maps]
+    return {
+        "method": METHOD,
+        "grid_size": list(maps.shape[1:]),
+        "maps": [{"region": region, "attention": np.round(grid, 4).tolist()} for region, grid in zip(regions, grids)],
+        "overlay_png": overlay_png(subjects.original_size, regions, grids),
+    }

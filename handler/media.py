@@ -1,0 +1,40 @@
+"""Media kinds: each turns a request's bytes into the subjects to classify. One seam per kind.
+
+A kind says whether it ``accepts`` a payload (by content, never by name or Content-Type) and makes its
+``subjects``. The classifier asks the kinds in order; images come last and accept anything, so bytes
+no kind recognises get the image decoder's "not an image" error. A new kind (video) is a new class
+here, listed before images.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+from handler.faces import FaceDetector, FaceSettings, find_subjects
+from handler.images import ImageLimits, decode
+from handler.request import Subjects
+
+
+class MediaKind(Protocol):
+    name: str
+
+    def accepts(self, payload: bytes) -> bool:
+        """True when this kind decodes ``payload``."""
+
+    def subjects(self, payload: bytes, mode: str) -> Subjects:
+        """What to classify in ``payload`` under face ``mode``; raises ``ClientError`` for bad input."""
+
+
+class ImageMedia:
+    """Still images: safe decoding (handler/images.py), then the face stage."""
+
+    name = "image"
+
+    def __init__(self, limits: ImageLimits, faces: FaceSettings, detector: Callable[[], FaceDetector]) -> None:
+        self.limits, self.faces, self.detector = limits, faces, detector
+
+    def accepts(self, payload: bytes) -> bool:
+        return True
+
+    def subjects(self, payload: bytes, mode: str) -> Subjects:
+        return find_subjects(decode(payload, self.limits), mode, self.faces, self.detector)

@@ -1,0 +1,55 @@
+"""Start and stop the upload page beside a running TorchServe (detached, its pid in the run folder)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from scripts.project import KEY_FILE, PAGE_HOST, ROOT
+from scripts.serving.process import terminate_group
+from scripts.serving.server import ServeError, Server
+
+PAGE_PID_FILE = "page.pid"
+PAGE_LOG = "page.log"
+
+
+def start_page(server: Server, model: str, port: int, host: str = PAGE_HOST, timeout: float = 30.0) -> str:
+    """Start the upload page (page/server.py) beside ``server``, detached; returns its URL once it answers.
+
+    It forwards to TorchServe with the key from the run folder's key_file.json; ``stop_page`` stops it."""
+    run_dir = server.run_dir
+    command = [
+        sys.executable, "-m", "page.server", "--inference-url", server.inference_url, "--model", model,
+        "--key-file", str(run_dir / KEY_FILE), "--host", host, "--port", str(port),
+    ]
+    with open(run_dir / PAGE_LOG, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    (run_dir / PAGE_PID_FILE).write_text(str(process.pid))
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if requests.get(f"{url}healthz", timeout=2).status_code == 200:
+                return url
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    stop_page(run_dir)
+    raise ServeError(f"the upload page did not start on {url}:\n{(run_dir / PAGE_LOG).read_text()[-2000:]}")
+
+
+def stop_page(run_dir: Path, timeout: float = 10.0) -> bool:
+    """Stop the upload page started from ``run_dir``; False when none was running."""
+    try:
+        pid = int((run_dir / PAGE_PID_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    (run_dir / PAGE_PID_FILE).unlink(missing_ok=True)
+    terminate_group(pid, timeout)
+    return True

@@ -1,0 +1,38 @@
+"""Build the archive `make serve` serves: from CHECKPOINT (a folder or a Hub id), or the offline demo.
+
+It rebuilds only an archive it built itself (when the checkpoint, model config or handler changed) and
+never replaces one built by scripts.build_mar or scripts.rollout: without --checkpoint that archive is
+served as it is; with another --checkpoint it stops with one line saying what to run.
+
+  python -m scripts.ensure_archive                                   # the demo, or the archive already there
+  python -m scripts.ensure_archive --checkpoint runs/exp1
+  python -m scripts.ensure_archive --checkpoint dima806/deepfake_vs_real_image_detection
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scripts.packaging.archive import BuildError
+from scripts.packaging.ensure import ensure_archive
+from scripts.packaging.fetch import FetchError
+from scripts.project import MODEL_CONFIG, MODEL_NAME, MODEL_STORE
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", help="checkpoint folder or Hugging Face Hub id (default: the demo checkpoint)")
+    parser.add_argument("--name", default=MODEL_NAME, help="model name (default: %(default)s)")
+    parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="(default: %(default)s)")
+    parser.add_argument("--model-config", type=Path, default=MODEL_CONFIG, help="(default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        print(ensure_archive(args.checkpoint, args.name, args.model_store, args.model_config), flush=True)
+    except (BuildError, FetchError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Package a checkpoint folder and the handler into a TorchServe model archive (.mar).
+
+The library behind ``python -m scripts.build_mar`` (see its ``--help``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from handler.checkpoint import CheckpointError, read_checkpoint_info, weight_files
+from handler.options import HandlerOptions
+from scripts.packaging.openvino import convert_to_openvino
+from scripts.packaging.quantize import QuantizationError, prepare_int8
+from scripts.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE
+
+ENTRY_POINT = "ts_handler.py"
+BUILD_RECORD = "build.json"  # inside each archive: what it was built from, and by which command
+
+
+class BuildError(Exception):
+    """The inputs cannot make a working archive."""
+
+
+@dataclass(frozen=True)
+class Int8Inputs:
+    """What an int8 archive needs: calibration images (openvino) and a labelled validation folder,
+    or the explicit timing-only override."""
+
+    calibration: Path | None = None
+    validation: Path | None = None
+    unvalidated: bool = False
+
+
+def in_fresh_process(function, *args):
+    """``function(*args)`` in a freshly spawned interpreter; its exception, if any, is raised here.
+
+    OpenVINO names nodes from process-wide counters, so converting twice in one process would give two
+    different (if equivalent) model.xml files; a fresh process keeps archives reproducible."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: Int8Inputs = Int8Inputs()) -> Path:
+    """Lay out handler/ and the checkpoint folder under ``stage``; returns ``stage``."""
+    shutil.copytree(HANDLER_PACKAGE, stage / "handler", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    target = stage / options.checkpoint
+    target.mkdir(parents=True)
+    for name in ("config.json", "preprocessor_config.json"):
+        shutil.copy2(checkpoint / name, target / name)
+    for weights in weight_files(checkpoint):
+        shutil.copy2(weights, target / weights.name)
+    index = checkpoint / "model.safetensors.index.json"
+    if index.is_file():
+        shutil.copy2(index, target / index.name)
+    if options.face_model:
+        stage_face_model(checkpoint, options.face_model, target)
+    if options.runtime == "openvino":
+        try:
+            in_fresh_process(convert_to_openvino, checkpoint, target)
+        except Exception as exc:
+            raise BuildError(f"OpenVINO conversion failed: {type(exc).__name__}: {exc}") from exc
+    if options.precision == "int8":
+        try:
+            in_fresh_process(prepare_int8, target, options.runtime, int8.calibration, int8.validation, int8.unvalidated,
+                             options.limits)
+        except QuantizationError as exc:
+            raise BuildError(str(exc)) from exc
+    return stage
+
+
+def stage_face_model(checkpoint: Path, name: str, target: Path) -> None:
+    """Copy the configured face detector file (e.g. YuNet's ONNX) from the checkpoint folder."""
+    if Path(name).name != name:
+        raise BuildError(f"face_model must be a file name inside the checkpoint folder, got {name!r}")
+    source = checkpoint / name
+    if not source.is_file():
+        raise BuildError(
+            f"face_model {name} is not in {checkpoint}; download it with "
+            f"python -m scripts.fetch_checkpoint --face-model --output {checkpoint}, or set face_detector: haar"
+        )
+    shutil.copy2(source, target / name)
+
+
+def digest_files(paths: list[Path], root: Path) -> str:
+    """sha256 over the files' names (relative to ``root``) and contents, in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def build_inputs(checkpoint: Path, model_config: Path, options: HandlerOptions) -> dict[str, str]:
+    """Content hashes of what an archive is built from: the checkpoint files it packs, the model
+    config and the handler code. Equal hashes give an equivalent archive."""
+    checkpoint = checkpoint.resolve()
+    packed = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json")]
+    packed += weight_files(checkpoint) + ([checkpoint / options.face_model] if options.face_model else [])
+    handler = [p for p in HANDLER_PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
+    return {
+        "checkpoint_sha256": digest_files([p for p in packed if p.is_file()], checkpoint),
+        "model_config_sha256": hashlib.sha256(model_config.read_bytes()).hexdigest(),
+        "handler_sha256": digest_files(handler, HANDLER_PACKAGE),
+    }
+
+
+def read_build_record(mar: Path) -> dict | None:
+    """The build record inside an archive, or None (no archive, or one built without a record)."""
+    try:
+        with zipfile.ZipFile(mar) as archive:
+            return json.loads(archive.read(BUILD_RECORD))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def load_options(model_config: Path) -> HandlerOptions:
+    """The handler options of a model-config.yaml; raises ``BuildError`` naming what is wrong."""
+    try:
+        options = HandlerOptions.from_mapping((yaml.safe_load(model_config.read_text()) or {}).get("handler"))
+    except (OSError, ValueError, AttributeError) as exc:
+        raise BuildError(f"{model_config}: {exc}") from exc
+    if options.face_detector == "yunet" and not options.face_model:
+        raise BuildError(f"{model_config}: face_detector yunet needs face_model, the YuNet .onnx file in the checkpoint folder "
+                         "(python -m scripts.fetch_checkpoint --face-model downloads it), or set face_detector: haar")
+    return options
+
+
+def build_mar(
+    checkpoint: Path,
+    name: str,
+    version: str,
+    *,
+    model_config: Path = MODEL_CONFIG,
+    export_dir: Path = MODEL_STORE,
+    mar_name: str | None = None,
+    int8: Int8Inputs = Int8Inputs(),
+    built_by: str = "scripts.build_mar",
+    source: str | None = None,
+) -> Path:
+    """Build ``export_dir/<mar_name or name>.mar``; raises ``BuildError`` for unusable inputs.
+
+    The archive carries ``build.json``: the checkpoint (``source``: where it came from, e.g. a Hub id),
+    the content hashes of ``build_inputs`` and ``built_by``. The same inputs give the same archive
+    members with the same bytes, except the creation time torch-model-archiver stamps into
+    MAR-INF/MANIFEST.json.
+    """
+    try:
+        read_checkpoint_info(checkpoint)
+    except CheckpointError as exc:
+        raise BuildError(str(exc)) from exc
+    options = load_options(model_config)
+    record = {"name": name, "version": version, "built_by": built_by, "checkpoint": str(checkpoint.resolve()),
+              "source": source, **build_inputs(checkpoint, model_config, options)}
+    export_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="build-mar-") as scratch:
+        scratch = Path(scratch)
+        payload = stage_payload(checkpoint, options, scratch / "payload", int8)
+        (payload / BUILD_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        command = [
+            str(Path(sys.executable).parent / "torch-model-archiver"),
+            "--model-name", name,
+            "--version", version,
+            "--handler", str(payload / "handler" / ENTRY_POINT),
+            "--extra-files", str(payload),
+            "--config-file", str(model_config),
+            "--export-path", str(scratch),
+            "--archive-format", "zip-store",
+            "--force",
+        ]
+        # The archiver stages in $TMPDIR/<model-name> and deletes it afterwards: keep that private.
+        private_tmp = scratch / "tmp"
+        private_tmp.mkdir()
+        env = dict(os.environ, TMPDIR=str(private_tmp))
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise BuildError(f"torch-model-archiver failed:\n{result.stdout}{result.stderr}")
+        # The archive file may be named apart from the model (one file per version in one store).
+        target = export_dir / f"{mar_name or name}.mar"
+        shutil.move(scratch / f"{name}.mar", target)
+    return target

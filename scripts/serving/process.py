@@ -1,0 +1,192 @@
+"""Start, wait for, and stop a TorchServe process whose working folder is a run folder.
+
+The run folder receives logs/, the token file key_file.json, the pid file and ``serving.properties``
+(the config it was started with, for commands that attach to it later).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+from scripts.project import KEY_FILE
+from scripts.serving.drain import drain
+from scripts.serving.properties import read_properties, write_properties
+from scripts.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
+
+DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
+LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
+# A model whose worker dies this often while loading is taken as broken: TorchServe would retry it
+# with back-off for minutes while /ping answers 500, so start-up stops instead.
+MAX_WORKER_DEATHS = 3
+WORKER_DIED = "Backend worker process died"
+
+
+def attach(run_dir: Path) -> Server:
+    """The server started from ``run_dir``; raises ``ServeError`` when none is running there."""
+    run_dir = run_dir.resolve()
+    if not running_pid(run_dir):
+        raise ServeError(f"no TorchServe is running from {run_dir} (start one with make serve)")
+    return recorded(run_dir)
+
+
+def running_pid(run_dir: Path) -> int | None:
+    """The pid recorded in the run folder, if that process is still alive."""
+    try:
+        pid = int((run_dir / PID_FILE).read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> Server:
+    """Launch TorchServe detached in its own process group; returns at once (see ``wait_ready``)."""
+    run_dir = run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if running_pid(run_dir):
+        raise ServeError(f"TorchServe is already running from {run_dir}; stop it first (make stop)")
+    (run_dir / KEY_FILE).unlink(missing_ok=True)
+    (run_dir / DRAINING).unlink(missing_ok=True)
+    private_tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives, apart from other servers
+    private_tmp.mkdir(exist_ok=True)
+    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp))
+    command = [
+        str(Path(sys.executable).parent / "torchserve"),
+        "--start",
+        "--foreground",
+        "--ncs",
+        "--ts-config", str(config.resolve()),
+        "--model-store", str(model_store.resolve()),
+        *(["--models", *models] if models else []),  # none: the config's model_snapshot says what to load
+    ]
+    with open(run_dir / "torchserve.out", "wb") as out:
+        process = subprocess.Popen(
+            command, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    (run_dir / PID_FILE).write_text(str(process.pid))
+    server = Server(run_dir=run_dir, properties={**read_properties(config), "model_store": str(model_store.resolve())})
+    write_properties(server.properties, run_dir / SERVING_PROPERTIES)
+    return server
+
+
+def wait_ready(server: Server, model_names: list[str], timeout: float = 300.0) -> float:
+    """Poll until /ping is healthy and every model has a READY worker; returns seconds waited.
+
+    Raises ``ServeError`` when the server exits or the timeout passes.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if not running_pid(server.run_dir):
+            raise ServeError(f"TorchServe exited during start-up\n{log_tail(server.run_dir)}")
+        deaths = worker_deaths(server.run_dir)
+        if deaths >= MAX_WORKER_DEATHS:
+            raise ServeError(
+                f"the model failed to load: its worker died {deaths} times during start-up (broken archive?)\n"
+                f"{log_tail(server.run_dir)}"
+            )
+        try:
+            last = _readiness(server, model_names)
+            if last == "ready":
+                return time.monotonic() - started
+        except (ServeError, requests.RequestException) as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise ServeError(f"not ready after {timeout:.0f} s ({last})\n{log_tail(server.run_dir)}")
+
+
+def _readiness(server: Server, model_names: list[str]) -> str:
+    ping = requests.get(f"{server.inference_url}/ping", headers=server.headers(), timeout=5)
+    if ping.status_code != 200:
+        return f"/ping answered {ping.status_code}"
+    for name in model_names:
+        described = requests.get(f"{server.management_url}/models/{name}", headers=server.headers("management"), timeout=5)
+        if described.status_code != 200:
+            return f"model {name}: {described.status_code} {described.text.strip()}"
+        workers = [w for version in described.json() for w in version.get("workers", [])]
+        if not any(w.get("status") == "READY" for w in workers):
+            return f"model {name}: no READY worker yet"
+    return "ready"
+
+
+def worker_deaths(run_dir: Path) -> int:
+    """How often a backend worker died, from the model log."""
+    log = run_dir / "logs" / "model_log.log"
+    return log.read_text(errors="replace").count(WORKER_DIED) if log.is_file() else 0
+
+
+def log_tail(run_dir: Path, lines: int = 40) -> str:
+    """The last lines of each TorchServe log in the run folder."""
+    parts = []
+    for name in LOG_FILES:
+        path = run_dir / name
+        if path.is_file():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
+    return "\n".join(parts) or f"(no logs under {run_dir})"
+
+
+def stop(run_dir: Path, timeout: float = 30.0, drain_timeout: float = 30.0) -> bool:
+    """Stop the TorchServe started from ``run_dir``: let accepted work finish (``drain``), then SIGTERM
+    to its process group, SIGKILL after ``timeout``. Returns False when none was running."""
+    run_dir = run_dir.resolve()
+    pid = running_pid(run_dir)
+    if pid is None:
+        (run_dir / PID_FILE).unlink(missing_ok=True)
+        return False
+    if drain_timeout > 0 and (run_dir / SERVING_PROPERTIES).is_file():
+        drain(recorded(run_dir), timeout=drain_timeout)
+    terminate_group(pid, timeout)
+    (run_dir / PID_FILE).unlink(missing_ok=True)
+    (run_dir / KEY_FILE).unlink(missing_ok=True)
+    return True
+
+
+def terminate_group(pid: int, timeout: float) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL it after ``timeout`` seconds, reap the leader."""
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(0.1)
+    if _group_alive(pid):
+        _signal_group(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child (tests)
+    except ChildProcessError:
+        pass
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def serving(config: Path, model_store: Path, models: list[str], run_dir: Path, timeout: float = 300.0) -> Iterator[Server]:
+    """Start TorchServe, wait until ready, yield it, and always stop it."""
+    server = start(config, model_store, models, run_dir)
+    try:
+        wait_ready(server, [m.split("=", 1)[0] for m in models], timeout)
+        yield server
+    finally:
+        stop(run_dir)

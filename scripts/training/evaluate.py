@@ -1,0 +1,73 @@
+"""Evaluate a checkpoint folder or a running TorchServe endpoint on labelled images.
+
+The library behind ``python -m scripts.evaluate`` (see its ``--help``).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scripts.training.dataset import DatasetError, Sample, check_labels
+from scripts.training.predictors import Predictor, Scored, predict_files
+from scripts.training.report import classification_report, save_figures, write_report
+
+
+class EvaluationError(Exception):
+    """Nothing could be evaluated (no readable image, or labels that are not the model's)."""
+
+
+@dataclass
+class Evaluation:
+    report: dict
+    truth: list[int]
+    probabilities: np.ndarray
+    scored: list[Scored]
+
+
+def _model_fields(prediction: dict) -> dict:
+    return {key: prediction.get(key) for key in ("model", "version", "demo", "runtime", "precision")}
+
+
+def evaluate(predictor: Predictor, samples: list[Sample], batch_size: int = 32, progress: bool = True) -> Evaluation:
+    """Classify every sample and compute the report; unreadable files are listed, not fatal."""
+    by_path = {s.path: s.label for s in samples}
+    scored = list(predict_files(predictor, [s.path for s in samples], batch_size, progress, desc="evaluate"))
+    good = [s for s in scored if s.prediction is not None]
+    if not good:
+        first = scored[0].error if scored else "no images"
+        raise EvaluationError(f"no image could be classified (first error: {first})")
+    labels = tuple(good[0].prediction["probabilities"])
+    try:
+        check_labels(samples, labels)
+    except DatasetError as exc:
+        raise EvaluationError(str(exc)) from exc
+    truth = [labels.index(by_path[s.path]) for s in good]
+    probabilities = np.array([[s.prediction["probabilities"][label] for label in labels] for s in good])
+    report = classification_report(labels, truth, probabilities, [str(s.path) for s in good])
+    report["unreadable"] = [{"path": str(s.path), "error": s.error} for s in scored if s.error is not None]
+    report["model"] = _model_fields(good[0].prediction)
+    return Evaluation(report, truth, probabilities, scored)
+
+
+def write_predictions(evaluation: Evaluation, path: Path) -> Path:
+    labels = evaluation.report["labels"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{label}" for label in labels]])
+        good = [s for s in evaluation.scored if s.prediction is not None]
+        for s, t, row in zip(good, evaluation.truth, evaluation.probabilities):
+            writer.writerow([str(s.path), labels[t], s.prediction["label"], f"{s.prediction['confidence']:.6f}",
+                             *[f"{p:.6f}" for p in row]])
+    return path
+
+
+def write_evaluation(evaluation: Evaluation, folder: Path) -> list[Path]:
+    """metrics.json, the three figures and predictions.csv in ``folder``."""
+    written = [write_report(evaluation.report, folder)]
+    written += save_figures(evaluation.report, evaluation.truth, evaluation.probabilities, folder)
+    written.append(write_predictions(evaluation, folder / "predictions.csv"))
+    return written

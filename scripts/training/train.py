@@ -1,0 +1,243 @@
+"""Fine-tune a ViT image classifier on a class-per-folder dataset with HF Trainer, leak-free.
+
+The library behind ``python -m scripts.train`` (see its ``--help``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image, ImageEnhance
+
+from handler.checkpoint import labels_from_config
+from handler.errors import ClientError
+from handler.images import decode_image
+from scripts.project import handler_options
+from scripts.training.dataset import (
+    DatasetError,
+    Sample,
+    given_splits,
+    labelled_samples,
+    oversample,
+    read_split,
+    stratified_split,
+    write_split,
+)
+
+DEFAULT_BASE_MODEL = "dima806/deepfake_vs_real_image_detection"
+PREFERRED_ORDER = ("Real", "Fake")  # the reference model's class indices: Real=0, Fake=1
+
+
+@dataclass
+class TrainSettings:
+    data: Path
+    output: Path
+    base_model: str = DEFAULT_BASE_MODEL
+    labels: tuple[str, ...] | None = None
+    test_size: float = 0.4
+    given_splits: bool = False
+    epochs: float = 2.0
+    max_steps: int = -1
+    batch_size: int = 32
+    learning_rate: float = 1e-6
+    weight_decay: float = 0.02
+    rotation_degrees: float = 90.0
+    sharpness_factor: float = 2.0
+    sharpness_p: float = 0.5
+    seed: int = 42
+    save_steps: int = 500
+    workers: int = field(default_factory=lambda: max(0, min(4, (os.cpu_count() or 1) - 1)))
+    resume: bool = False
+    progress: bool = True
+
+
+class Augment:
+    """Random rotation in [-degrees, degrees] (black fill, same size) and, with probability ``p``,
+    sharpness x ``factor``; draws from torch's RNG, which Trainer seeds (and seeds per loader worker)."""
+
+    def __init__(self, degrees: float, factor: float, p: float) -> None:
+        self.degrees, self.factor, self.p = degrees, factor, p
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        angle = (torch.rand(()).item() * 2 - 1) * self.degrees
+        image = image.rotate(angle, resample=Image.Resampling.BILINEAR)
+        if torch.rand(()).item() < self.p:
+            image = ImageEnhance.Sharpness(image).enhance(self.factor)
+        return image
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Samples decoded as the handler decodes them, optionally augmented, then the processor's
+    resize + normalise, lazily per item."""
+
+    def __init__(self, samples: Sequence[Sample], label2id: dict[str, int], processor, augment: Augment | None = None):
+        self.samples, self.label2id, self.processor, self.augment = list(samples), label2id, processor, augment
+        self.limits = handler_options().limits  # the served model's caps and JPEG draft
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        sample = self.samples[index]
+        try:
+            image = decode_image(sample.path.read_bytes(), self.limits)
+        except (OSError, ClientError) as exc:
+            raise DatasetError(f"training image {sample.path} cannot be used: {exc}") from exc
+        if self.augment is not None:
+            image = self.augment(image)
+        pixels = self.processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        return {"pixel_values": pixels, "labels": self.label2id[sample.label]}
+
+
+def class_order(dataset_labels: set[str], base_labels: Sequence[str], requested: Sequence[str] | None) -> tuple[str, ...]:
+    """Class index order: --labels if given; else the base model's when it has the same label set (its
+    head is kept); else Real, Fake when those are the labels; else sorted."""
+    if requested:
+        if set(requested) != dataset_labels:
+            raise DatasetError(f"--labels {list(requested)} differ from the dataset's labels {sorted(dataset_labels)}")
+        return tuple(requested)
+    if set(base_labels) == dataset_labels:
+        return tuple(base_labels)
+    if dataset_labels == set(PREFERRED_ORDER):
+        return PREFERRED_ORDER
+    return tuple(sorted(dataset_labels))
+
+
+def make_splits(settings: TrainSettings) -> tuple[list[Sample], list[Sample]]:
+    """(train, test) before oversampling; reread from splits/ when resuming so nothing moves."""
+    split_dir = settings.output / "splits"
+    if settings.resume and (split_dir / "train.csv").is_file():
+        return read_split(split_dir / "train.csv"), read_split(split_dir / "test.csv")
+    if settings.given_splits:
+        splits = given_splits(settings.data)
+        if not splits or "train" not in splits or "test" not in splits:
+            raise DatasetError(f"{settings.data} has no Train/ and Test/ folders for --given-splits")
+        train, test = splits["train"], splits["test"]
+    else:
+        train, test = stratified_split(labelled_samples(settings.data), settings.test_size, settings.seed)
+    overlap = {s.path for s in train} & {s.path for s in test}
+    if overlap:
+        raise DatasetError(f"{len(overlap)} files are in both train and test, e.g. {sorted(overlap)[0]}")
+    write_split(train, split_dir / "train.csv")
+    write_split(test, split_dir / "test.csv")
+    return train, test
+
+
+def load_base(base_model: str):
+    """(config, processor) of the base model: a local checkpoint folder or a Hub id (downloads)."""
+    from transformers import ViTConfig
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    local = Path(base_model).is_dir()
+    config = ViTConfig.from_pretrained(base_model, local_files_only=local)
+    processor = ViTImageProcessorPil.from_pretrained(base_model, local_files_only=local)
+    return config, processor
+
+
+LOSS_POINTS = 20  # loss history points per run (or one per step when the run is shorter)
+
+
+def logging_steps(train_images: int, settings: TrainSettings) -> int:
+    """Steps between loss logs: about ``LOSS_POINTS`` over the run, every step for runs that short."""
+    per_epoch = math.ceil(train_images / settings.batch_size)
+    total = settings.max_steps if settings.max_steps > 0 else math.ceil(settings.epochs * per_epoch)
+    return max(1, total // LOSS_POINTS)
+
+
+def _collate(items: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([item["pixel_values"] for item in items]),
+        "labels": torch.tensor([item["labels"] for item in items]),
+    }
+
+
+def train(settings: TrainSettings) -> dict:
+    """Run the whole pipeline; returns the held-out report. Raises ``DatasetError`` for unusable data."""
+    from transformers import Trainer, TrainingArguments, ViTForImageClassification, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from scripts.training.evaluate import evaluate, write_evaluation
+    from scripts.training.predictors import CheckpointPredictor
+
+    started = time.monotonic()
+    trainer_dir = settings.output / "trainer"
+    if trainer_dir.is_dir() and any(trainer_dir.glob("checkpoint-*")) and not settings.resume:
+        raise DatasetError(f"{settings.output} holds an earlier run: pass --resume to continue it, or another --output")
+    set_seed(settings.seed)
+    train_samples, test_samples = make_splits(settings)
+    balanced = oversample(train_samples, settings.seed)
+    base_config, processor = load_base(settings.base_model)
+    labels = class_order({s.label for s in train_samples} | {s.label for s in test_samples},
+                         labels_from_config(base_config), settings.labels)
+    label2id = {label: i for i, label in enumerate(labels)}
+    model = ViTForImageClassification.from_pretrained(
+        settings.base_model,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id=label2id,
+        ignore_mismatched_sizes=True,
+        use_safetensors=True,
+        local_files_only=Path(settings.base_model).is_dir(),
+    )
+    augment = Augment(settings.rotation_degrees, settings.sharpness_factor, settings.sharpness_p)
+    arguments = TrainingArguments(
+        output_dir=str(trainer_dir),
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        per_device_train_batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        save_strategy="steps",
+        save_steps=settings.save_steps,
+        save_total_limit=2,
+        logging_steps=logging_steps(len(balanced), settings),
+        eval_strategy="no",
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_num_workers=settings.workers,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=not settings.progress,
+    )
+    trainer = Trainer(
+        model=model,
+        args=arguments,
+        train_dataset=ImageFolderDataset(balanced, label2id, processor, augment),
+        data_collator=_collate,
+    )
+    last = get_last_checkpoint(str(trainer_dir)) if settings.resume and trainer_dir.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.save_model(str(settings.output))
+    (settings.output / "training_args.bin").unlink(missing_ok=True)  # a pickle; training.json records the settings
+    processor.save_pretrained(str(settings.output))
+
+    # The held-out images are face crops like the training ones: no face stage.
+    predictor = CheckpointPredictor(settings.output, handler_options(
+        runtime="torch", precision="fp32"), "off")
+    evaluation = evaluate(predictor, test_samples, settings.batch_size, settings.progress)
+    write_evaluation(evaluation, settings.output / "report")
+    summary = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "labels": list(labels),
+        "splits": {
+            "train": len(train_samples),
+            "train_oversampled": len(balanced),
+            "test": len(test_samples),
+            "train_per_label": {label: sum(s.label == label for s in train_samples) for label in labels},
+            "train_oversampled_per_label": {label: sum(s.label == label for s in balanced) for label in labels},
+        },
+        "resumed_from": last,
+        "log_history": trainer.state.log_history,
+        "seconds": round(time.monotonic() - started, 1),
+        "test": {k: evaluation.report[k] for k in ("accuracy", "roc_auc", "per_class")},
+    }
+    (settings.output / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return evaluation.report

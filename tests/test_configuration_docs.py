@@ -1,0 +1,47 @@
+"""docs/configuration.md's settings tables say what the shipped model-config.yaml and the code say."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+
+import yaml
+
+from handler.options import HandlerOptions
+from scripts.project import MODEL_CONFIG, ROOT
+
+DOC = ROOT / "docs" / "configuration.md"
+
+
+def documented() -> dict[str, str]:
+    """``key -> shipped`` from every table row of the form | `key` | shipped | meaning |."""
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", DOC.read_text(), re.MULTILINE)
+    return {key: value.strip() for key, value in rows}
+
+
+def shown(value) -> str:
+    if isinstance(value, str):
+        return f'`{value}`' if value else '`""`'
+    return str(value)
+
+
+def test_every_handler_option_is_documented_with_its_shipped_value():
+    shipped = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]
+    table = documented()
+    for option in fields(HandlerOptions):
+        assert option.name in table, f"handler option {option.name} missing from {DOC.name}"
+        assert option.name in shipped, f"handler option {option.name} not set in {MODEL_CONFIG.name}"
+        assert table[option.name] == shown(shipped[option.name]), option.name
+
+
+def test_every_worker_setting_is_documented_with_its_shipped_value():
+    shipped = {k: v for k, v in yaml.safe_load(MODEL_CONFIG.read_text()).items() if k != "handler"}
+    table = documented()
+    for key, value in shipped.items():
+        assert table.get(key) == shown(value), f"{key}: {DOC.name} says {table.get(key)!r}, {MODEL_CONFIG.name} says {value!r}"
+
+
+def test_the_docs_name_no_setting_that_does_not_exist():
+    known = {f.name for f in fields(HandlerOptions)} | set(yaml.safe_load(MODEL_CONFIG.read_text()))
+    known |= {"CHECKPOINT", "SERVE_FLAGS", "PYTHON", "SOAK_MINUTES"}
+    assert set(documented()) <= known, set(documented()) - known

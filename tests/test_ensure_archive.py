@@ -1,0 +1,87 @@
+"""`make serve`'s archive step: it builds the checkpoint it was asked for and never replaces another
+command's archive."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from loadtest.harness import model_config
+from scripts.packaging.archive import BuildError, build_mar, read_build_record
+from scripts.packaging.ensure import ensure_archive
+from scripts.project import ROOT
+
+
+@pytest.fixture
+def torch_config(tmp_path):
+    return model_config(tmp_path / "model-config.yaml", handler={"runtime": "torch", "precision": "fp32"})
+
+
+def test_builds_once_then_keeps_the_archive_while_nothing_changed(tmp_path, tiny_checkpoint, torch_config):
+    store = tmp_path / "store"
+    first = ensure_archive(str(tiny_checkpoint), "tiny", store, torch_config)
+    assert first.action == "built"
+    record = read_build_record(first.archive)
+    assert record["built_by"] == "make serve" and record["checkpoint"] == str(tiny_checkpoint.resolve())
+    stamp = first.archive.stat().st_mtime_ns
+    assert ensure_archive(str(tiny_checkpoint), "tiny", store, torch_config).action == "kept"
+    assert first.archive.stat().st_mtime_ns == stamp
+
+
+def test_its_own_archive_is_rebuilt_for_another_checkpoint_or_config(tmp_path, tiny_checkpoint, tiny_demo_checkpoint, torch_config):
+    store = tmp_path / "store"
+    ensure_archive(str(tiny_demo_checkpoint), "tiny", store, torch_config)
+    demo_hash = read_build_record(store / "tiny.mar")["checkpoint_sha256"]
+    switched = ensure_archive(str(tiny_checkpoint), "tiny", store, torch_config)
+    assert switched.action == "rebuilt" and "checkpoint" in switched.reason
+    assert read_build_record(store / "tiny.mar")["checkpoint_sha256"] != demo_hash
+    settings = yaml.safe_load(torch_config.read_text())
+    settings["batchSize"] = 2
+    torch_config.write_text(yaml.safe_dump(settings))
+    changed = ensure_archive(str(tiny_checkpoint), "tiny", store, torch_config)
+    assert changed.action == "rebuilt" and "model config" in changed.reason
+
+
+def test_another_commands_archive_is_never_replaced_by_another_checkpoint(tmp_path, tiny_checkpoint, tiny_demo_checkpoint, torch_config):
+    store = tmp_path / "store"
+    built = build_mar(tiny_checkpoint, "tiny", "1.0", model_config=torch_config, export_dir=store)
+    before = built.read_bytes()
+    with pytest.raises(BuildError) as refused:
+        ensure_archive(str(tiny_demo_checkpoint), "tiny", store, torch_config)
+    message = str(refused.value)
+    assert "scripts.build_mar" in message and str(tiny_checkpoint.resolve()) in message and "make serve" in message
+    assert "\n" not in message
+    assert built.read_bytes() == before
+
+
+def test_without_a_checkpoint_another_commands_archive_is_served_as_it_is(tmp_path, tiny_checkpoint, torch_config):
+    store = tmp_path / "store"
+    built = build_mar(tiny_checkpoint, "tiny", "1.0", model_config=torch_config, export_dir=store)
+    before = built.read_bytes()
+    outcome = ensure_archive(None, "tiny", store, torch_config)
+    assert outcome.action == "kept-foreign" and "scripts.build_mar" in outcome.reason
+    assert built.read_bytes() == before
+
+
+def test_a_hub_id_without_network_stops_with_one_line(tmp_path):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home"))
+    result = subprocess.run(
+        [sys.executable, "-m", "scripts.ensure_archive", "--checkpoint", "example-org/no-such-detector",
+         "--model-store", str(tmp_path / "store")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: could not download 'example-org/no-such-detector'"), result.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_yunet_without_its_model_file_is_refused_at_build_time(tmp_path, tiny_checkpoint):
+    config = model_config(tmp_path / "model-config.yaml", handler={"runtime": "torch", "precision": "fp32",
+                                                                  "face_detector": "yunet", "face_model": ""})
+    with pytest.raises(BuildError, match="face_detector yunet needs face_model"):
+        build_mar(tiny_checkpoint, "tiny", "1.0", model_config=config, export_dir=tmp_path / "store")
