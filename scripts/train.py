@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"held-out report in {settings.output / 'report'}")
     print(summary(report))
-    print(f"checkpoint: {settings.output} (package it: python -m scripts.build_mar --checkpoint {settings.output} ...)")
+    print(f"checkpoint: {settings.output} (serve it: make serve CHECKPOINT={settings.output})")
 
 
 if __name__ == "__main__":

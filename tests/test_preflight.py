@@ -11,7 +11,7 @@ import time
 import pytest
 
 from scripts.project import CONFIG_PROPERTIES, ROOT
-from scripts.serving.preflight import check_disk, check_java, check_ports, check_python
+from scripts.serving.preflight import check_disk, check_java, check_not_serving, check_ports, check_python
 from scripts.serving.properties import loopback_config, read_properties, write_properties
 
 
@@ -67,3 +67,10 @@ def test_the_wrong_python_and_a_full_disk_are_named():
     assert check_python((3, 11)) is None
     (line,) = check_disk(10**9, (ROOT,))
     assert "GB free in" in line and "make clean" in line
+
+
+def test_a_server_still_running_from_the_run_folder_is_named_once(tmp_path):
+    (tmp_path / "torchserve.pid").write_text(str(os.getpid()))  # a live process
+    assert "already running" in check_not_serving(tmp_path) and "make stop" in check_not_serving(tmp_path)
+    (tmp_path / "torchserve.pid").write_text("999999999")
+    assert check_not_serving(tmp_path) is None

@@ -15,8 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scripts.project import CONFIG_PROPERTIES, PAGE_HOST, PAGE_PORT, ROOT
+from scripts.project import CONFIG_PROPERTIES, PAGE_HOST, PAGE_PORT, ROOT, RUN_DIR
 from scripts.serving.properties import listener_ports, read_properties
+from scripts.serving.server import PID_FILE
 
 PYTHON = (3, 11)  # pyproject.toml: requires-python
 JAVA = 17  # TorchServe 0.12's frontend needs Java 17 or newer
@@ -106,11 +107,21 @@ def check_chromium() -> str | None:
     return f"the browser tests need {CHROMIUM} and there is no root or sudo to install it: apt-get install chromium (as root)"
 
 
+def check_not_serving(run_dir: Path = RUN_DIR) -> str | None:
+    """``make serve`` twice: the first server still runs from the run folder."""
+    try:
+        os.kill(int((run_dir / PID_FILE).read_text()), 0)
+    except (OSError, ValueError):
+        return None
+    return f"TorchServe is already running from {run_dir}: make stop first (or call it: make key prints its key)"
+
+
 def problems(target: str, config: Path = CONFIG_PROPERTIES, page_port: int = PAGE_PORT) -> list[str]:
     """Everything missing for ``target`` (serve or test), one line each; empty when all is there."""
     found = [check_python(), check_java(), *check_disk(DISK_GB[target])]
     if target == "serve":
-        found += check_ports(config, page_port)
+        running = check_not_serving()
+        found += [running] if running else check_ports(config, page_port)
     else:
         found.append(check_chromium())
     return [p for p in found if p]
