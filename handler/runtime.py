@@ -15,6 +15,7 @@ passing figures, or an explicit "unvalidated" override whose answers then say ``
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Callable, Protocol
@@ -23,6 +24,9 @@ import torch
 from transformers import ViTForImageClassification
 
 from handler.checkpoint import CheckpointError, weight_files
+from handler.hardware import native_bf16
+
+logger = logging.getLogger(__name__)
 
 OPENVINO_MODEL = "openvino_model.xml"
 OPENVINO_INT8_MODEL = "openvino_model_int8.xml"
@@ -30,10 +34,14 @@ QUANTIZATION_REPORT = "quantization.json"
 
 
 class Runtime(Protocol):
-    """``predict(pixels[N, 3, H, W] float32) -> logits[N, num_labels] float32 on CPU``."""
+    """``predict(pixels[N, 3, H, W] float32) -> logits[N, num_labels] float32 on CPU``.
+
+    ``precision`` is what computes the logits, which may differ from the one asked for: ``fallback``
+    then says why (e.g. bf16 asked on a CPU without native BF16)."""
 
     name: str
     precision: str
+    fallback: str | None
 
     def predict(self, pixels: torch.Tensor) -> torch.Tensor: ...
 
@@ -54,6 +62,12 @@ class TorchRuntime:
 
     def __init__(self, checkpoint: Path, device: torch.device, precision: str = "fp32", threads: int = 0) -> None:
         _check_precision(self.name, precision, self.PRECISIONS.get(device.type, ("fp32",)), device.type)
+        self.fallback = None
+        if device.type == "cpu" and precision == "bf16" and not native_bf16():
+            # Autocast would emulate bf16, several times slower than fp32 (seen on AVX2-only CPUs).
+            self.fallback = "bf16 asked for, but this CPU has no native BF16 (avx512_bf16 / amx_bf16): running fp32"
+            logger.warning("torch runtime: %s", self.fallback)
+            precision = "fp32"
         if threads:
             torch.set_num_threads(threads)
         weight_files(checkpoint)  # refuses folders without safetensors before transformers looks
@@ -106,11 +120,24 @@ class OpenVinoRuntime:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         self.compiled = core.compile_model(core.read_model(model_file), "CPU", config)
-        self.precision = precision
+        self.precision, self.fallback = precision, None
+        if precision != "int8":  # the plugin may ignore the hint (no native BF16): report what it compiled
+            computed = openvino_precision(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+            if computed != precision:
+                self.fallback = f"{precision} asked for, but OpenVINO compiled the model for {computed} on this CPU"
+                logger.warning("openvino runtime: %s", self.fallback)
+                self.precision = computed
 
     def predict(self, pixels: torch.Tensor) -> torch.Tensor:
         logits = self.compiled(pixels.numpy())[self.compiled.output(0)]
         return torch.from_numpy(logits).float()
+
+
+def openvino_precision(hint) -> str:
+    """OpenVINO's compiled inference precision (an ``ov.Type`` or its name: ``f32``, ``bf16``, ``f16``)
+    as this service names precisions."""
+    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(name.strip().lower(), name)
 
 
 RUNTIMES: dict[str, Callable[..., Runtime]] = {"torch": TorchRuntime, "openvino": OpenVinoRuntime}

@@ -12,6 +12,7 @@ from ts.torch_handler.base_handler import BaseHandler
 
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
+from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
 from handler.request import Request
@@ -83,14 +84,17 @@ class DeepfakeHandler(BaseHandler):
             version=model.get("modelVersion", "1.0"),
         )
         self.initialized = True
+        runtime = self.classifier.runtime
         logger.info(
-            "loaded %s version %s on %s (runtime %s, %s, demo=%s)",
+            "loaded %s version %s on %s (runtime %s, precision %s%s, demo=%s; CPU %s)",
             model["modelName"],
             model.get("modelVersion"),
             self.device,
-            options.runtime,
-            options.precision,
+            runtime.name,
+            runtime.precision,
+            f", asked {options.precision}: {runtime.fallback}" if runtime.fallback else "",
             self.classifier.identity.demo,
+            cpu_description(),
         )
 
     def handle(self, data, context) -> list[str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from dataclasses import replace
@@ -27,6 +26,7 @@ import torch
 import yaml
 
 from handler.classifier import DeepfakeClassifier
+from handler.hardware import cpu_description
 from handler.images import decode_image
 from handler.options import HandlerOptions
 from loadtest.harness import built_server, locust_row, save_figure, write_csv, write_image_set
@@ -119,8 +119,10 @@ def in_process(folders: dict, smalls: list[Path], larges: list[Path], batches: l
         pixels = classifier.preprocess([decode_image(p, classifier.limits) for p in payloads])
         for batch in batches:
             rate = timed_forward(classifier, pixels, batch, min_seconds)
-            throughput.append({"runtime": runtime, "precision": precision, "batch": batch, "images_per_s": round(rate, 2)})
-            print(f"  in-process {runtime:8s} {precision:4s} batch {batch:2d}: {rate:6.2f} img/s", flush=True)
+            throughput.append({"runtime": runtime, "precision": precision, "computed": classifier.runtime.precision,
+                               "batch": batch, "images_per_s": round(rate, 2)})
+            print(f"  in-process {runtime:8s} {precision:4s} (computed {classifier.runtime.precision:16s}) batch {batch:2d}: "
+                  f"{rate:6.2f} img/s", flush=True)
         probabilities = torch.softmax(classifier.runtime.predict(pixels), dim=-1).numpy()
         if reference is None:
             reference = probabilities
@@ -266,7 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     default_modes = [(shipped["handler"]["runtime"], shipped["handler"]["precision"]), ("openvino", "int8")]
     tuned_modes = [tuple(m.split(":")) for m in args.e2e_modes.split(",") if m] or list(dict.fromkeys(default_modes))
     configs = [] if args.skip_e2e else e2e_configs(shipped, tuned_modes, not args.no_workers_compare)
-    print(f"benchmark of {args.checkpoint} on {os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}", flush=True)
+    cpu = cpu_description()
+    print(f"benchmark of {args.checkpoint} on {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or 'baseline'}; "
+          f"torch threads {torch.get_num_threads()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         scratch = Path(scratch)
         images = output / "images"
@@ -274,6 +278,7 @@ def main(argv: list[str] | None = None) -> None:
         calibration = linked_copy_of(smalls, scratch / "calibration")
         folders = mode_checkpoints(args.checkpoint, calibration, scratch)
         report = in_process(folders, smalls, larges, [int(b) for b in args.batches.split(",")], args.min_seconds)
+        report["cpu"] = cpu
         report["end_to_end"] = []
         # Timing only: the demo's random weights cannot pass the int8 gate, and answers say "int8-unvalidated".
         int8 = Int8Inputs(calibration=calibration, unvalidated=True)

@@ -23,6 +23,7 @@ import yaml
 from PIL import Image
 
 from handler.faces import create_detector, square_crop
+from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
 from loadtest.harness import built_server, locust_row, save_figure, write_csv
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     options = HandlerOptions.from_mapping(yaml.safe_load(MODEL_CONFIG.read_text())["handler"])
     photos = photo_set()
+    cpu = cpu_description()
+    print(f"{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or 'baseline'}", flush=True)
     print("Face stage in-process (shipped options):", flush=True)
     costs = face_stage_costs(photos, options, args.repeats)
     write_csv(costs, args.output / "faces.csv")
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="faces-bench-") as workdir:
             e2e = end_to_end(args.checkpoint, photos, args.users, args.seconds, Path(workdir))
         write_csv(e2e, args.output / "e2e.csv")
-    (args.output / "faces.json").write_text(json.dumps({"face_stage": costs, "end_to_end": e2e}, indent=2) + "\n")
+    report = {"cpu": cpu_description(), "face_stage": costs, "end_to_end": e2e}
+    (args.output / "faces.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}/faces.csv, faces.json, {plot(costs, e2e, args.output / 'faces.png').name}")
 
 

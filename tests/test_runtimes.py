@@ -5,10 +5,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
+import torch
 
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
+from handler.hardware import cpu_description, cpu_flags, native_bf16
 from handler.options import HandlerOptions
+from handler.runtime import OpenVinoRuntime, TorchRuntime, openvino_precision
 from scripts.packaging.openvino import convert_to_openvino
 from scripts.packaging.quantize import prepare_int8
 from tests import imagegen
@@ -17,6 +20,14 @@ from tests.conftest import TINY_LABELS
 # Largest |probability difference| from torch fp32 accepted on the tiny random ViT.
 TOLERANCE = {"fp32": 1e-5, "bf16": 0.02, "int8": 0.05}
 MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")]
+
+
+def computed(runtime, asked: str) -> str:
+    """The precision this CPU really computes for ``asked``: torch falls back to fp32 without native BF16;
+    OpenVINO says what it compiled."""
+    if isinstance(runtime, OpenVinoRuntime) and asked != "int8":
+        return openvino_precision(runtime.compiled.get_property("INFERENCE_PRECISION_HINT"))
+    return "fp32" if asked == "bf16" and not native_bf16() else asked
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +60,7 @@ def test_runtime_agrees_with_torch_fp32(runtime, precision, classifier, openvino
     candidate = DeepfakeClassifier.from_checkpoint(folder, options)
     expected = classifier.predict_batch(payloads)
     answers = candidate.predict_batch(payloads)
-    assert [(a["runtime"], a["precision"]) for a in answers] == [(runtime, precision)] * len(payloads)
+    assert [(a["runtime"], a["precision"]) for a in answers] == [(runtime, computed(candidate.runtime, precision))] * len(payloads)
     worst = max(
         abs(a["probabilities"][label] - e["probabilities"][label]) for a, e in zip(answers, expected) for label in e["probabilities"]
     )
@@ -70,3 +81,44 @@ def test_openvino_without_converted_model_is_refused(tiny_checkpoint):
 def test_int8_verdict_of_another_runtime_is_refused(int8_checkpoints):
     with pytest.raises(CheckpointError, match="judges the openvino runtime"):
         DeepfakeClassifier.from_checkpoint(int8_checkpoints["openvino"], HandlerOptions(runtime="torch", precision="int8"))
+
+
+def test_torch_bf16_on_a_cpu_without_native_bf16_runs_fp32_and_says_so(tiny_checkpoint, monkeypatch):
+    pixels = torch.rand(3, 3, 32, 32)
+    reference = TorchRuntime(tiny_checkpoint, torch.device("cpu"), "fp32").predict(pixels)
+    monkeypatch.setattr("handler.runtime.native_bf16", lambda: False)
+    runtime = TorchRuntime(tiny_checkpoint, torch.device("cpu"), "bf16")
+    assert runtime.precision == "fp32" and "no native BF16" in runtime.fallback
+    assert torch.equal(runtime.predict(pixels), reference)  # no autocast ran: the very same fp32 logits
+
+
+def test_torch_bf16_on_a_cpu_with_native_bf16_autocasts(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr("handler.runtime.native_bf16", lambda: True)
+    runtime = TorchRuntime(tiny_checkpoint, torch.device("cpu"), "bf16")
+    assert (runtime.precision, runtime.fallback) == ("bf16", None)
+
+
+def test_openvino_reports_the_precision_it_compiled(openvino_checkpoint):
+    runtime = OpenVinoRuntime(openvino_checkpoint, torch.device("cpu"), "bf16")
+    compiled = openvino_precision(runtime.compiled.get_property("INFERENCE_PRECISION_HINT"))
+    assert runtime.precision == compiled
+    assert (runtime.fallback is None) == (compiled == "bf16")
+    assert OpenVinoRuntime(openvino_checkpoint, torch.device("cpu"), "fp32").precision == "fp32"
+
+
+def test_openvino_precision_names():
+    import openvino as ov
+
+    assert [openvino_precision(t) for t in (ov.Type.bf16, ov.Type.f32, "f16")] == ["bf16", "fp32", "fp16"]
+
+
+def test_cpu_flags_are_read_on_x86_and_aarch64(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd i8mm bf16\n")
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("flags\t\t: fpu sse avx avx2 fma\n")
+    assert native_bf16(cpu_flags(x86)) and native_bf16(cpu_flags(arm)) and not native_bf16(cpu_flags(avx2))
+    described = cpu_description(x86)
+    assert described["model"] == "Some CPU" and described["isa"] == ["avx2", "avx512f", "avx512_bf16"]
