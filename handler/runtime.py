@@ -146,8 +146,19 @@ RUNTIMES: dict[str, Callable[..., Runtime]] = {"torch": TorchRuntime, "openvino"
 def create_runtime(name: str, checkpoint: Path, device: torch.device, precision: str, threads: int = 0) -> Runtime:
     """Build the named runtime for ``checkpoint``; raises ``CheckpointError`` for unknown names or precisions.
 
-    A GPU worker always gets the torch runtime (an openvino archive also carries the safetensors weights).
+    ``auto`` (runtime, precision or both) picks the fastest candidate the archive carries on this machine
+    (handler/selection.py); the runtime's ``choice`` then says what was measured. A GPU worker always gets
+    the torch runtime (an openvino archive also carries the safetensors weights).
     """
+    if "auto" in (name, precision):
+        from handler.selection import choose
+
+        image_size = int(json.loads((checkpoint / "config.json").read_text()).get("image_size", 224))
+        choice, runtime = choose(checkpoint, device, lambda r, p: create_runtime(r, checkpoint, device, p, threads),
+                                 image_size, name, precision, threads)
+        runtime.choice = choice
+        logger.info("%s", choice.reason)
+        return runtime
     if device.type != "cpu":
         name = "torch"
     try:

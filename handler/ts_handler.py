@@ -86,13 +86,14 @@ class DeepfakeHandler(BaseHandler):
         self.initialized = True
         runtime = self.classifier.runtime
         logger.info(
-            "loaded %s version %s on %s (runtime %s, precision %s%s, demo=%s; CPU %s)",
+            "loaded %s version %s on %s (runtime %s, precision %s%s%s, demo=%s; CPU %s)",
             model["modelName"],
             model.get("modelVersion"),
             self.device,
             runtime.name,
             runtime.precision,
             f", asked {options.precision}: {runtime.fallback}" if runtime.fallback else "",
+            f"; {runtime.choice.reason}" if getattr(runtime, "choice", None) else "",
             self.classifier.identity.demo,
             cpu_description(),
         )

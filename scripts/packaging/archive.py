@@ -67,7 +67,7 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
         shutil.copy2(index, target / index.name)
     if options.face_model:
         stage_face_model(checkpoint, options.face_model, target)
-    if options.runtime == "openvino":
+    if options.runtime in ("openvino", "auto"):  # auto may choose OpenVINO where it is fastest
         try:
             in_fresh_process(convert_to_openvino, checkpoint, target)
         except Exception as exc:
@@ -135,6 +135,8 @@ def load_options(model_config: Path) -> HandlerOptions:
         options = HandlerOptions.from_mapping((yaml.safe_load(model_config.read_text()) or {}).get("handler"))
     except (OSError, ValueError, AttributeError) as exc:
         raise BuildError(f"{model_config}: {exc}") from exc
+    if options.precision == "int8" and options.runtime not in ("torch", "openvino"):
+        raise BuildError(f"{model_config}: precision int8 is built and gated for one runtime: set runtime torch or openvino")
     if options.face_detector == "yunet" and not options.face_model:
         raise BuildError(f"{model_config}: face_detector yunet needs face_model, the YuNet .onnx file in the checkpoint folder "
                          "(python -m scripts.fetch_checkpoint --face-model downloads it), or set face_detector: haar")

@@ -1,0 +1,102 @@
+"""runtime/precision auto: only allowed candidates, never an ungated int8, a bounded probe, a cached choice."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import pytest
+import torch
+
+from handler.classifier import DeepfakeClassifier
+from handler.options import HandlerOptions
+from handler.runtime import create_runtime
+from handler.selection import PROBE_MAX_PASSES, candidates, choose, probe
+from scripts.packaging.openvino import convert_to_openvino
+from tests import imagegen
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def with_ir(tiny_checkpoint, tmp_path_factory):
+    folder = shutil.copytree(tiny_checkpoint, tmp_path_factory.mktemp("auto") / "checkpoint")
+    convert_to_openvino(folder, folder)
+    return folder
+
+
+def build(folder):
+    return lambda runtime, precision: create_runtime(runtime, folder, CPU, precision)
+
+
+def test_without_native_bf16_only_fp32_candidates_are_offered(with_ir, tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr("handler.selection.native_bf16", lambda: False)
+    assert candidates(with_ir, CPU) == [("torch", "fp32"), ("openvino", "fp32")]
+    assert candidates(tiny_checkpoint, CPU) == [("torch", "fp32")]  # no IR in the archive: no OpenVINO
+
+
+def test_with_native_bf16_both_runtimes_offer_bf16_and_fixed_fields_narrow(with_ir, monkeypatch):
+    monkeypatch.setattr("handler.selection.native_bf16", lambda: True)
+    assert candidates(with_ir, CPU) == [("torch", "fp32"), ("torch", "bf16"), ("openvino", "fp32"), ("openvino", "bf16")]
+    assert candidates(with_ir, CPU, runtime="openvino") == [("openvino", "fp32"), ("openvino", "bf16")]
+    assert candidates(with_ir, CPU, precision="fp32") == [("torch", "fp32"), ("openvino", "fp32")]
+
+
+def test_int8_is_a_candidate_only_with_a_passing_gate_verdict(with_ir, tmp_path, monkeypatch):
+    monkeypatch.setattr("handler.selection.native_bf16", lambda: False)
+    folder = shutil.copytree(with_ir, tmp_path / "checkpoint")
+    (folder / "quantization.json").write_text(json.dumps({"runtime": "torch", "validated": False}))
+    assert ("torch", "int8") not in candidates(folder, CPU)
+    (folder / "quantization.json").write_text(json.dumps({"runtime": "torch", "validated": True}))
+    assert ("torch", "int8") in candidates(folder, CPU)
+    (folder / "quantization.json").write_text(json.dumps({"runtime": "openvino", "validated": True}))
+    assert ("openvino", "int8") not in candidates(folder, CPU)  # a verdict without the int8 IR
+
+
+def test_auto_picks_among_the_candidates_it_measured(with_ir, tmp_path):
+    choice, runtime = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path, seconds=0.05)
+    offered = candidates(with_ir, CPU)
+    assert (choice.runtime, choice.precision) in offered
+    assert set(choice.measured) == {" ".join(mode) for mode in offered}
+    assert choice.measured[f"{choice.runtime} {choice.precision}"] == max(choice.measured.values())
+    assert (runtime.name, runtime.precision) == (choice.runtime, choice.precision)
+
+
+def test_the_probe_is_bounded_in_passes_and_time():
+    class Slow:
+        calls = 0
+
+        def predict(self, pixels):
+            Slow.calls += 1
+            time.sleep(0.05)
+            return torch.zeros(len(pixels), 2)
+
+    started = time.monotonic()
+    rate = probe(Slow(), torch.zeros(4, 3, 8, 8), seconds=0.12)
+    assert Slow.calls <= 1 + PROBE_MAX_PASSES and time.monotonic() - started < 2.0
+    assert 0 < rate <= 4 / 0.05
+    Slow.calls = 0
+    probe(Slow(), torch.zeros(4, 3, 8, 8), seconds=60)  # a long budget still stops after max passes
+    assert Slow.calls == 1 + PROBE_MAX_PASSES
+
+
+def test_the_choice_is_cached_per_host_and_archive(with_ir, tmp_path, monkeypatch):
+    first, _ = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path, seconds=0.05)
+    assert not first.cached and list(tmp_path.glob("runtime-choice-*.json"))
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the cached choice must not probe again")
+
+    monkeypatch.setattr("handler.selection.probe", no_probe)
+    again, runtime = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path)
+    assert again.cached and (again.runtime, again.precision) == (first.runtime, first.precision)
+    assert (runtime.name, runtime.precision) == (first.runtime, first.precision)
+
+
+def test_answers_of_an_auto_model_say_what_was_chosen(with_ir):
+    classifier = DeepfakeClassifier.from_checkpoint(with_ir, HandlerOptions(runtime="auto", precision="auto"))
+    answer = classifier.predict_batch([imagegen.png()])[0]
+    chosen = classifier.runtime.choice
+    assert (answer["runtime"], answer["precision"]) == (chosen.runtime, chosen.precision)
+    assert (chosen.runtime, chosen.precision) in candidates(with_ir, CPU)
