@@ -231,17 +231,24 @@ def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
 NAIVE = "naive torch fp32"
 
 
-def e2e_configs(shipped: dict, tuned_modes: list[tuple[str, str]], compare_workers: bool) -> list[dict]:
-    """The tuned modes on the shipped settings, a 2 workers x 1 thread variant of the first, and the naive one."""
+def e2e_configs(
+    shipped: dict, tuned_modes: list[tuple[str, str]], compare_workers: bool, naive: bool = True, delays: tuple[int, ...] = ()
+) -> list[dict]:
+    """The tuned modes on the shipped settings, the first one again at each of ``delays`` (maxBatchDelay,
+    ms), a 2 workers x 1 thread variant of the first, and the naive one."""
     configs = []
     for runtime, precision in tuned_modes:
         handler = {**shipped["handler"], "runtime": runtime, "precision": precision}
         configs.append({"label": f"tuned {runtime} {precision}", "mode": (runtime, precision), "settings": {**shipped, "handler": handler}})
+    first = configs[0]
+    for delay in delays:
+        settings = {**first["settings"], "maxBatchDelay": delay}
+        configs.append({"label": f"{first['label']} delay {delay} ms", "mode": first["mode"], "settings": settings})
     if compare_workers:
-        first = configs[0]
         settings = {**first["settings"], "minWorkers": 2, "maxWorkers": 2, "handler": {**first["settings"]["handler"], "threads": 1}}
         configs.append({"label": first["label"] + " 2x1", "mode": first["mode"], "settings": settings})
-    configs.append({"label": NAIVE, "mode": ("torch", "fp32"), "settings": naive_settings(shipped)})
+    if naive:
+        configs.append({"label": NAIVE, "mode": ("torch", "fp32"), "settings": naive_settings(shipped)})
     return configs
 
 
@@ -270,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: the one in config/model-config.yaml, then openvino:int8)")
     parser.add_argument("--no-workers-compare", action="store_true", help="skip the 2 workers x 1 thread variant")
     parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive configuration")
+    parser.add_argument("--batch-delays", default="", help="also serve the first tuned mode at each maxBatchDelay (ms), "
+                        "e.g. 5,10,25,50 (default: none)")
     args = parser.parse_args(argv)
 
     output = args.output
@@ -277,7 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     shipped = yaml.safe_load(MODEL_CONFIG.read_text())
     default_modes = [(shipped["handler"]["runtime"], shipped["handler"]["precision"]), ("openvino", "int8")]
     tuned_modes = [tuple(m.split(":")) for m in args.e2e_modes.split(",") if m] or list(dict.fromkeys(default_modes))
-    configs = [] if args.skip_e2e else e2e_configs(shipped, tuned_modes, not args.no_workers_compare)
+    delays = tuple(int(d) for d in args.batch_delays.split(",") if d)
+    configs = [] if args.skip_e2e else e2e_configs(shipped, tuned_modes, not args.no_workers_compare, not args.no_naive, delays)
     cpu = cpu_description()
     print(f"benchmark of {args.checkpoint} on {cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or 'baseline'}; "
           f"torch threads {torch.get_num_threads()}", flush=True)
