@@ -38,7 +38,7 @@ $(CHROMIUM):
 archive: venv
 	$(PY) -m scripts.ensure_archive $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
-# Prints figures and writes results/bench/*.csv, *.png; asserts nothing. Takes about 15 minutes.
+# Prints figures and writes results/bench/*.csv, *.png; asserts nothing (docs/performance.md: ~12 min there).
 bench: demo-checkpoint
 	$(PY) -m loadtest.bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/bench
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import requests
 import torch
 import yaml
 
@@ -33,7 +37,10 @@ from loadtest.harness import built_server, locust_row, save_figure, write_csv, w
 from scripts.packaging.archive import Int8Inputs
 from scripts.packaging.openvino import convert_to_openvino
 from scripts.packaging.quantize import prepare_int8
-from scripts.project import DEMO_CHECKPOINT, MODEL_CONFIG, MODEL_NAME, ROOT
+from scripts.project import DEMO_CHECKPOINT, KEY_FILE, MODEL_CONFIG, MODEL_NAME, ROOT
+from scripts.serving.process import terminate_group
+from scripts.serving.properties import free_port
+from scripts.serving.server import Server
 
 MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")]
 DRAFT_SIDE = 448
@@ -206,10 +213,43 @@ def ceiling(report: dict, mode: tuple[str, str]) -> float:
                and mode[1] in ("auto", r["precision"]))
 
 
+def seed_baseline(checkpoint: Path, users: list[int], seconds: int, images: Path, workdir: Path) -> list[dict]:
+    """The seed's design (loadtest/seed_app.py: Flask + gunicorn, one sync worker, torch fp32, one image per
+    request) on a free loopback port, loaded like the TorchServe configurations, then stopped."""
+    folder = workdir / "seed"
+    (folder / "run").mkdir(parents=True)
+    (folder / "run" / KEY_FILE).write_text(json.dumps({"inference": {"key": "unused"}}))  # the Locust file reads one
+    port = free_port()
+    env = dict(os.environ, SEED_CHECKPOINT=str(checkpoint.resolve()))
+    command = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}", "--timeout", "300",
+               "loadtest.seed_app:app"]
+    rows = []
+    with open(folder / "gunicorn.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        server = Server(folder / "run", {"inference_address": f"http://127.0.0.1:{port}"})
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{server.inference_url}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        for count in users:
+            row = {"config": SEED, **locust_row(server, count, seconds, images, folder)}
+            rows.append(row)
+            print(f"  end-to-end {SEED:28s} {count:2d} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
+                  f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)
+    finally:
+        terminate_group(process.pid, 30)
+    return rows
+
+
 def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
-    """Tuned / naive at ``users`` users, and end-to-end / in-process ceiling of the same mode (best of each)."""
+    """Each configuration against the seed's design and the naive TorchServe at ``users`` users, and end to end
+    against the in-process ceiling of its mode (best of each)."""
     at = {r["config"]: r for r in report["end_to_end"] if r["users"] == users}
-    naive = at.get(NAIVE)
+    naive, seed = at.get(NAIVE), at.get(SEED)
     rows = []
     for config in configs:
         label, mode = config["label"], config["mode"]
@@ -220,6 +260,8 @@ def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
         rows.append(
             {
                 "config": label,
+                f"throughput_vs_seed_{users}u": round(at[label]["images_per_s"] / seed["images_per_s"], 2) if seed else None,
+                f"p95_vs_seed_{users}u": round(at[label]["p95_ms"] / seed["p95_ms"], 3) if seed else None,
                 f"throughput_vs_naive_{users}u": round(at[label]["images_per_s"] / naive["images_per_s"], 2) if naive else None,
                 f"p95_vs_naive_{users}u": round(at[label]["p95_ms"] / naive["p95_ms"], 3) if naive else None,
                 "e2e_vs_inprocess_ceiling": round(best_e2e / best, 2),
@@ -229,6 +271,7 @@ def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
 
 
 NAIVE = "naive torch fp32"
+SEED = "seed design (Flask+gunicorn)"
 
 
 def e2e_configs(
@@ -278,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-workers-compare", action="store_true", help="skip the 2 workers x 1 thread variant")
     parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive configuration")
+    parser.add_argument("--no-seed", action="store_true", help="skip the seed's design (loadtest/seed_app.py) as the baseline")
     parser.add_argument("--batch-delays", default="", help="also serve the first tuned mode at each maxBatchDelay (ms), "
                         "e.g. 5,10,25,50 (default: none)")
     args = parser.parse_args(argv)
@@ -305,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
         int8 = Int8Inputs(calibration=calibration, unvalidated=True)
         for config in configs:
             report["end_to_end"] += end_to_end(args.checkpoint, config["label"], config["settings"], [int(u) for u in args.users.split(",")], args.seconds, images, scratch, int8)
+        if configs and not args.no_seed:
+            report["end_to_end"] += seed_baseline(args.checkpoint, [int(u) for u in args.users.split(",")], args.seconds, images, scratch)
         report["ratios"] = ratios(report, configs)
         forward_ms = 1000 / ceiling(report, tuned_modes[0])
         report["preprocess"]["share_of_worker_cpu_small"] = round(
