@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 OPENVINO_MODEL = "openvino_model.xml"
 OPENVINO_INT8_MODEL = "openvino_model_int8.xml"
 QUANTIZATION_REPORT = "quantization.json"
+# Written beside the checkpoint folder into each archive by the build (what it was built from, and by which
+# command); auto's cache key reads it.
+BUILD_RECORD = "build.json"
 
 
 class Runtime(Protocol):

@@ -23,7 +23,7 @@ import torch
 
 from handler.checkpoint import CheckpointError
 from handler.hardware import cpu_description, native_bf16
-from handler.runtime import OPENVINO_INT8_MODEL, OPENVINO_MODEL, QUANTIZATION_REPORT, Runtime
+from handler.runtime import BUILD_RECORD, OPENVINO_INT8_MODEL, OPENVINO_MODEL, QUANTIZATION_REPORT, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,6 @@ AUTO = "auto"
 PROBE_BATCH = 4  # images per timed forward pass
 PROBE_SECONDS = 3.0  # timed passes per candidate stop after this long (at least one pass runs)
 PROBE_MAX_PASSES = 5
-BUILD_RECORD = "build.json"  # written into each archive by the build; part of the cache key when present
 
 
 @dataclass(frozen=True)

@@ -234,7 +234,8 @@ def seed_baseline(checkpoint: Path, users: list[int], seconds: int, images: Path
                 if requests.get(f"{server.inference_url}/ping", timeout=2).status_code == 200:
                     break
             except requests.RequestException:
-                time.sleep(0.5)
+                pass
+            time.sleep(0.5)
         for count in users:
             row = {"config": SEED, **locust_row(server, count, seconds, images, folder)}
             rows.append(row)

@@ -19,7 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from PIL import Image
 
 from handler.faces import create_detector, square_crop
@@ -27,7 +26,7 @@ from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
 from loadtest.harness import built_server, locust_row, save_figure, write_csv
-from scripts.project import DEMO_CHECKPOINT, MODEL_CONFIG, ROOT
+from scripts.project import DEMO_CHECKPOINT, ROOT, handler_options
 
 
 def photo_set() -> dict[str, bytes]:
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    options = HandlerOptions.from_mapping(yaml.safe_load(MODEL_CONFIG.read_text())["handler"])
+    options = handler_options()
     photos = photo_set()
     cpu = cpu_description()
     print(f"{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or 'baseline'}", flush=True)

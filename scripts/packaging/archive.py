@@ -18,16 +18,14 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from handler.checkpoint import CheckpointError, read_checkpoint_info, weight_files
-from handler.options import HandlerOptions
+from handler.options import HandlerOptions, OptionsError
+from handler.runtime import BUILD_RECORD
 from scripts.packaging.openvino import convert_to_openvino
 from scripts.packaging.quantize import QuantizationError, prepare_int8
-from scripts.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE
+from scripts.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE, handler_options
 
 ENTRY_POINT = "ts_handler.py"
-BUILD_RECORD = "build.json"  # inside each archive: what it was built from, and by which command
 
 
 class BuildError(Exception):
@@ -132,8 +130,8 @@ def read_build_record(mar: Path) -> dict | None:
 def load_options(model_config: Path) -> HandlerOptions:
     """The handler options of a model-config.yaml; raises ``BuildError`` naming what is wrong."""
     try:
-        options = HandlerOptions.from_mapping((yaml.safe_load(model_config.read_text()) or {}).get("handler"))
-    except (OSError, ValueError, AttributeError) as exc:
+        options = handler_options(model_config)
+    except (OSError, ValueError, AttributeError, OptionsError) as exc:
         raise BuildError(f"{model_config}: {exc}") from exc
     if options.precision == "int8" and options.runtime not in ("torch", "openvino"):
         raise BuildError(f"{model_config}: precision int8 is built and gated for one runtime: set runtime torch or openvino")
