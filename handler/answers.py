@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from handler.decision import Decision
 from handler.explain import METHOD, overlay_png
 from handler.request import Subjects
 
@@ -26,34 +27,45 @@ class ModelIdentity:
 
 @dataclass(frozen=True)
 class Verdict:
-    """One classified subject (a face crop or a whole image)."""
+    """One classified subject (a face crop or a whole image): the top label, its probability, every
+    label's probability, and the decision's ``verdict`` (real | fake | uncertain)."""
 
     label: str
     confidence: float
     probabilities: dict[str, float]
+    verdict: str
 
     def as_dict(self) -> Answer:
-        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities}
+        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities, "verdict": self.verdict}
 
 
-def verdicts(labels: Sequence[str], logits: torch.Tensor) -> list[Verdict]:
-    """Logits -> one verdict per row: softmax probabilities by label, the top label and its probability."""
-    rows = torch.softmax(logits.float(), dim=-1).tolist()
+def verdicts(labels: Sequence[str], logits: torch.Tensor, decision: Decision) -> list[Verdict]:
+    """Logits -> one verdict per row: the decision's probabilities by label (calibrated when it is), the
+    top label and its probability, and the decision's verdict."""
+    rows = decision.probabilities(logits).tolist()
     found = []
     for row in rows:
         best = max(range(len(row)), key=row.__getitem__)
-        found.append(Verdict(labels[best], row[best], dict(zip(labels, row))))
+        probabilities = dict(zip(labels, row))
+        found.append(Verdict(labels[best], row[best], probabilities, decision.verdict(probabilities, labels[best])))
     return found
 
 
 def answer(
-    identity: ModelIdentity, subjects: Subjects, found: Sequence[Verdict], deciding: int, computed_by: tuple[str, str]
+    identity: ModelIdentity,
+    subjects: Subjects,
+    found: Sequence[Verdict],
+    deciding: int,
+    computed_by: tuple[str, str],
+    decision: Decision,
 ) -> Answer:
     """One request's answer: the deciding subject's verdict (the most-fake face, or the whole image), the
-    model identity, what computed it (runtime, precision), and each face with its own verdict."""
+    decision that made it, the model identity, what computed it (runtime, precision), and each face with
+    its own verdict."""
     faces = [{"box": box.as_list(), **verdict.as_dict()} for box, verdict in zip(subjects.boxes, found)]
     return {
         **found[deciding].as_dict(),
+        "decision": decision.as_block(),
         "model": identity.name,
         "version": identity.version,
         "demo": identity.demo,

@@ -12,6 +12,7 @@ from PIL import Image
 
 from handler.answers import Answer, ModelIdentity, Verdict, answer, explanation, verdicts
 from handler.checkpoint import load_image_processor, read_checkpoint_info
+from handler.decision import Decision, read_decision
 from handler.errors import ClientError
 from handler.explain import Explainer
 from handler.faces import FaceDetector, FaceSettings, create_detector, deciding_face
@@ -35,6 +36,7 @@ class DeepfakeClassifier:
         faces: FaceSettings,
         detector: FaceDetector | Callable[[], FaceDetector] | None = None,
         explainer_source: tuple[Path, torch.device] | None = None,
+        decision: Decision | None = None,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -42,6 +44,8 @@ class DeepfakeClassifier:
         self.identity = identity
         self.limits = limits
         self.faces = faces
+        # Uncalibrated unless the checkpoint carries decision.json (handler/decision.py).
+        self.decision = decision or Decision(fake_label=faces.fake_label)
         # A detector, or a factory for one: built on the first request that needs faces.
         self._detector = detector
         self._explainer_source = explainer_source
@@ -58,7 +62,8 @@ class DeepfakeClassifier:
         name: str = "model",
         version: str = "1.0",
     ) -> "DeepfakeClassifier":
-        """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders."""
+        """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders and ``DecisionError``
+        for an unusable ``decision.json``."""
         info = read_checkpoint_info(checkpoint)
         runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision, options.threads)
         face_model = info.path / options.face_model if options.face_model else None
@@ -71,6 +76,7 @@ class DeepfakeClassifier:
             detector=partial(create_detector, options.face_detector, face_model, options.face_detect_side, options.face_min_size),
             faces=options.faces,
             explainer_source=(info.path, torch.device(device)),
+            decision=read_decision(info.path, info.labels, options.fake_label),
         )
 
     def detector(self) -> FaceDetector:
@@ -98,7 +104,7 @@ class DeepfakeClassifier:
         """Classify RGB images in one forward pass."""
         if not images:
             return []
-        return verdicts(self.labels, self.runtime.predict(self.preprocess(images)))
+        return verdicts(self.labels, self.runtime.predict(self.preprocess(images)), self.decision)
 
     def subjects(self, request: Request) -> Subjects:
         """What to classify for one request, by the first media kind that accepts its bytes.
@@ -132,14 +138,14 @@ class DeepfakeClassifier:
         if explained:
             logits, maps = self.explainer.explain(self.preprocess([c for _, s in explained for c in s.crops]))
             counts = [len(s.crops) for _, s in explained]
-            for (index, subjects), chunk, chunk_maps in zip(explained, _split(verdicts(self.labels, logits), counts), _split(maps, counts)):
+            for (index, subjects), chunk, chunk_maps in zip(explained, _split(verdicts(self.labels, logits, self.decision), counts), _split(maps, counts)):
                 results[index] = self._answer(subjects, chunk, ("torch", "fp32"))
                 results[index]["explanation"] = explanation(subjects, torch.stack(list(chunk_maps)))
         return results  # type: ignore[return-value]
 
     def _answer(self, subjects: Subjects, found: Sequence[Verdict], computed_by: tuple[str, str]) -> Answer:
         deciding = deciding_face([v.probabilities for v in found], self.faces.fake_label)
-        return answer(self.identity, subjects, found, deciding, computed_by)
+        return answer(self.identity, subjects, found, deciding, computed_by, self.decision)
 
 
 def _split(items: Sequence, counts: Sequence[int]) -> list:

@@ -41,8 +41,9 @@ def v2_outputs(results: list, context) -> list[dict]:
 
 def record_metrics(metrics, results: list) -> None:
     """The service's own Prometheus counters, beside TorchServe's (declared here, nowhere else):
-    RejectedRequests{Error} per 4xx by error name, FacesClassified, and WholeImagesClassified
-    (answers that classified the whole image: face mode off, or auto without a face)."""
+    RejectedRequests{Error} per 4xx by error name, FacesClassified, WholeImagesClassified (answers that
+    classified the whole image: face mode off, or auto without a face), and Verdicts{Verdict} per
+    answer by its verdict (real | fake | uncertain)."""
     if metrics is None:  # contexts without a metrics cache (unit tests)
         return
     answers = [r for r in results if not isinstance(r, ClientError)]
@@ -51,6 +52,8 @@ def record_metrics(metrics, results: list) -> None:
     if answers:
         metrics.add_counter("FacesClassified", sum(len(a["faces"]) for a in answers))
         metrics.add_counter("WholeImagesClassified", sum(a["analyzed"] == "image" for a in answers))
+        for verdict in sorted({a["verdict"] for a in answers}):
+            metrics.add_counter("Verdicts", sum(a["verdict"] == verdict for a in answers), dimensions=[Dimension("Verdict", verdict)])
 
 
 def is_explanation(headers: dict) -> bool:

@@ -5,9 +5,14 @@ split CSV written by the training command (``<run>/splits/test.csv``: exactly th
 Label names must be the model's (config.id2label). Writes into --output:
 
   metrics.json           accuracy, per-class precision/recall/F1, ROC-AUC, calibration (ECE), confusion
-                         matrix, misclassified and unreadable files, and which model answered
-  confusion_matrix.png, roc_curve.png, reliability.png
-  predictions.csv        path, label, predicted, confidence, one probability column per label
+                         matrix, misclassified and unreadable files, which model answered, its decision,
+                         and "operating": TPR at 1/5/10 % FPR, EER, reliability before/after temperature
+                         scaling, and for a calibrated model the rates at its thresholds, the share of
+                         uncertain answers and the accuracy of the rest
+  confusion_matrix.png, roc_curve.png (operating point marked), reliability.png (before | after)
+  predictions.csv        path, label, predicted, verdict, confidence, one probability column per label
+  robustness.json, robustness.png   with --robustness: AUC and verdict flips after JPEG 90/70/50, half size
+                         and back, WebP and a 5 % crop (scores every image six more times)
 
 Both routes run the same handler code, so they give the same numbers on the same data. The face stage
 is off by default (--face-mode off): labelled datasets such as Kaggle's are face crops already.
@@ -26,6 +31,7 @@ from scripts.training.dataset import DatasetError, load_samples
 from scripts.training.evaluate import EvaluationError, evaluate, write_evaluation
 from scripts.training.predictors import add_predictor_arguments, predictor_from_args
 from scripts.training.report import summary
+from scripts.training.robustness import write_robustness
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,13 +39,17 @@ def main(argv: list[str] | None = None) -> None:
     add_predictor_arguments(parser, face_mode="off")
     parser.add_argument("--data", type=Path, required=True, help="labelled folder or split CSV (path,label)")
     parser.add_argument("--output", type=Path, default=Path("results/eval"), help="report folder (default: %(default)s)")
+    parser.add_argument("--robustness", action="store_true", help="also score re-encoded copies (robustness.json, robustness.png)")
     args = parser.parse_args(argv)
     try:
         samples = load_samples(args.data)
-        evaluation = evaluate(predictor_from_args(args), samples, args.batch_size, not args.no_progress)
+        predictor = predictor_from_args(args)
+        evaluation = evaluate(predictor, samples, args.batch_size, not args.no_progress)
     except (DatasetError, EvaluationError) as exc:
         sys.exit(f"evaluate: {exc}")
     written = write_evaluation(evaluation, args.output)
+    if args.robustness:
+        written += write_robustness(predictor, samples, evaluation, args.output, args.batch_size, not args.no_progress)
     model = evaluation.report["model"]
     print(f"model {model['model']} {model['version']} ({model['runtime']} {model['precision']})"
           + ("  DEMO WEIGHTS: predictions are meaningless" if model["demo"] else ""))

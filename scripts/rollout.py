@@ -25,7 +25,7 @@ from pathlib import Path
 
 from scripts.project import MODEL_CONFIG, MODEL_NAME, RUN_DIR
 from scripts.serving.process import attach
-from scripts.serving.rollout import RolloutError, deploy, rollback, versions
+from scripts.serving.rollout import RolloutError, deploy, describe_decision, rollback, versions
 from scripts.serving.server import ServeError
 
 
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
             image = args.smoke_image.read_bytes() if args.smoke_image else None
             new = deploy(server, args.name, checkpoint=args.checkpoint, mar=args.mar, version=args.version,
                          model_config=args.model_config, image=image)
-            print(f"{args.name} {new} passed its smoke test and is now the default")
+            print(f"{args.name} {new.version} passed its smoke test and is now the default")
+            print(f"  smoke answer: {new.smoke['label']} ({new.smoke['confidence']:.4f}), verdict {new.smoke.get('verdict')}")
+            print(f"  decision: {describe_decision(new.smoke.get('decision') or {})}")
         elif args.command == "rollback":
             print(f"{args.name} {rollback(server, args.name, args.to, args.retire)} is the default again")
         state = versions(server, args.name)

@@ -1,9 +1,10 @@
 """Score a folder of unlabelled images into a CSV, with a checkpoint folder or a running endpoint.
 
-Columns: path, label, confidence, probabilities (JSON object label -> p), version, demo, error.
+Columns: path, label, verdict (real | fake | uncertain), confidence, probabilities (JSON object label -> p),
+calibrated (true when the model has a decision.json), version, demo, error.
 A file that cannot be read or decoded gets a row with only its error: it is reported, never fatal.
---face-mode (auto | faces | off) defaults to the model config's face_mode; the label is the image-level
-verdict (the most-fake face decides).
+--face-mode (auto | faces | off) defaults to the model config's face_mode; label and verdict are the
+image's (the most-fake face decides).
 Rows are written chunk by chunk; run the same command again after an interruption and it skips the
 paths already in the CSV (--restart starts over).
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from scripts.training.dataset import DatasetError, image_files
 from scripts.training.predictors import add_predictor_arguments, predictor_from_args
-from scripts.training.score import score
+from scripts.training.score import ScoreError, score
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +36,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"score: {exc}")
     if args.restart:
         args.output.unlink(missing_ok=True)
-    result = score(predictor_from_args(args), paths, args.output, args.batch_size, not args.no_progress)
+    try:
+        result = score(predictor_from_args(args), paths, args.output, args.batch_size, not args.no_progress)
+    except ScoreError as exc:
+        sys.exit(f"score: {exc}")
     print(f"scored {result.scored}, unreadable {result.failed} (rows with an error), "
           f"skipped {result.skipped} already in {args.output}")
     if result.demo:

@@ -3,13 +3,16 @@
 Steps: list the labelled images -> stratified train/test split (or the dataset's own Train/Test folders)
 -> random oversampling of the *training* split only -> fine-tune (random rotation + sharpness augmentation
 on training images; test images only resized + normalised by the checkpoint's processor) -> evaluate on
-the held-out split. Defaults are those of the reference fine-tune of
+the held-out split. With --calibration-size, a further stratified share of the images (never trained
+on, never tested on) sets the operating point (scripts.calibrate) before the held-out evaluation. Defaults are those of the reference fine-tune of
 dima806/deepfake_vs_real_image_detection: 60/40 split, 2 epochs, batch 32, lr 1e-6, weight decay 0.02.
 
 Writes into --output:
   model.safetensors, config.json, preprocessor_config.json   the checkpoint, ready for scripts.build_mar
   splits/train.csv, splits/test.csv    path,label of each split before oversampling (for evaluate, score
                                        and build_mar --calibration/--validation)
+  splits/calibration.csv, decision.json   with --calibration-size: the calibration split and the operating
+                                       point set on it (temperature, fake and uncertain thresholds)
   training.json                        settings, split sizes, loss history, duration
   report/                              held-out metrics.json, confusion_matrix.png, roc_curve.png,
                                        reliability.png, predictions.csv
@@ -39,6 +42,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels", help="comma-separated class order, e.g. Real,Fake (default: the base model's, else Real,Fake, else sorted)")
     parser.add_argument("--test-size", type=float, default=defaults.test_size, help="held-out fraction, stratified (default: %(default)s)")
     parser.add_argument("--given-splits", action="store_true", help="use the dataset's Train/ and Test/ folders instead of splitting")
+    parser.add_argument("--calibration-size", type=float, default=defaults.calibration_size,
+                        help="fraction of all images held out to set the operating point (with --given-splits: the "
+                             "Validation/ folder when there is one); 0: no calibration (default: %(default)s)")
+    parser.add_argument("--target-fpr", type=float, default=defaults.target_fpr,
+                        help="with --calibration-size: false-positive rate of the fake verdict (default: %(default)s)")
+    parser.add_argument("--uncertain-fpr", type=float, default=defaults.uncertain_fpr,
+                        help="with --calibration-size: the looser rate that starts the uncertain band (default: %(default)s)")
     parser.add_argument("--epochs", type=float, default=defaults.epochs, help="(default: %(default)s)")
     parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help="stop after this many steps; -1: run all epochs (default)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="(default: %(default)s)")
@@ -56,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = TrainSettings(
         data=args.data, output=args.output, base_model=args.base_model,
         labels=tuple(args.labels.split(",")) if args.labels else None,
-        test_size=args.test_size, given_splits=args.given_splits, epochs=args.epochs, max_steps=args.max_steps,
+        test_size=args.test_size, calibration_size=args.calibration_size, target_fpr=args.target_fpr,
+        uncertain_fpr=args.uncertain_fpr, given_splits=args.given_splits, epochs=args.epochs, max_steps=args.max_steps,
         batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
         rotation_degrees=args.rotation_degrees, sharpness_factor=args.sharpness_factor, sharpness_p=args.sharpness_p,
         seed=args.seed, save_steps=args.save_steps, workers=args.workers, resume=args.resume, progress=not args.no_progress,

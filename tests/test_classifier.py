@@ -36,9 +36,13 @@ def test_labels_come_from_config_id2label(classifier):
 def test_prediction_fields_and_confidence(classifier):
     prediction = classifier.predict_batch([imagegen.png()])[0]
     assert set(prediction) == {
-        "label", "confidence", "probabilities", "model", "version", "demo", "runtime", "precision",
+        "label", "confidence", "probabilities", "verdict", "decision", "model", "version", "demo", "runtime", "precision",
         "mode", "analyzed", "decided_by_face", "faces", "faces_skipped", "image_size",
     }
+    # No decision.json: uncalibrated, the verdict follows the top label (this model has no "Fake" label).
+    assert prediction["decision"]["calibrated"] is False
+    assert prediction["decision"]["fake_threshold"] is None
+    assert prediction["verdict"] == "real"
     assert (prediction["mode"], prediction["analyzed"], prediction["faces"]) == ("off", "image", [])
     assert (prediction["runtime"], prediction["precision"]) == ("torch", "fp32")
     assert prediction["confidence"] == max(prediction["probabilities"].values())

@@ -80,7 +80,9 @@ def test_upload_and_analyze_shows_verdict_probabilities_and_heatmap(page):
     upload(page, "coffee.jpg", jpeg(Image.fromarray(photos.coffee())))
     assert page.is_visible("#preview")
     analyze(page)
-    assert page.is_visible("#verdict") and page.inner_text("#verdict") in {"synthetic", "authentic", "unsure"}
+    # The tiny model has no "Fake" label and no decision.json: uncalibrated, the verdict is "Real".
+    assert page.is_visible("#verdict") and page.inner_text("#verdict") == "Real"
+    assert "Uncalibrated model" in page.inner_text("#decision-note")
     assert page.locator("#probabilities li").count() == 3
     assert "No face found" in page.inner_text("#analyzed-note")
     assert page.is_visible("#heatmap") and page.get_attribute("#heatmap", "src").startswith("data:image/png;base64,")
@@ -104,6 +106,51 @@ def test_a_photo_with_a_face_shows_its_box_and_per_face_verdict(page):
     # The astronaut's face is at x 177..272 of 512: the drawn box sits there on the displayed image.
     assert abs((box["x"] - image["x"]) / image["width"] - 177 / 512) < 0.05
     shot(page, "verdict_one_face")
+
+
+@pytest.fixture(scope="module")
+def three_answers(tiny_checkpoint, tmp_path_factory) -> dict[str, dict]:
+    """Answers of the core for one photo under three decision.json files whose thresholds put its score in
+    each state: verdict -> answer (the served round trip of decisions is in test_training.py)."""
+    import shutil
+
+    from handler.classifier import DeepfakeClassifier
+    from handler.decision import DECISION_FILE
+    from handler.options import HandlerOptions
+
+    photo = jpeg(Image.fromarray(photos.astronaut()))
+    options = HandlerOptions(fake_label="synthetic", face_mode="auto")
+    score = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options).predict_batch([photo])[0]["probabilities"]["synthetic"]
+    answers = {}
+    for verdict, (fake, uncertain) in {"fake": (score / 2, score / 4), "uncertain": ((1 + score) / 2, score / 2),
+                                       "real": ((2 + score) / 3, (1 + score) / 2)}.items():
+        folder = tmp_path_factory.mktemp(f"decided-{verdict}") / "checkpoint"
+        shutil.copytree(tiny_checkpoint, folder)
+        (folder / DECISION_FILE).write_text(json.dumps({"fake_label": "synthetic", "temperature": 1.0,
+                                                         "thresholds": {"fake": fake, "uncertain": uncertain},
+                                                         "target": {"fake_fpr": 0.01, "uncertain_fpr": 0.05}}))
+        answers[verdict] = DeepfakeClassifier.from_checkpoint(folder, options).predict_batch([photo])[0]
+        assert answers[verdict]["verdict"] == verdict
+    return answers
+
+
+@pytest.mark.parametrize(("verdict", "shown", "says"), [
+    ("fake", "Fake", "at most 1 % of real images are flagged"),
+    ("uncertain", "Uncertain", "have a person review it"),
+    ("real", "Real", "the start of the uncertain band"),
+])
+def test_the_three_verdicts_are_shown_apart_with_what_they_mean(page, three_answers, verdict, shown, says):
+    body = json.dumps(three_answers[verdict])
+    page.route("**/api/analyze", lambda route: route.fulfill(status=200, content_type="application/json", body=body))
+    upload(page, "astronaut.jpg", jpeg(Image.fromarray(photos.astronaut())))
+    analyze(page)
+    assert page.inner_text("#verdict") == shown
+    assert page.get_attribute("#verdict", "class") == f"verdict {verdict}"
+    assert says in page.inner_text("#decision-note")
+    assert page.get_attribute(".face-box", "class") == f"face-box {verdict}"
+    colours = {v: page.evaluate(f"getComputedStyle(document.documentElement).getPropertyValue('--{v}')") for v in ("fake", "real", "uncertain")}
+    assert len(set(colours.values())) == 3  # uncertain has its own colour
+    shot(page, f"verdict_{verdict}")
 
 
 def test_a_non_image_shows_the_servers_error_and_the_page_stays_usable(page):

@@ -51,7 +51,7 @@ def test_a_photo_gets_per_face_boxes_and_verdicts(server, photos_by_faces):
     assert (body["mode"], body["analyzed"], body["image_size"]) == ("auto", "faces", [512, 512])
     (face,) = body["faces"]
     assert iou(as_box(face["box"]), ASTRONAUT_FACE) > 0.7
-    assert set(face) == {"box", "label", "confidence", "probabilities"}
+    assert set(face) == {"box", "label", "confidence", "probabilities", "verdict"}
 
 
 def test_batched_photos_with_0_1_2_faces_each_get_their_own_faces(server, photos_by_faces, tiny_checkpoint):
@@ -106,3 +106,6 @@ def test_the_handlers_own_counters_reach_prometheus(server, photos_by_faces):
     rejected = [line for line in lines if line.startswith("RejectedRequests") and 'Error="not an image"' in line]
     assert faces and float(faces[0].rsplit(" ", 1)[1]) >= 2, lines
     assert rejected and float(rejected[0].rsplit(" ", 1)[1]) >= 1, lines
+    # Uncalibrated tiny model without a "Fake" label: every answer's verdict is "real".
+    verdicts = [line for line in lines if line.startswith("Verdicts") and 'Verdict="real"' in line]
+    assert verdicts and float(verdicts[0].rsplit(" ", 1)[1]) >= 1, lines

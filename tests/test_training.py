@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from handler.decision import DECISION_FILE
 from scripts.packaging.demo import write_random_checkpoint
 from scripts.project import handler_options
 from scripts.serving.rollout import RolloutError, deploy, predict, rollback, smoke_image, versions
@@ -58,6 +59,16 @@ def dataset(tmp_path_factory) -> Path:
 def run(dataset, base, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("runs") / "exp1"
     train(settings(dataset, output, base))
+    return output
+
+
+@pytest.fixture(scope="module")
+def calibrated_run(base, tmp_path_factory) -> Path:
+    """A run that sets its operating point on its own calibration split (targets loose enough for 18 real
+    calibration images: 1 and 3 of them may be flagged)."""
+    data = two_class_dataset(tmp_path_factory.mktemp("dataset-calibrated"), {"Real": 60, "Fake": 40}, seed=5)
+    output = tmp_path_factory.mktemp("runs") / "calibrated"
+    train(settings(data, output, base, test_size=0.3, calibration_size=0.3, target_fpr=0.06, uncertain_fpr=0.2))
     return output
 
 
@@ -115,6 +126,32 @@ def test_training_split_files_are_disjoint_and_cover_the_dataset(run, dataset):
     assert train_files | test_files == {s.path for s in labelled_samples(dataset)}
     recorded = json.loads((run / "training.json").read_text())["splits"]
     assert recorded["train_oversampled_per_label"] == {"Real": 18, "Fake": 18}
+
+
+def test_calibration_split_is_disjoint_and_sets_an_operating_point_that_meets_its_targets(calibrated_run):
+    splits = {name: read_split(calibrated_run / "splits" / f"{name}.csv") for name in ("train", "test", "calibration")}
+    files = {name: {s.path for s in group} for name, group in splits.items()}
+    assert (len(files["train"]), len(files["test"]), len(files["calibration"])) == (40, 30, 30)
+    assert not files["train"] & files["test"] and not files["train"] & files["calibration"] and not files["test"] & files["calibration"]
+    decision = json.loads((calibrated_run / DECISION_FILE).read_text())
+    assert decision["fake_label"] == "Fake" and decision["target"] == {"fake_fpr": 0.06, "uncertain_fpr": 0.2}
+    assert decision["nll"]["after"] <= decision["nll"]["before"]
+    assert decision["achieved"]["fake"]["fpr"] <= 0.06 and decision["achieved"]["uncertain"]["fpr"] <= 0.2
+    assert 0 < decision["thresholds"]["uncertain"] <= decision["thresholds"]["fake"] <= 1
+    assert decision["calibration_set"]["images"] == 30 and decision["calibration_set"]["per_label"] == {"Real": 18, "Fake": 12}
+    assert len(decision["calibration_set"]["files_sha256"]) == 64 and decision["created"].startswith("20")
+    # The held-out report is at the operating point.
+    operating = json.loads((calibrated_run / "report" / "metrics.json").read_text())["operating"]
+    assert operating["calibrated"] is True and set(operating["tpr_at_fpr"]) == {"0.01", "0.05", "0.1"}
+    assert sum(operating["verdicts"].values()) == 30 and 0 <= operating["eer"] <= 1
+    assert operating["at_fake_threshold"]["threshold"] == decision["thresholds"]["fake"]
+
+
+def test_an_uncalibrated_run_says_so_in_its_report(run):
+    assert not (run / DECISION_FILE).exists() and not (run / "splits" / "calibration.csv").exists()
+    report = json.loads((run / "report" / "metrics.json").read_text())
+    assert report["decision"]["calibrated"] is False
+    assert report["operating"]["calibrated"] is False and "verdicts" not in report["operating"]
 
 
 def test_trained_tiny_vit_is_clearly_above_chance_on_held_out_images(run):
@@ -185,6 +222,7 @@ def test_score_reports_unreadable_files_and_resumes(run, dataset, tmp_path):
     assert "not an image" in rows[str(folder / "broken.jpg")]["error"]
     good = rows[str(folder / "0.jpg")]
     assert set(json.loads(good["probabilities"])) == {"Real", "Fake"} and good["demo"] == "false"
+    assert good["verdict"] == good["label"].lower() and good["calibrated"] == "false"  # no decision.json: top label
 
 
 @pytest.fixture(scope="module")
@@ -216,17 +254,46 @@ def test_evaluate_gives_the_same_metrics_in_process_and_through_torchserve(run, 
     assert {p.name for p in written} == {"metrics.json", "predictions.csv", *FIGURES}
 
 
-def test_rollout_promotes_a_smoke_tested_version_and_rollback_restores_the_old(run, versioned_server, tmp_path):
+@pytest.fixture(scope="module")
+def calibrated_version(versioned_server, calibrated_run, tmp_path_factory):
+    """The calibrated run rolled out as version 2.0 of the served model."""
+    config = model_config(tmp_path_factory.mktemp("rollout") / "mc.yaml", handler=TORCH_FP32)
+    return deploy(versioned_server, "detector", checkpoint=calibrated_run, model_config=config)
+
+
+def test_rollout_promotes_a_smoke_tested_version_and_rollback_restores_the_old(calibrated_version, calibrated_run, versioned_server):
     server, image = versioned_server, smoke_image()
-    config = model_config(tmp_path / "mc.yaml", handler=TORCH_FP32)
-    new = deploy(server, "detector", checkpoint=run, model_config=config)
-    assert new == "2.0"
+    assert calibrated_version.version == "2.0"
+    decision = json.loads((calibrated_run / DECISION_FILE).read_text())
+    smoke = calibrated_version.smoke["decision"]  # the smoke answer shows the new version's operating point
+    assert (smoke["calibrated"], smoke["temperature"]) == (True, decision["temperature"])
+    assert (smoke["fake_threshold"], smoke["uncertain_threshold"]) == (decision["thresholds"]["fake"], decision["thresholds"]["uncertain"])
     assert (Path(server.properties["model_store"]) / "detector-v2.0.mar").is_file()
     assert versions(server, "detector").default == "2.0"
     assert predict(server, "detector", None, image)["version"] == "2.0"
     assert rollback(server, "detector") == "1.0"
     assert predict(server, "detector", None, image)["version"] == "1.0"
     assert versions(server, "detector").registered == ["1.0", "2.0"]  # 2.0 kept for a roll forward
+
+
+def test_served_calibrated_answers_equal_the_core_with_the_same_decision(calibrated_version, calibrated_run, versioned_server, tmp_path):
+    held_out = read_split(calibrated_run / "splits" / "test.csv")
+    options = handler_options(model_config(tmp_path / "mc.yaml"), **TORCH_FP32)
+    local = evaluate(CheckpointPredictor(calibrated_run, options, face_mode="off"), held_out, progress=False)
+    served = evaluate(
+        EndpointPredictor(versioned_server.inference_url, "detector", version="2.0",
+                          key_file=versioned_server.run_dir / "key_file.json", face_mode="off"),
+        held_out,
+        progress=False,
+    )
+    assert served.decision == local.decision and served.decision["calibrated"] is True
+    assert served.verdicts == local.verdicts
+    np.testing.assert_allclose(served.probabilities, local.probabilities, atol=1e-5)
+    fake = served.probabilities[:, served.report["labels"].index("Fake")]
+    expected = np.where(fake >= served.decision["fake_threshold"], "fake",
+                        np.where(fake >= served.decision["uncertain_threshold"], "uncertain", "real"))
+    assert served.verdicts == expected.tolist()
+    assert served.report["operating"]["verdicts"] == local.report["operating"]["verdicts"]
 
 
 def test_rollout_refuses_a_version_with_other_labels_and_keeps_the_default(versioned_server, tiny_checkpoint, tmp_path):
@@ -236,3 +303,31 @@ def test_rollout_refuses_a_version_with_other_labels_and_keeps_the_default(versi
     with pytest.raises(RolloutError, match="labels changed"):
         deploy(server, "detector", checkpoint=tiny_checkpoint, model_config=config)
     assert versions(server, "detector") == before  # the failed version was unregistered again
+
+
+def test_the_calibrate_command_reproduces_the_runs_operating_point(calibrated_run, tmp_path, capsys):
+    from scripts import calibrate
+
+    calibrate.main(["--checkpoint", str(calibrated_run), "--data", str(calibrated_run / "splits" / "calibration.csv"),
+                    "--target-fpr", "0.06", "--uncertain-fpr", "0.2", "--output", str(tmp_path), "--no-progress"])
+    again, first = (json.loads((folder / DECISION_FILE).read_text()) for folder in (tmp_path, calibrated_run))
+    # The run's own decision.json is undone (its temperature divided out) before refitting on the same images.
+    assert again["temperature"] == pytest.approx(first["temperature"], rel=1e-3)
+    assert again["thresholds"] == pytest.approx(first["thresholds"], abs=1e-6)
+    assert again["calibration_set"]["files_sha256"] == first["calibration_set"]["files_sha256"]
+    assert "fake      if P(Fake) >=" in capsys.readouterr().out
+
+
+def test_evaluate_robustness_reports_auc_and_flips_per_re_encoding(calibrated_run, tmp_path):
+    from scripts import evaluate as evaluate_command
+
+    evaluate_command.main(["--checkpoint", str(calibrated_run), "--data", str(calibrated_run / "splits" / "test.csv"),
+                           "--output", str(tmp_path), "--robustness", "--no-progress"])
+    result = json.loads((tmp_path / "robustness.json").read_text())
+    names = [row["transform"] for row in result["transforms"]]
+    assert names == ["none", "jpeg q90", "jpeg q70", "jpeg q50", "half size and back", "webp q80", "crop 5 %"]
+    assert all(row["images"] == 30 and 0 <= row["flipped"] <= 1 and 0 <= row["roc_auc"] <= 1 for row in result["transforms"])
+    assert result["transforms"][0]["flipped"] == 0.0 and result["calibrated"] is True
+    assert (tmp_path / "robustness.png").read_bytes().startswith(PNG_SIGNATURE)
+    with open(tmp_path / "predictions.csv", newline="") as handle:
+        assert {row["verdict"] for row in csv.DictReader(handle)} <= {"real", "fake", "uncertain"}

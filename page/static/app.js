@@ -14,8 +14,28 @@ function percent(p) {
   return `${(100 * p).toFixed(1)} %`;
 }
 
-function isFake(label) {
-  return /fake|synthetic|generated/i.test(label);
+const VERDICT_NAMES = { real: "Real", fake: "Fake", uncertain: "Uncertain" };
+
+function fpr(rate) {
+  return `${(100 * rate).toFixed(rate < 0.01 ? 1 : 0)} %`;
+}
+
+// One sentence on what the verdict means, from the answer's decision block (docs/api.md).
+function decisionNote(body) {
+  const d = body.decision || {};
+  if (!d.calibrated) {
+    return "Uncalibrated model: the verdict is the top label. No operating point was set for it (no decision.json), so it never answers uncertain.";
+  }
+  const score = `P(${d.fake_label}) ${percent(body.probabilities[d.fake_label])}`;
+  if (body.verdict === "uncertain") {
+    return `Uncertain: ${score} is below the fake threshold (${percent(d.fake_threshold)}, set to flag at most ${fpr(d.target_fpr)} of real images) ` +
+      `but at or above ${percent(d.uncertain_threshold)}, where a looser ${fpr(d.uncertain_fpr)} operating point would flag it. ` +
+      "The model cannot tell; have a person review it.";
+  }
+  if (body.verdict === "fake") {
+    return `Fake: ${score} is at or above the threshold ${percent(d.fake_threshold)}, set so that at most ${fpr(d.target_fpr)} of real images are flagged.`;
+  }
+  return `Real: ${score} is below ${percent(d.uncertain_threshold)}, the start of the uncertain band (fake from ${percent(d.fake_threshold)}, set for ${fpr(d.target_fpr)} of real images).`;
 }
 
 async function loadInfo() {
@@ -70,13 +90,13 @@ function drawBoxes(body) {
   body.faces.forEach((face, index) => {
     const [x, y, w, h] = face.box;
     const div = document.createElement("div");
-    div.className = `face-box${isFake(face.label) ? " fake" : ""}`;
+    div.className = `face-box ${face.verdict}`;
     div.style.left = `${(100 * x) / width}%`;
     div.style.top = `${(100 * y) / height}%`;
     div.style.width = `${(100 * w) / width}%`;
     div.style.height = `${(100 * h) / height}%`;
     const tag = document.createElement("span");
-    tag.textContent = `#${index + 1} ${face.label} ${percent(face.confidence)}`;
+    tag.textContent = `#${index + 1} ${VERDICT_NAMES[face.verdict]} · ${face.label} ${percent(face.confidence)}`;
     div.appendChild(tag);
     layer.appendChild(div);
   });
@@ -85,9 +105,12 @@ function drawBoxes(body) {
 function render(body) {
   $("demo-banner").hidden = !body.demo;
   const verdict = $("verdict");
-  verdict.textContent = body.label;
-  verdict.className = `verdict ${isFake(body.label) ? "fake" : "real"}`;
-  $("confidence-text").textContent = `confidence ${percent(body.confidence)}`;
+  verdict.textContent = VERDICT_NAMES[body.verdict] || body.verdict;
+  verdict.className = `verdict ${body.verdict}`;
+  const meaning = $("decision-note");
+  meaning.textContent = decisionNote(body);
+  meaning.className = `decision-note ${body.verdict}`;
+  $("confidence-text").textContent = `top label ${body.label} ${percent(body.confidence)}` + (body.decision && body.decision.calibrated ? " (calibrated)" : "");
   const bar = $("confidence-bar");
   bar.style.width = "0";
   requestAnimationFrame(() => requestAnimationFrame(() => { bar.style.width = `${(100 * body.confidence).toFixed(1)}%`; }));
@@ -112,7 +135,7 @@ function render(body) {
     const li = document.createElement("li");
     li.innerHTML = "<span></span><strong></strong>";
     li.firstChild.textContent = `Face #${index + 1} at ${face.box.join(", ")}`;
-    li.lastChild.textContent = `${face.label} ${percent(face.confidence)}`;
+    li.lastChild.textContent = `${VERDICT_NAMES[face.verdict]} · ${face.label} ${percent(face.confidence)}`;
     return li;
   }));
   drawBoxes(body);

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handler.checkpoint import CheckpointError, read_checkpoint_info, weight_files
+from handler.decision import DECISION_FILE, DecisionError, read_decision
 from handler.options import HandlerOptions, OptionsError
 from handler.runtime import BUILD_RECORD
 from scripts.packaging.openvino import convert_to_openvino
@@ -60,9 +61,9 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
         shutil.copy2(checkpoint / name, target / name)
     for weights in weight_files(checkpoint):
         shutil.copy2(weights, target / weights.name)
-    index = checkpoint / "model.safetensors.index.json"
-    if index.is_file():
-        shutil.copy2(index, target / index.name)
+    for optional in ("model.safetensors.index.json", DECISION_FILE):  # decision.json: the operating point
+        if (checkpoint / optional).is_file():
+            shutil.copy2(checkpoint / optional, target / optional)
     if options.face_model:
         stage_face_model(checkpoint, options.face_model, target)
     if options.runtime in ("openvino", "auto"):  # auto may choose OpenVINO where it is fastest
@@ -108,7 +109,7 @@ def build_inputs(checkpoint: Path, model_config: Path, options: HandlerOptions) 
     """Content hashes of what an archive is built from: the checkpoint files it packs, the model
     config and the handler code. Equal hashes give an equivalent archive."""
     checkpoint = checkpoint.resolve()
-    packed = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json")]
+    packed = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json", DECISION_FILE)]
     packed += weight_files(checkpoint) + ([checkpoint / options.face_model] if options.face_model else [])
     handler = [p for p in HANDLER_PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
     return {
@@ -155,16 +156,18 @@ def build_mar(
 ) -> Path:
     """Build ``export_dir/<mar_name or name>.mar``; raises ``BuildError`` for unusable inputs.
 
-    The archive carries ``build.json``: the checkpoint (``source``: where it came from, e.g. a Hub id),
+    A ``decision.json`` in the checkpoint folder (the operating point, ``scripts.calibrate``) is packed
+    and checked against the model's labels first. The archive carries ``build.json``: the checkpoint (``source``: where it came from, e.g. a Hub id),
     the content hashes of ``build_inputs`` and ``built_by``. The same inputs give the same archive
     members with the same bytes, except the creation time torch-model-archiver stamps into
     MAR-INF/MANIFEST.json.
     """
-    try:
-        read_checkpoint_info(checkpoint)
-    except CheckpointError as exc:
-        raise BuildError(str(exc)) from exc
     options = load_options(model_config)
+    try:
+        info = read_checkpoint_info(checkpoint)
+        read_decision(checkpoint, info.labels, options.fake_label)  # a decision the worker would refuse
+    except (CheckpointError, DecisionError) as exc:
+        raise BuildError(str(exc)) from exc
     record = {"name": name, "version": version, "built_by": built_by, "checkpoint": str(checkpoint.resolve()),
               "source": source, **build_inputs(checkpoint, model_config, options)}
     export_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,14 @@ class RolloutError(Exception):
 
 
 @dataclass(frozen=True)
+class Deployed:
+    """The version made default and its smoke-test answer (which shows its ``decision``)."""
+
+    version: str
+    smoke: dict
+
+
+@dataclass(frozen=True)
 class Versions:
     default: str
     registered: list[str]
@@ -111,8 +119,8 @@ def deploy(
     version: str | None = None,
     model_config: Path = MODEL_CONFIG,
     image: bytes | None = None,
-) -> str:
-    """Register, smoke-test and promote a new version; returns it. The old default stays registered."""
+) -> Deployed:
+    """Register, smoke-test and promote a new version. The old default stays registered."""
     before = versions(server, name)
     if checkpoint is not None:
         version = version or next_version(before.registered)
@@ -134,12 +142,12 @@ def deploy(
         raise RolloutError(f"{mar} did not add one new version of {name} (registered: {after.registered})")
     new = added[0]
     try:
-        smoke_test(server, name, new, before.default, image or smoke_image())
+        answer = smoke_test(server, name, new, before.default, image or smoke_image())
     except RolloutError:
         unregister(server, name, new)
         raise
     set_default(server, name, new)
-    return new
+    return Deployed(new, answer)
 
 
 def rollback(server: Server, name: str, to: str | None = None, retire: bool = False) -> str:
@@ -156,3 +164,12 @@ def rollback(server: Server, name: str, to: str | None = None, retire: bool = Fa
     if retire and state.default != to:
         unregister(server, name, state.default)
     return to
+
+
+def describe_decision(decision: dict) -> str:
+    """One line on the operating point an answer was decided by."""
+    if not decision.get("calibrated"):
+        return "uncalibrated (no decision.json): verdicts follow the top label, never uncertain"
+    return (f"calibrated, T {decision['temperature']:.4g}; fake if P({decision['fake_label']}) >= {decision['fake_threshold']:.4f} "
+            f"(target FPR {decision['target_fpr']}), uncertain from {decision['uncertain_threshold']:.4f} "
+            f"(FPR {decision['uncertain_fpr']})")

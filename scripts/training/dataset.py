@@ -82,8 +82,9 @@ def given_splits(root: Path) -> dict[str, list[Sample]] | None:
     return {name: sorted(_class_folders(folder)) for name, folder in splits.items()} or None
 
 
-def stratified_split(samples: list[Sample], test_size: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """(train, test) with each label in the same proportion in both; deterministic for a seed."""
+def stratified_split(samples: list[Sample], test_size: float | int, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """(train, test) with each label in the same proportion in both; deterministic for a seed. ``test_size``
+    is a fraction, or a count of images."""
     labels = [s.label for s in samples]
     counts = Counter(labels)
     if len(counts) < 2:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from scripts.training.calibration import log_probabilities
 from scripts.training.dataset import DatasetError, Sample, check_labels
 from scripts.training.predictors import Predictor, Scored, predict_files
-from scripts.training.report import classification_report, save_figures, write_report
+from scripts.training.report import classification_report, operating_report, save_figures, write_report
 
 
 class EvaluationError(Exception):
@@ -22,10 +23,16 @@ class EvaluationError(Exception):
 
 @dataclass
 class Evaluation:
+    """The report, and per classified image: true class index, probabilities as answered (calibrated when
+    the model has a decision), the uncalibrated log-probabilities behind them, and the verdict."""
+
     report: dict
     truth: list[int]
     probabilities: np.ndarray
     scored: list[Scored]
+    logits: np.ndarray
+    verdicts: list[str]
+    decision: dict
 
 
 def _model_fields(prediction: dict) -> dict:
@@ -48,20 +55,25 @@ def evaluate(predictor: Predictor, samples: list[Sample], batch_size: int = 32, 
     truth = [labels.index(by_path[s.path]) for s in good]
     probabilities = np.array([[s.prediction["probabilities"][label] for label in labels] for s in good])
     report = classification_report(labels, truth, probabilities, [str(s.path) for s in good])
+    decision = good[0].prediction.get("decision") or {}
+    logits = log_probabilities(probabilities, decision.get("temperature") or 1.0)
+    verdicts = [s.prediction.get("verdict") for s in good]
+    report["decision"] = decision
+    report["operating"] = operating_report(labels, truth, probabilities, logits, verdicts, decision)
     report["unreadable"] = [{"path": str(s.path), "error": s.error} for s in scored if s.error is not None]
     report["model"] = _model_fields(good[0].prediction)
-    return Evaluation(report, truth, probabilities, scored)
+    return Evaluation(report, truth, probabilities, scored, logits, verdicts, decision)
 
 
 def write_predictions(evaluation: Evaluation, path: Path) -> Path:
     labels = evaluation.report["labels"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "predicted", "confidence", *[f"p_{label}" for label in labels]])
+        writer.writerow(["path", "label", "predicted", "verdict", "confidence", *[f"p_{label}" for label in labels]])
         good = [s for s in evaluation.scored if s.prediction is not None]
         for s, t, row in zip(good, evaluation.truth, evaluation.probabilities):
-            writer.writerow([str(s.path), labels[t], s.prediction["label"], f"{s.prediction['confidence']:.6f}",
-                             *[f"{p:.6f}" for p in row]])
+            writer.writerow([str(s.path), labels[t], s.prediction["label"], s.prediction.get("verdict", ""),
+                             f"{s.prediction['confidence']:.6f}", *[f"{p:.6f}" for p in row]])
     return path
 
 

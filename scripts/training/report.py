@@ -1,5 +1,6 @@
 """Classification metrics and their figures: accuracy, per-class precision/recall/F1, ROC-AUC,
-calibration (expected calibration error, reliability diagram), confusion matrix, misclassified files.
+calibration (expected calibration error, reliability diagram), confusion matrix, misclassified files,
+and at the operating point: TPR at 1/5/10 % FPR, EER, the decision's rates and the share of ``uncertain``.
 
 One function computes the numbers (``classification_report``), one draws them (``save_figures``), so the
 training and evaluation commands report the same things the same way.
@@ -14,7 +15,10 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
+from scripts.training.calibration import tempered
+
 CALIBRATION_BINS = 10
+FPR_POINTS = (0.01, 0.05, 0.10)
 FIGURES = ("confusion_matrix.png", "roc_curve.png", "reliability.png")
 
 
@@ -79,6 +83,51 @@ def classification_report(
     }
 
 
+def operating_report(
+    labels: Sequence[str],
+    truth: Sequence[int],
+    probabilities: np.ndarray,
+    logits: np.ndarray,
+    verdicts: Sequence[str | None],
+    decision: dict,
+) -> dict | None:
+    """Fake-vs-real figures on the fake label's probability: TPR at ``FPR_POINTS``, the equal error rate,
+    reliability before and after temperature scaling, and, for a calibrated model, the rates at its
+    thresholds, the share of ``uncertain`` answers and the accuracy of the others. None when the data
+    lacks real or fake images or the model has no fake label."""
+    fake_label = decision.get("fake_label")
+    if fake_label not in labels:
+        return None
+    truth = np.asarray(truth, dtype=int)
+    is_fake = truth == list(labels).index(fake_label)
+    if is_fake.all() or not is_fake.any():
+        return None
+    scores = np.asarray(probabilities, dtype=float)[:, list(labels).index(fake_label)]
+    fpr, tpr, _ = roc_curve(is_fake, scores)
+    miss = 1 - tpr
+    crossing = int(np.argmin(np.abs(fpr - miss)))
+    result = {
+        "fake_label": fake_label,
+        "calibrated": bool(decision.get("calibrated")),
+        "tpr_at_fpr": {f"{point:g}": float(tpr[fpr <= point].max()) for point in FPR_POINTS},
+        "eer": float((fpr[crossing] + miss[crossing]) / 2),
+        "calibration_before": calibration(truth, tempered(logits, 1.0)),
+        "calibration_after": calibration(truth, np.asarray(probabilities, dtype=float)),
+    }
+    if result["calibrated"]:
+        counts = {v: sum(x == v for x in verdicts) for v in ("real", "fake", "uncertain")}
+        decided = [(v == "fake", f) for v, f in zip(verdicts, is_fake) if v in ("real", "fake")]
+        result["verdicts"] = counts
+        result["uncertain_share"] = counts["uncertain"] / len(verdicts)
+        result["accuracy_of_decided"] = float(np.mean([v == f for v, f in decided])) if decided else None
+        for name in ("fake", "uncertain"):
+            threshold = decision[f"{name}_threshold"]
+            flagged = scores >= threshold
+            result[f"at_{name}_threshold"] = {"threshold": threshold, "fpr": float(flagged[~is_fake].mean()),
+                                              "tpr": float(flagged[is_fake].mean())}
+    return result
+
+
 def _plot_confusion(report: dict, ax) -> None:
     matrix = np.asarray(report["confusion_matrix"])
     ax.imshow(matrix, cmap="Blues")
@@ -102,6 +151,12 @@ def _plot_roc(report: dict, truth: np.ndarray, probabilities: np.ndarray, ax) ->
         index = labels.index(name)
         fpr, tpr, _ = roc_curve(truth == index, probabilities[:, index])
         ax.plot(fpr, tpr, label=f"{name} vs rest (AUC {shown[name]:.3f})")
+    operating = report.get("operating") or {}
+    for name, marker in (("fake", "o"), ("uncertain", "s")):
+        point = operating.get(f"at_{name}_threshold")
+        if point:
+            ax.plot([point["fpr"]], [point["tpr"]], marker=marker, markersize=9, linestyle="none",
+                    label=f"{name} threshold {point['threshold']:.3f}: FPR {point['fpr']:.3f}, TPR {point['tpr']:.3f}")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
@@ -109,8 +164,8 @@ def _plot_roc(report: dict, truth: np.ndarray, probabilities: np.ndarray, ax) ->
     ax.legend(loc="lower right")
 
 
-def _plot_reliability(report: dict, ax) -> None:
-    bins = report["calibration"]["bins"]
+def _plot_reliability(calibrated: dict, ax, title: str = "reliability diagram") -> None:
+    bins = calibrated["bins"]
     centres = [(b["low"] + b["high"]) / 2 for b in bins if b["count"]]
     accuracy = [b["accuracy"] for b in bins if b["count"]]
     width = bins[0]["high"] - bins[0]["low"]
@@ -120,12 +175,25 @@ def _plot_reliability(report: dict, ax) -> None:
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (top label)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability diagram (ECE {report['calibration']['ece']:.3f})")
+    ax.set_title(f"{title} (ECE {calibrated['ece']:.3f})")
     ax.legend(loc="upper left")
 
 
+def _draw_reliability(report: dict, figure) -> None:
+    """One diagram; two (before and after temperature scaling) for a calibrated model."""
+    operating = report.get("operating") or {}
+    if not operating.get("calibrated"):
+        _plot_reliability(report["calibration"], figure.add_subplot(1, 1, 1))
+        return
+    figure.set_size_inches(11, 5)
+    _plot_reliability(operating["calibration_before"], figure.add_subplot(1, 2, 1), "before temperature scaling")
+    temperature = (report.get("decision") or {}).get("temperature")
+    _plot_reliability(operating["calibration_after"], figure.add_subplot(1, 2, 2), f"after, T = {temperature:.3g}")
+
+
 def save_figures(report: dict, truth: Sequence[int], probabilities: np.ndarray, folder: Path) -> list[Path]:
-    """Write confusion_matrix.png, roc_curve.png and reliability.png into ``folder``."""
+    """Write confusion_matrix.png, roc_curve.png (operating point marked) and reliability.png (before
+    and after temperature scaling for a calibrated model) into ``folder``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,14 +203,14 @@ def save_figures(report: dict, truth: Sequence[int], probabilities: np.ndarray, 
     truth = np.asarray(truth, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
     drawers = {
-        "confusion_matrix.png": lambda ax: _plot_confusion(report, ax),
-        "roc_curve.png": lambda ax: _plot_roc(report, truth, probabilities, ax),
-        "reliability.png": lambda ax: _plot_reliability(report, ax),
+        "confusion_matrix.png": lambda figure: _plot_confusion(report, figure.add_subplot(1, 1, 1)),
+        "roc_curve.png": lambda figure: _plot_roc(report, truth, probabilities, figure.add_subplot(1, 1, 1)),
+        "reliability.png": lambda figure: _draw_reliability(report, figure),
     }
     written = []
     for name in FIGURES:
-        figure, ax = plt.subplots(figsize=(5.5, 5))
-        drawers[name](ax)
+        figure = plt.figure(figsize=(5.5, 5))
+        drawers[name](figure)
         figure.tight_layout()
         figure.savefig(folder / name, dpi=100)
         plt.close(figure)
@@ -166,4 +234,16 @@ def summary(report: dict) -> str:
         lines.append(f"  {label:>12}: precision {row['precision']:.4f}  recall {row['recall']:.4f}  "
                      f"F1 {row['f1']:.4f}  support {row['support']}")
     lines.append(f"  misclassified: {len(report['misclassified'])}")
+    operating = report.get("operating")
+    if operating:
+        tpr = "  ".join(f"{float(k):.0%}: {v:.3f}" for k, v in operating["tpr_at_fpr"].items())
+        lines.append(f"  TPR at FPR {tpr}  EER {operating['eer']:.4f}")
+        if operating["calibrated"]:
+            point = operating["at_fake_threshold"]
+            decided = operating["accuracy_of_decided"]
+            lines.append(f"  operating point (fake >= {point['threshold']:.4f}): FPR {point['fpr']:.4f}  TPR {point['tpr']:.4f}  "
+                         f"uncertain {operating['uncertain_share']:.1%}  accuracy of the rest "
+                         f"{'n/a' if decided is None else format(decided, '.4f')}")
+        else:
+            lines.append("  uncalibrated: no decision.json, verdicts follow the top label (python -m scripts.calibrate sets one)")
     return "\n".join(lines)

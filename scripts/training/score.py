@@ -12,7 +12,11 @@ from pathlib import Path
 
 from scripts.training.predictors import Predictor, Scored, predict_files
 
-COLUMNS = ("path", "label", "confidence", "probabilities", "version", "demo", "error")
+COLUMNS = ("path", "label", "verdict", "confidence", "probabilities", "calibrated", "version", "demo", "error")
+
+
+class ScoreError(Exception):
+    """The output CSV was written with other columns (an older version): resuming into it would misalign."""
 
 
 @dataclass(frozen=True)
@@ -25,18 +29,22 @@ class ScoreSummary:
 
 def already_scored(output: Path) -> set[str]:
     """Paths present in an earlier (possibly interrupted) run's CSV."""
-    if not output.is_file():
+    if not output.is_file() or output.stat().st_size == 0:
         return set()
     with open(output, newline="") as handle:
-        return {row["path"] for row in csv.DictReader(handle) if row.get("path")}
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ScoreError(f"{output} has columns {reader.fieldnames}, not {list(COLUMNS)}: score into a new file")
+        return {row["path"] for row in reader if row.get("path")}
 
 
 def _row(scored: Scored) -> list[str]:
     if scored.prediction is None:
-        return [str(scored.path), "", "", "", "", "", scored.error or "unknown error"]
+        return [str(scored.path), "", "", "", "", "", "", "", scored.error or "unknown error"]
     p = scored.prediction
-    return [str(scored.path), p["label"], f"{p['confidence']:.6f}", json.dumps(p["probabilities"]),
-            str(p.get("version", "")), str(bool(p.get("demo"))).lower(), ""]
+    calibrated = bool((p.get("decision") or {}).get("calibrated"))
+    return [str(scored.path), p["label"], p.get("verdict", ""), f"{p['confidence']:.6f}", json.dumps(p["probabilities"]),
+            str(calibrated).lower(), str(p.get("version", "")), str(bool(p.get("demo"))).lower(), ""]
 
 
 def score(predictor: Predictor, paths: list[Path], output: Path, batch_size: int = 32, progress: bool = True) -> ScoreSummary:

@@ -42,6 +42,10 @@ class TrainSettings:
     base_model: str = DEFAULT_BASE_MODEL
     labels: tuple[str, ...] | None = None
     test_size: float = 0.4
+    # Fraction of all images set aside (stratified, before oversampling) to calibrate on; 0: none.
+    calibration_size: float = 0.0
+    target_fpr: float = 0.01
+    uncertain_fpr: float = 0.05
     given_splits: bool = False
     epochs: float = 2.0
     max_steps: int = -1
@@ -110,24 +114,43 @@ def class_order(dataset_labels: set[str], base_labels: Sequence[str], requested:
     return tuple(sorted(dataset_labels))
 
 
-def make_splits(settings: TrainSettings) -> tuple[list[Sample], list[Sample]]:
-    """(train, test) before oversampling; reread from splits/ when resuming so nothing moves."""
+def make_splits(settings: TrainSettings) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """(train, test, calibration) before oversampling, pairwise disjoint; reread from splits/ when
+    resuming so nothing moves. Calibration is empty unless ``calibration_size`` asks for it: the given
+    Validation/ folder with --given-splits, else a stratified share carved out of the training images."""
     split_dir = settings.output / "splits"
     if settings.resume and (split_dir / "train.csv").is_file():
-        return read_split(split_dir / "train.csv"), read_split(split_dir / "test.csv")
+        calibration_file = split_dir / "calibration.csv"
+        held = read_split(calibration_file) if calibration_file.is_file() else []
+        return read_split(split_dir / "train.csv"), read_split(split_dir / "test.csv"), held
+    calibration: list[Sample] = []
     if settings.given_splits:
         splits = given_splits(settings.data)
         if not splits or "train" not in splits or "test" not in splits:
             raise DatasetError(f"{settings.data} has no Train/ and Test/ folders for --given-splits")
         train, test = splits["train"], splits["test"]
+        if settings.calibration_size > 0 and splits.get("validation"):
+            calibration = splits["validation"]
+        elif settings.calibration_size > 0:
+            train, calibration = stratified_split(train, settings.calibration_size, settings.seed)
     else:
         train, test = stratified_split(labelled_samples(settings.data), settings.test_size, settings.seed)
-    overlap = {s.path for s in train} & {s.path for s in test}
-    if overlap:
-        raise DatasetError(f"{len(overlap)} files are in both train and test, e.g. {sorted(overlap)[0]}")
+        if settings.calibration_size > 0:
+            count = round(settings.calibration_size * (len(train) + len(test)))  # a share of all images
+            if not 0 < count < len(train):
+                raise DatasetError(f"--calibration-size {settings.calibration_size} leaves no training images beside "
+                                   f"--test-size {settings.test_size}")
+            train, calibration = stratified_split(train, count, settings.seed)
+    named = {"train": train, "test": test, "calibration": calibration}
+    for first, second in (("train", "test"), ("train", "calibration"), ("test", "calibration")):
+        overlap = {s.path for s in named[first]} & {s.path for s in named[second]}
+        if overlap:
+            raise DatasetError(f"{len(overlap)} files are in both {first} and {second}, e.g. {sorted(overlap)[0]}")
     write_split(train, split_dir / "train.csv")
     write_split(test, split_dir / "test.csv")
-    return train, test
+    if calibration:
+        write_split(calibration, split_dir / "calibration.csv")
+    return train, test, calibration
 
 
 def load_base(base_model: str):
@@ -163,6 +186,8 @@ def train(settings: TrainSettings) -> dict:
     from transformers import Trainer, TrainingArguments, ViTForImageClassification, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
+    from handler.decision import DECISION_FILE
+    from scripts.training.calibration import calibrate, write_decision
     from scripts.training.evaluate import evaluate, write_evaluation
     from scripts.training.predictors import CheckpointPredictor
 
@@ -171,10 +196,10 @@ def train(settings: TrainSettings) -> dict:
     if trainer_dir.is_dir() and any(trainer_dir.glob("checkpoint-*")) and not settings.resume:
         raise DatasetError(f"{settings.output} holds an earlier run: pass --resume to continue it, or another --output")
     set_seed(settings.seed)
-    train_samples, test_samples = make_splits(settings)
+    train_samples, test_samples, calibration_samples = make_splits(settings)
     balanced = oversample(train_samples, settings.seed)
     base_config, processor = load_base(settings.base_model)
-    labels = class_order({s.label for s in train_samples} | {s.label for s in test_samples},
+    labels = class_order({s.label for s in train_samples + test_samples + calibration_samples},
                          labels_from_config(base_config), settings.labels)
     label2id = {label: i for i, label in enumerate(labels)}
     model = ViTForImageClassification.from_pretrained(
@@ -220,8 +245,15 @@ def train(settings: TrainSettings) -> dict:
     processor.save_pretrained(str(settings.output))
 
     # The held-out images are face crops like the training ones: no face stage.
-    predictor = CheckpointPredictor(settings.output, handler_options(
-        runtime="torch", precision="fp32"), "off")
+    options = handler_options(runtime="torch", precision="fp32")
+    (settings.output / DECISION_FILE).unlink(missing_ok=True)  # a new model needs its own operating point
+    decision = None
+    if calibration_samples:
+        decision, described = calibrate(CheckpointPredictor(settings.output, options, "off"), calibration_samples,
+                                        settings.output / "splits" / "calibration.csv", options.fake_label,
+                                        settings.target_fpr, settings.uncertain_fpr, settings.batch_size, settings.progress)
+        write_decision(decision, described, settings.output)
+    predictor = CheckpointPredictor(settings.output, options, "off")
     evaluation = evaluate(predictor, test_samples, settings.batch_size, settings.progress)
     write_evaluation(evaluation, settings.output / "report")
     summary = {
@@ -231,13 +263,15 @@ def train(settings: TrainSettings) -> dict:
             "train": len(train_samples),
             "train_oversampled": len(balanced),
             "test": len(test_samples),
+            "calibration": len(calibration_samples),
             "train_per_label": {label: sum(s.label == label for s in train_samples) for label in labels},
             "train_oversampled_per_label": {label: sum(s.label == label for s in balanced) for label in labels},
         },
         "resumed_from": last,
         "log_history": trainer.state.log_history,
         "seconds": round(time.monotonic() - started, 1),
-        "test": {k: evaluation.report[k] for k in ("accuracy", "roc_auc", "per_class")},
+        "test": {k: evaluation.report[k] for k in ("accuracy", "roc_auc", "per_class", "operating")},
+        "decision": decision,
     }
     (settings.output / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
     return evaluation.report

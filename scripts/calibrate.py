@@ -1,0 +1,60 @@
+"""Set the operating point of a checkpoint from a labelled calibration set: temperature scaling, a fake
+threshold for a target false-positive rate on real images, and an uncertain band below it.
+
+The calibration set must be neither the training nor the test split: ``python -m scripts.train
+--calibration-size 0.2`` writes one (``<run>/splits/calibration.csv``) and calibrates on it by itself.
+Writes ``decision.json`` into the checkpoint folder (or --output); ``build_mar`` packs it and the served
+answers then carry calibrated probabilities, a ``verdict`` (real | fake | uncertain) and the ``decision``.
+The rule is in handler/decision.py and docs/api.md.
+
+  python -m scripts.calibrate --checkpoint runs/exp1 --data runs/exp1/splits/calibration.csv
+  python -m scripts.calibrate --checkpoint runs/exp1 --data my-calibration-set/ --target-fpr 0.005 --uncertain-fpr 0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from scripts.project import handler_options
+from scripts.training.calibration import CalibrationError, calibrate, write_decision
+from scripts.training.dataset import DatasetError, load_samples
+from scripts.training.evaluate import EvaluationError
+from scripts.training.predictors import add_predictor_arguments, predictor_from_args
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_predictor_arguments(parser, face_mode="off")
+    parser.add_argument("--data", type=Path, required=True, help="labelled folder or split CSV (path,label): the calibration set")
+    parser.add_argument("--target-fpr", type=float, default=0.01, help="share of real images the fake verdict may flag (default: %(default)s)")
+    parser.add_argument("--uncertain-fpr", type=float, default=0.05,
+                        help="the looser target whose threshold starts the uncertain band (default: %(default)s)")
+    parser.add_argument("--fake-label", help="the label meaning fake (default: the model config's fake_label)")
+    parser.add_argument("--output", type=Path, help="folder for decision.json (default: the --checkpoint folder)")
+    args = parser.parse_args(argv)
+    output = args.output or args.checkpoint
+    if output is None:
+        parser.error("--output is needed with --endpoint (the checkpoint folder you will package)")
+    fake_label = args.fake_label or handler_options(args.model_config).fake_label
+    try:
+        samples = load_samples(args.data)
+        decision, described = calibrate(predictor_from_args(args), samples, args.data, fake_label, args.target_fpr,
+                                        args.uncertain_fpr, args.batch_size, not args.no_progress)
+    except (DatasetError, EvaluationError, CalibrationError) as exc:
+        sys.exit(f"calibrate: {exc}")
+    output.mkdir(parents=True, exist_ok=True)
+    path = write_decision(decision, described, output)
+    fake, uncertain = decision["achieved"]["fake"], decision["achieved"]["uncertain"]
+    print(f"temperature {decision['temperature']:.4f}: NLL {decision['nll']['before']:.4f} -> {decision['nll']['after']:.4f}, "
+          f"ECE {decision['ece']['before']:.4f} -> {decision['ece']['after']:.4f} on {described['classified']} images")
+    print(f"fake      if P({fake_label}) >= {decision['thresholds']['fake']:.6f}: FPR {fake['fpr']:.4f} (target "
+          f"{args.target_fpr}), TPR {fake['tpr']:.4f}")
+    print(f"uncertain if P({fake_label}) >= {decision['thresholds']['uncertain']:.6f}: FPR {uncertain['fpr']:.4f} (target "
+          f"{args.uncertain_fpr}), TPR {uncertain['tpr']:.4f}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

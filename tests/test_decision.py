@@ -1,0 +1,157 @@
+"""The operating decision: temperature fitting, thresholds for a target false-positive rate, the
+three verdicts, decision.json in the core and in build_mar. Served round trips are in test_training.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from handler.classifier import DeepfakeClassifier
+from handler.decision import DECISION_FILE, Decision, DecisionError, read_decision
+from handler.options import HandlerOptions
+from handler.request import Request
+from scripts.packaging.archive import BuildError, build_mar
+from scripts.training.calibration import decide, fit_temperature, nll, tempered, threshold_for_fpr
+from tests import imagegen
+from tests.conftest import TINY_LABELS
+from tests.servers import model_config
+
+LABELS = ("Real", "Fake")
+
+
+def overconfident(n: int, true_temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits whose labels were drawn from softmax(logits / true_temperature): a model that is
+    overconfident by that factor."""
+    rng = np.random.default_rng(seed)
+    margin = rng.normal(0, 6, n)
+    logits = np.stack([-margin / 2, margin / 2], axis=1)
+    truth = (rng.random(n) < tempered(logits, true_temperature)[:, 1]).astype(int)
+    return logits, truth
+
+
+def test_temperature_fitting_lowers_nll_and_finds_the_overconfidence():
+    logits, truth = overconfident(4000, 2.5, seed=0)
+    temperature = fit_temperature(logits, truth)
+    assert nll(logits, truth, temperature) < nll(logits, truth, 1.0) - 0.05
+    assert temperature == pytest.approx(2.5, rel=0.15)
+
+
+def test_temperature_fitting_never_makes_a_calibrated_model_worse():
+    logits, truth = overconfident(2000, 1.0, seed=1)
+    temperature = fit_temperature(logits, truth)
+    assert nll(logits, truth, temperature) <= nll(logits, truth, 1.0)
+    assert temperature == pytest.approx(1.0, rel=0.1)
+
+
+@pytest.mark.parametrize("target", [0.01, 0.05, 0.1, 0.25])
+@pytest.mark.parametrize("n", [7, 100, 1001])
+def test_threshold_meets_the_target_fpr_within_one_image(target, n):
+    scores = np.random.default_rng(n).random(n)
+    threshold = threshold_for_fpr(scores, target)
+    flagged = int((scores >= threshold).sum())
+    assert flagged / n <= target
+    assert flagged >= int(np.floor(target * n)) - 1  # within one image of the target
+    # halfway to the next real score: no real image sits on the threshold
+    assert not np.isclose(scores, threshold, rtol=0, atol=1e-12).any()
+
+
+def test_threshold_with_tied_scores_still_meets_the_target():
+    scores = np.array([0.9] * 5 + [0.2] * 95)
+    threshold = threshold_for_fpr(scores, 0.03)
+    assert (scores >= threshold).mean() <= 0.03  # the five tied 0.9s cannot be split: none is flagged
+    assert threshold > 0.9
+
+
+DECIDED = Decision(fake_label="Fake", calibrated=True, temperature=1.0, fake_threshold=0.8, uncertain_threshold=0.4,
+                   target_fpr=0.01, uncertain_fpr=0.05)
+
+
+@pytest.mark.parametrize(
+    ("fake", "verdict"),
+    [(0.0, "real"), (np.nextafter(0.4, 0), "real"), (0.4, "uncertain"), (0.6, "uncertain"), (np.nextafter(0.8, 0), "uncertain"),
+     (0.8, "fake"), (1.0, "fake")],
+)
+def test_uncertain_is_exactly_the_band_between_the_thresholds(fake, verdict):
+    label = "Fake" if fake > 0.5 else "Real"
+    assert DECIDED.verdict({"Real": 1 - fake, "Fake": fake}, label) == verdict
+
+
+def test_uncalibrated_verdict_follows_the_top_label_and_is_never_uncertain():
+    plain = Decision(fake_label="Fake")
+    assert plain.verdict({"Real": 0.45, "Fake": 0.55}, "Fake") == "fake"
+    assert plain.verdict({"Real": 0.55, "Fake": 0.45}, "Real") == "real"
+    assert plain.as_block()["calibrated"] is False and plain.as_block()["fake_threshold"] is None
+
+
+def test_decide_writes_thresholds_that_meet_both_targets_on_its_set():
+    logits, truth = overconfident(600, 2.0, seed=4)
+    decision = decide(LABELS, truth, logits, "Fake", 0.01, 0.05)
+    scores = tempered(logits, decision["temperature"])[:, 1]
+    real = truth == 0
+    assert (scores[real] >= decision["thresholds"]["fake"]).mean() <= 0.01
+    assert (scores[real] >= decision["thresholds"]["uncertain"]).mean() <= 0.05
+    assert decision["thresholds"]["uncertain"] <= decision["thresholds"]["fake"]
+    assert decision["achieved"]["fake"]["fpr"] <= 0.01 and decision["achieved"]["uncertain"]["fpr"] <= 0.05
+    assert decision["nll"]["after"] < decision["nll"]["before"] and decision["ece"]["after"] < decision["ece"]["before"]
+
+
+@pytest.fixture
+def decided_checkpoint(tiny_checkpoint, tmp_path):
+    """The tiny checkpoint with a decision.json for its label "synthetic"."""
+    folder = tmp_path / "decided"
+    shutil.copytree(tiny_checkpoint, folder)
+    (folder / DECISION_FILE).write_text(json.dumps({
+        "fake_label": "synthetic", "temperature": 3.0, "thresholds": {"fake": 0.36, "uncertain": 0.32},
+        "target": {"fake_fpr": 0.01, "uncertain_fpr": 0.05},
+    }))
+    return folder
+
+
+def test_a_decided_checkpoint_answers_calibrated_probabilities_and_verdicts(decided_checkpoint, tiny_checkpoint):
+    options = HandlerOptions(fake_label="synthetic")
+    decided = DeepfakeClassifier.from_checkpoint(decided_checkpoint, options)
+    plain = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options)
+    images = [imagegen.jpeg(seed=s) for s in range(12)]
+    pixels = plain.preprocess([plain.subjects(Request(image, "off")).crops[0] for image in images])
+    logits = plain.runtime.predict(pixels)
+    expected, softmax = torch.softmax(logits.double() / 3.0, dim=-1), torch.softmax(logits.double(), dim=-1)
+    for row, plain_row, calibrated, uncalibrated in zip(expected, softmax, decided.predict_batch(images), plain.predict_batch(images)):
+        assert calibrated["decision"] == {"calibrated": True, "fake_label": "synthetic", "temperature": 3.0,
+                                          "fake_threshold": 0.36, "uncertain_threshold": 0.32, "target_fpr": 0.01,
+                                          "uncertain_fpr": 0.05}
+        assert list(calibrated["probabilities"].values()) == pytest.approx(row.tolist(), abs=1e-6)
+        fake = calibrated["probabilities"]["synthetic"]
+        assert calibrated["verdict"] == ("fake" if fake >= 0.36 else "uncertain" if fake >= 0.32 else "real")
+        # Without decision.json: the plain softmax, the top label decides, never uncertain.
+        assert uncalibrated["decision"]["calibrated"] is False
+        assert uncalibrated["verdict"] == ("fake" if uncalibrated["label"] == "synthetic" else "real")
+        assert list(uncalibrated["probabilities"].values()) == pytest.approx(plain_row.tolist(), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fake_label": "Fake"}, "was set for label 'Fake'"),
+        ({"thresholds": {"fake": 0.3, "uncertain": 0.5}}, "is above thresholds.fake"),
+        ({"thresholds": {"fake": 1.5, "uncertain": 0.5}}, "thresholds.fake must be a number in"),
+        ({"temperature": 0}, "temperature must be a positive number"),
+        ({"target": {}}, "target.fake_fpr"),
+    ],
+)
+def test_an_unusable_decision_file_stops_the_load_and_the_build(decided_checkpoint, tmp_path, change, message):
+    path = decided_checkpoint / DECISION_FILE
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(DecisionError, match=message):
+        read_decision(decided_checkpoint, tuple(TINY_LABELS.values()), "synthetic")
+    config = model_config(tmp_path / "mc.yaml", handler={"runtime": "torch", "precision": "fp32", "fake_label": "synthetic"})
+    with pytest.raises(BuildError, match=message):
+        build_mar(decided_checkpoint, "decided", "1.0", model_config=config, export_dir=tmp_path / "store")
+
+
+def test_no_decision_file_is_uncalibrated(tiny_checkpoint):
+    decision = read_decision(tiny_checkpoint, tuple(TINY_LABELS.values()), "synthetic")
+    assert decision == Decision(fake_label="synthetic")
