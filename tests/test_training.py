@@ -140,6 +140,7 @@ def test_calibration_split_is_disjoint_and_sets_an_operating_point_that_meets_it
     assert 0 < decision["thresholds"]["uncertain"] <= decision["thresholds"]["fake"] <= 1
     assert decision["calibration_set"]["images"] == 30 and decision["calibration_set"]["per_label"] == {"Real": 18, "Fake": 12}
     assert len(decision["calibration_set"]["files_sha256"]) == 64 and decision["created"].startswith("20")
+    assert decision["calibration_set"]["computed_by"] == {"runtime": "torch", "precision": "fp32"}
     # The held-out report is at the operating point.
     operating = json.loads((calibrated_run / "report" / "metrics.json").read_text())["operating"]
     assert operating["calibrated"] is True and set(operating["tpr_at_fpr"]) == {"0.01", "0.05", "0.1"}

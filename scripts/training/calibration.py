@@ -170,4 +170,7 @@ def calibrate(
     evaluation = evaluate(predictor, list(samples), batch_size, progress)
     labels = evaluation.report["labels"]
     decision = decide(labels, evaluation.truth, evaluation.logits, fake_label, target_fpr, uncertain_fpr)
-    return decision, describe_set(samples, len(evaluation.truth), source)
+    model = evaluation.report["model"]
+    # Scores move a little between runtimes and precisions: the file says which computed these.
+    computed_by = {"runtime": model.get("runtime"), "precision": model.get("precision")}
+    return decision, {**describe_set(samples, len(evaluation.truth), source), "computed_by": computed_by}
