@@ -12,7 +12,7 @@ CHECKPOINT ?=
 # SERVE_FLAGS=--enable-model-api lets scripts.rollout register new versions.
 SERVE_FLAGS ?=
 
-.PHONY: serve stop test bench bench-faces soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+.PHONY: serve stop test bench bench-faces bench-video soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
 serve: preflight-serve archive
 	$(PY) -m scripts.serve start $(SERVE_FLAGS)
@@ -45,6 +45,11 @@ bench: demo-checkpoint
 # Face stage cost per photo and end-to-end throughput with faces on vs off; writes results/faces. ~3 minutes.
 bench-faces: demo-checkpoint
 	$(PY) -m loadtest.faces_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/faces
+
+# Per 10-s clip at 480p/720p/1080p: sampling, detection, classification, total; videos/s at 4 clients;
+# worker RSS while answering 1080p. Writes results/video/; asserts nothing.
+bench-video: demo-checkpoint
+	$(PY) -m loadtest.video_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/video
 
 # Steady Locust load on the served archive with memory and error sampling; not a test.
 SOAK_MINUTES ?= 10

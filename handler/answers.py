@@ -12,6 +12,7 @@ import torch
 from handler.decision import Decision
 from handler.explain import METHOD, overlay_png
 from handler.request import Subjects
+from handler.video import VideoSettings, VideoSubjects, confident_frames
 
 Answer = dict[str, Any]
 
@@ -51,6 +52,12 @@ def verdicts(labels: Sequence[str], logits: torch.Tensor, decision: Decision) ->
     return found
 
 
+def _made_by(identity: ModelIdentity, computed_by: tuple[str, str], decision: Decision) -> Answer:
+    """The fields every answer carries: the decision, the model identity and what computed the logits."""
+    return {"decision": decision.as_block(), "model": identity.name, "version": identity.version, "demo": identity.demo,
+            "runtime": computed_by[0], "precision": computed_by[1]}
+
+
 def answer(
     identity: ModelIdentity,
     subjects: Subjects,
@@ -65,19 +72,81 @@ def answer(
     faces = [{"box": box.as_list(), **verdict.as_dict()} for box, verdict in zip(subjects.boxes, found)]
     return {
         **found[deciding].as_dict(),
-        "decision": decision.as_block(),
-        "model": identity.name,
-        "version": identity.version,
-        "demo": identity.demo,
-        "runtime": computed_by[0],
-        "precision": computed_by[1],
+        **_made_by(identity, computed_by, decision),
         "mode": subjects.mode,
         "analyzed": subjects.analyzed,
         "decided_by_face": deciding if faces else None,
         "faces": faces,
         "faces_skipped": [{"box": box.as_list()} for box in subjects.skipped],
         "image_size": list(subjects.original_size),
+        "media": subjects.media,
     }
+
+
+def _verdict_of(probabilities: dict[str, float], decision: Decision) -> Verdict:
+    label = max(probabilities, key=probabilities.__getitem__)
+    return Verdict(label, probabilities[label], probabilities, decision.verdict(probabilities, label))
+
+
+def _aggregate(found: Sequence[Verdict], fake_label: str, settings: VideoSettings) -> tuple[dict[str, float], int]:
+    """Mean probabilities over the frames the confident strategy keeps (all frames for a model without
+    the fake label), and how many it kept."""
+    labels = list(found[0].probabilities)
+    chosen = confident_frames([v.probabilities[fake_label] for v in found], settings) if fake_label in labels else range(len(found))
+    chosen = list(chosen)
+    return {label: sum(found[i].probabilities[label] for i in chosen) / len(chosen) for label in labels}, len(chosen)
+
+
+def video_answer(
+    identity: ModelIdentity,
+    subjects: VideoSubjects,
+    found: Sequence[Verdict],
+    computed_by: tuple[str, str],
+    decision: Decision,
+    settings: VideoSettings,
+) -> Answer:
+    """One video's answer: each person's verdict aggregated over their frames (timeline included), the
+    most-fake person's verdict on top; without faces, whole frames aggregated the same way."""
+    from handler.faces import deciding_face
+
+    people, timeline, deciding = [], None, None
+    if subjects.people:
+        for person in range(subjects.people):
+            mine = [i for i, (owner, _) in enumerate(subjects.owners) if owner == person]
+            probabilities, used = _aggregate([found[i] for i in mine], decision.fake_label, settings)
+            first = mine[0]
+            people.append({
+                "id": person,
+                "frames_seen": len(mine),
+                "frames_used": used,
+                **_verdict_of(probabilities, decision).as_dict(),
+                "first_t": round(subjects.times[subjects.owners[first][1]], 3),
+                "first_box": subjects.boxes[first].as_list(),
+                "timeline": [{"t": round(subjects.times[subjects.owners[i][1]], 3), "box": subjects.boxes[i].as_list(),
+                              "probabilities": found[i].probabilities, "verdict": found[i].verdict} for i in mine],
+            })
+        deciding = deciding_face([p["probabilities"] for p in people], decision.fake_label)
+        top = _verdict_of(people[deciding]["probabilities"], decision)
+    else:
+        probabilities, _ = _aggregate(found, decision.fake_label, settings)
+        top = _verdict_of(probabilities, decision)
+        timeline = [{"t": round(t, 3), "probabilities": v.probabilities, "verdict": v.verdict} for t, v in zip(subjects.times, found)]
+    answer = {
+        **top.as_dict(),
+        **_made_by(identity, computed_by, decision),
+        "media": "video",
+        "mode": subjects.mode,
+        "analyzed": subjects.analyzed,
+        "duration_s": round(subjects.sampled.duration_s, 3),
+        "frames_analyzed": subjects.sampled.frames,
+        "image_size": list(subjects.sampled.size),
+        "people": people,
+        "decided_by_person": deciding,
+        "faces_skipped": subjects.skipped,
+    }
+    if timeline is not None:
+        answer["timeline"] = timeline
+    return answer
 
 
 def explanation(subjects: Subjects, maps: torch.Tensor) -> Answer:

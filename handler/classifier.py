@@ -10,10 +10,10 @@ from typing import Callable, Sequence
 import torch
 from PIL import Image
 
-from handler.answers import Answer, ModelIdentity, Verdict, answer, explanation, verdicts
+from handler.answers import Answer, ModelIdentity, Verdict, answer, explanation, verdicts, video_answer
 from handler.checkpoint import load_image_processor, read_checkpoint_info
 from handler.decision import Decision, read_decision
-from handler.errors import ClientError
+from handler.errors import BadOption, ClientError
 from handler.explain import Explainer
 from handler.faces import FaceDetector, FaceSettings, create_detector, deciding_face
 from handler.images import ImageLimits
@@ -21,6 +21,7 @@ from handler.media import ImageMedia, MediaKind
 from handler.options import HandlerOptions
 from handler.request import Request, Subjects
 from handler.runtime import Runtime, create_runtime
+from handler.video import VideoMedia, VideoSettings, VideoSubjects
 
 
 class DeepfakeClassifier:
@@ -37,6 +38,8 @@ class DeepfakeClassifier:
         detector: FaceDetector | Callable[[], FaceDetector] | None = None,
         explainer_source: tuple[Path, torch.device] | None = None,
         decision: Decision | None = None,
+        video: VideoSettings | None = None,
+        forward_batch: int = 8,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -50,7 +53,10 @@ class DeepfakeClassifier:
         self._detector = detector
         self._explainer_source = explainer_source
         self._explainer: Explainer | None = None
-        self.media: tuple[MediaKind, ...] = (ImageMedia(limits, faces, self.detector),)
+        self.video = video or HandlerOptions().video
+        # The most crops one forward pass takes (the worker's batchSize): a video's many crops are split.
+        self.forward_batch = forward_batch
+        self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector), ImageMedia(limits, faces, self.detector))
 
     @classmethod
     def from_checkpoint(
@@ -61,6 +67,7 @@ class DeepfakeClassifier:
         device: torch.device | str = "cpu",
         name: str = "model",
         version: str = "1.0",
+        forward_batch: int = 8,
     ) -> "DeepfakeClassifier":
         """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders and ``DecisionError``
         for an unusable ``decision.json``."""
@@ -77,6 +84,8 @@ class DeepfakeClassifier:
             faces=options.faces,
             explainer_source=(info.path, torch.device(device)),
             decision=read_decision(info.path, info.labels, options.fake_label),
+            video=options.video,
+            forward_batch=forward_batch,
         )
 
     def detector(self) -> FaceDetector:
@@ -102,17 +111,21 @@ class DeepfakeClassifier:
 
     def classify(self, images: Sequence[Image.Image]) -> list[Verdict]:
         """Classify RGB images in one forward pass."""
-        if not images:
-            return []
-        return verdicts(self.labels, self.runtime.predict(self.preprocess(images)), self.decision)
+        found: list[Verdict] = []
+        for start in range(0, len(images), self.forward_batch):
+            chunk = images[start : start + self.forward_batch]
+            found += verdicts(self.labels, self.runtime.predict(self.preprocess(chunk)), self.decision)
+        return found
 
-    def subjects(self, request: Request) -> Subjects:
+    def subjects(self, request: Request) -> Subjects | VideoSubjects:
         """What to classify for one request, by the first media kind that accepts its bytes.
 
         Raises ``ClientError`` (bad bytes, bad face mode, no face in mode faces)."""
         if isinstance(request.payload, ClientError):
             raise request.payload
         kind = next(k for k in self.media if k.accepts(request.payload))
+        if request.explain and kind.name != "image":
+            raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
         return kind.subjects(request.payload, request.face_mode or self.faces.mode)
 
     def predict_batch(self, requests: Sequence[Request | bytes]) -> list[Answer | ClientError]:
@@ -143,7 +156,9 @@ class DeepfakeClassifier:
                 results[index]["explanation"] = explanation(subjects, torch.stack(list(chunk_maps)))
         return results  # type: ignore[return-value]
 
-    def _answer(self, subjects: Subjects, found: Sequence[Verdict], computed_by: tuple[str, str]) -> Answer:
+    def _answer(self, subjects: Subjects | VideoSubjects, found: Sequence[Verdict], computed_by: tuple[str, str]) -> Answer:
+        if isinstance(subjects, VideoSubjects):
+            return video_answer(self.identity, subjects, found, computed_by, self.decision, self.video)
         deciding = deciding_face([v.probabilities for v in found], self.faces.fake_label)
         return answer(self.identity, subjects, found, deciding, computed_by, self.decision)
 

@@ -61,3 +61,28 @@ class BadOption(ClientError):
 class NoFaceFound(ClientError):
     status = 422
     error = "no face found"
+
+
+class UnsupportedVideo(ClientError):
+    status = 415
+    error = "unsupported video"
+
+
+class CorruptVideo(ClientError):
+    status = 400
+    error = "corrupt video"
+
+
+class VideoTooLarge(ClientError):
+    status = 413
+    error = "video too large"
+
+
+class VideoTooSlow(ClientError):
+    status = 422
+    error = "video too slow to sample"
+
+
+class NoFrames(ClientError):
+    status = 422
+    error = "no frames"

@@ -2,7 +2,7 @@
 
 A kind says whether it ``accepts`` a payload (by content, never by name or Content-Type) and makes its
 ``subjects``. The classifier asks the kinds in order; images come last and accept anything, so bytes
-no kind recognises get the image decoder's "not an image" error. A new kind (video) is a new class
+no kind recognises get the image decoder's "not an image" error. Videos are handler/video.py:VideoMedia; a new kind is a class
 here, listed before images.
 """
 

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from handler.faces import DETECTORS, FACE_MODES, FaceSettings
 from handler.images import ImageLimits
+from handler.video import VideoSettings
 
 
 class OptionsError(Exception):
@@ -39,6 +40,22 @@ class HandlerOptions:
     face_detect_side: int = 640
     # The label whose probability picks the deciding face; without it, the most confident face decides.
     fake_label: str = "Fake"
+    # Videos (handler/video.py): frames sampled per clip, and the limits checked before decoding.
+    video_frames: int = 32
+    video_max_bytes: int = 32 * 1024 * 1024
+    video_max_seconds: float = 600.0
+    video_max_pixels: int = 3840 * 2160
+    video_max_streams: int = 4
+    # Comma-separated FFmpeg decoder names.
+    video_codecs: str = "h264,hevc,vp8,vp9,av1,mpeg4"
+    # Wall-clock seconds for demuxing, decoding and detecting one clip.
+    video_budget_s: float = 60.0
+    # The confident strategy per person: frames above video_high (more than video_confident_min and
+    # more than n / 2.5 of them) or, failing that, below video_low (more than video_low_share of them).
+    video_high: float = field(default=0.8, metadata={"min": 0.0})
+    video_low: float = field(default=0.2, metadata={"min": 0.0})
+    video_confident_min: int = field(default=11, metadata={"min": 0})
+    video_low_share: float = field(default=0.9, metadata={"min": 0.0})
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> "HandlerOptions":
@@ -65,6 +82,13 @@ class HandlerOptions:
     @property
     def faces(self) -> FaceSettings:
         return FaceSettings(self.face_mode, self.face_margin, self.max_faces, self.fake_label)
+
+    @property
+    def video(self) -> VideoSettings:
+        codecs = tuple(c.strip() for c in self.video_codecs.split(",") if c.strip())
+        return VideoSettings(self.video_frames, self.video_max_bytes, self.video_max_seconds, self.video_max_pixels,
+                             self.video_max_streams, codecs, self.video_budget_s, self.video_high, self.video_low,
+                             self.video_confident_min, self.video_low_share)
 
     @property
     def limits(self) -> ImageLimits:

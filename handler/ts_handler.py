@@ -43,14 +43,15 @@ def record_metrics(metrics, results: list) -> None:
     """The service's own Prometheus counters, beside TorchServe's (declared here, nowhere else):
     RejectedRequests{Error} per 4xx by error name, FacesClassified, WholeImagesClassified (answers that
     classified the whole image: face mode off, or auto without a face), and Verdicts{Verdict} per
-    answer by its verdict (real | fake | uncertain)."""
+    answer by its verdict (real | fake | uncertain), VideosAnalyzed."""
     if metrics is None:  # contexts without a metrics cache (unit tests)
         return
     answers = [r for r in results if not isinstance(r, ClientError)]
     for error in (r for r in results if isinstance(r, ClientError)):
         metrics.add_counter("RejectedRequests", 1, dimensions=[Dimension("Error", error.error)])
     if answers:
-        metrics.add_counter("FacesClassified", sum(len(a["faces"]) for a in answers))
+        metrics.add_counter("FacesClassified", sum(len(a.get("faces", ())) for a in answers))
+        metrics.add_counter("VideosAnalyzed", sum(a.get("media") == "video" for a in answers))
         metrics.add_counter("WholeImagesClassified", sum(a["analyzed"] == "image" for a in answers))
         for verdict in sorted({a["verdict"] for a in answers}):
             metrics.add_counter("Verdicts", sum(a["verdict"] == verdict for a in answers), dimensions=[Dimension("Verdict", verdict)])
@@ -85,6 +86,7 @@ class DeepfakeHandler(BaseHandler):
             device=self.device,
             name=model["modelName"],
             version=model.get("modelVersion", "1.0"),
+            forward_batch=int(context.model_yaml_config.get("batchSize", 8)),
         )
         self.initialized = True
         runtime = self.classifier.runtime

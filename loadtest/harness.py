@@ -162,8 +162,9 @@ def locust_row(server, users: int, seconds: int, images: Path, output: Path, fac
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
+    """``rows`` as CSV; the columns are every key of any row, in first-seen order."""
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
 

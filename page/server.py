@@ -25,15 +25,18 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from PIL import Image
 
 from handler.faces import FACE_MODES
+from handler.video import container_format
 from scripts.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR
 from scripts.serving.server import ServeError, read_key_file
 
 STATIC = Path(__file__).resolve().parent / "static"
-ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff",
+                  "video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo")
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
 INFO_TTL = 60.0  # seconds /api/info caches the model's identity
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
+                               "script-src 'self'; "
                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -41,8 +44,10 @@ SECURITY_HEADERS = {
 
 
 def shipped_upload_cap() -> int:
-    """``max_image_bytes`` from config/model-config.yaml: the page refuses what the handler would."""
-    return int(yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["max_image_bytes"])
+    """The larger of ``max_image_bytes`` and ``video_max_bytes`` in config/model-config.yaml: the page refuses
+    what the handler would refuse whatever the file is (the handler still applies each cap to its kind)."""
+    handler = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]
+    return max(int(handler["max_image_bytes"]), int(handler.get("video_max_bytes", 0)))
 
 
 def error(status: int, name: str, detail: str) -> tuple[Response, int]:
@@ -121,8 +126,10 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
         payload = upload.read(max_upload_bytes + 1)
         if len(payload) > max_upload_bytes:
             return error(413, "payload too large", f"uploads are limited to {max_upload_bytes} bytes")
+        # Images get the attention map too; videos are answered by /predictions (no explanation for them).
+        path = "predictions" if container_format(payload) else "explanations"
         try:
-            answer = forward("explanations", payload, face_mode)
+            answer = forward(path, payload, face_mode)
         except requests.Timeout:
             return error(504, "model server timeout", f"no answer within {READ_TIMEOUT:.0f} s")
         except (requests.RequestException, ServeError) as exc:
@@ -146,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=PAGE_HOST, help="(default: %(default)s)")
     parser.add_argument("--port", type=int, default=PAGE_PORT, help="(default: %(default)s)")
     parser.add_argument("--max-upload-bytes", type=int, default=shipped_upload_cap(),
-                        help="upload cap (default: max_image_bytes of config/model-config.yaml)")
+                        help="upload cap (default: the larger of max_image_bytes and video_max_bytes in config/model-config.yaml)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent uploads handled (default: %(default)s)")
     args = parser.parse_args(argv)
     from waitress import serve

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint folder or a running TorchServe endpoint on labelled images.
 
-Data: a labelled folder (``root/<label>/*`` or Kaggle's ``root/{Train,Validation,Test}/<label>/*``) or a
-split CSV written by the training command (``<run>/splits/test.csv``: exactly the held-out images).
+Data: a labelled folder (``root/<label>/*`` or Kaggle's ``root/{Train,Validation,Test}/<label>/*``; images
+and videos, one row per file: a video's row is its aggregated verdict) or a split CSV written by the
+training command (``<run>/splits/test.csv``: exactly the held-out images).
 Label names must be the model's (config.id2label). Writes into --output:
 
   metrics.json           accuracy, per-class precision/recall/F1, ROC-AUC, calibration (ECE), confusion
@@ -27,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.training.dataset import DatasetError, load_samples
+from scripts.training.dataset import MEDIA_SUFFIXES, DatasetError, load_samples
 from scripts.training.evaluate import EvaluationError, evaluate, write_evaluation
 from scripts.training.predictors import add_predictor_arguments, predictor_from_args
 from scripts.training.report import summary
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--robustness", action="store_true", help="also score re-encoded copies (robustness.json, robustness.png)")
     args = parser.parse_args(argv)
     try:
-        samples = load_samples(args.data)
+        samples = load_samples(args.data, MEDIA_SUFFIXES)
         predictor = predictor_from_args(args)
         evaluation = evaluate(predictor, samples, args.batch_size, not args.no_progress)
     except (DatasetError, EvaluationError) as exc:

@@ -1,10 +1,10 @@
-"""Score a folder of unlabelled images into a CSV, with a checkpoint folder or a running endpoint.
+"""Score a folder of unlabelled images and videos into a CSV, with a checkpoint folder or a running endpoint.
 
 Columns: path, label, verdict (real | fake | uncertain), confidence, probabilities (JSON object label -> p),
 calibrated (true when the model has a decision.json), version, demo, error.
 A file that cannot be read or decoded gets a row with only its error: it is reported, never fatal.
 --face-mode (auto | faces | off) defaults to the model config's face_mode; label and verdict are the
-image's (the most-fake face decides).
+image's (the most-fake face decides), or the video's (the most-fake person decides).
 Rows are written chunk by chunk; run the same command again after an interruption and it skips the
 paths already in the CSV (--restart starts over).
 
@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.training.dataset import DatasetError, image_files
+from scripts.training.dataset import MEDIA_SUFFIXES, DatasetError, image_files
 from scripts.training.predictors import add_predictor_arguments, predictor_from_args
 from scripts.training.score import ScoreError, score
 
@@ -26,12 +26,12 @@ from scripts.training.score import ScoreError, score
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_predictor_arguments(parser, face_mode=None)
-    parser.add_argument("--images", type=Path, required=True, help="folder of images (searched recursively)")
+    parser.add_argument("--images", type=Path, required=True, help="folder of images and videos (searched recursively)")
     parser.add_argument("--output", type=Path, default=Path("results/scores.csv"), help="CSV to write or resume (default: %(default)s)")
     parser.add_argument("--restart", action="store_true", help="discard an existing CSV instead of resuming it")
     args = parser.parse_args(argv)
     try:
-        paths = image_files(args.images)
+        paths = image_files(args.images, MEDIA_SUFFIXES)
     except DatasetError as exc:
         sys.exit(f"score: {exc}")
     if args.restart:

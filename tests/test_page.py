@@ -153,6 +153,26 @@ def test_the_three_verdicts_are_shown_apart_with_what_they_mean(page, three_answ
     shot(page, f"verdict_{verdict}")
 
 
+def test_a_video_shows_each_person_first_seen_with_a_line_over_time(page):
+    from tests import videogen
+
+    clip = videogen.clip(people=2, codec="libvpx-vp9", fmt="webm")
+    upload(page, "two-people.webm", clip, mime="video/webm")
+    assert page.is_visible("#preview-video") and page.is_hidden("#preview")
+    analyze(page)
+    assert page.is_visible("#result") and page.is_hidden("#error")
+    assert page.inner_text("#verdict") in {"Real", "Fake", "Uncertain"}
+    assert "2 people in 20 frames" in page.inner_text("#analyzed-note")
+    assert page.locator(".person").count() == 2
+    page.wait_for_selector("#person-1 canvas[data-drawn='true']")  # both first-seen frames drawn, boxes on them
+    assert page.get_attribute("#person-0 canvas", "data-drawn") == "true"
+    points = page.get_attribute("#person-0 polyline", "points").split()
+    assert len(points) == 20 and all(0 <= float(p.split(",")[1]) <= 40 for p in points)
+    assert "first seen at" in page.inner_text("#person-0")
+    assert page.is_hidden("#heatmap") and page.locator(".face-box").count() == 0
+    shot(page, "video_two_people")
+
+
 def test_a_non_image_shows_the_servers_error_and_the_page_stays_usable(page):
     upload(page, "notes.png", b"this is text, not a PNG", mime="image/png")  # passes the type check
     analyze(page)

@@ -132,3 +132,28 @@ def test_prometheus_metrics_count_inference_requests(server):
     metrics = requests.get(f"{server.metrics_url}/metrics", timeout=TIMEOUT)
     assert metrics.status_code == 200
     assert re.search(rf'ts_inference_requests_total\{{[^}}]*model_name="{NAME}"[^}}]*\}} [1-9]', metrics.text)
+
+
+def test_a_video_in_a_batch_with_images_is_answered_and_leaves_theirs_untouched(server, reference):
+    from tests import videogen
+
+    clip = videogen.clip(people=2)
+    payloads = [imagegen.jpeg(seed=40), clip, imagegen.png(seed=41), clip[:700]]
+    gate = threading.Barrier(len(payloads))
+
+    def send(data):
+        gate.wait(timeout=TIMEOUT)
+        return predict(server, files={"data": ("upload", data, "application/octet-stream")})
+
+    before = len(batch_log(server))
+    with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+        answers = list(pool.map(send, payloads))
+    assert [a.status_code for a in answers] == [200, 200, 200, 400], [a.text[:200] for a in answers]
+    assert_matches(answers[0].json(), reference.predict_batch([payloads[0]])[0])
+    assert_matches(answers[2].json(), reference.predict_batch([payloads[2]])[0])
+    assert answers[0].json()["media"] == "image"
+    video = answers[1].json()
+    assert (video["media"], video["analyzed"], len(video["people"])) == ("video", "faces", 2)
+    assert video["frames_analyzed"] == 20 and video["model"] == NAME  # 20 frames: fewer than video_frames, all taken
+    assert answers[3].json()["error"] == "corrupt video"
+    assert any(n > 1 for n, _ in batch_log(server)[before:]), "the video never shared a batch"

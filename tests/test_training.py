@@ -14,9 +14,11 @@ from scripts.packaging.demo import write_random_checkpoint
 from scripts.project import handler_options
 from scripts.serving.rollout import RolloutError, deploy, predict, rollback, smoke_image, versions
 from scripts.training.dataset import (
+    MEDIA_SUFFIXES,
     DatasetError,
     Sample,
     given_splits,
+    image_files,
     labelled_samples,
     oversample,
     read_split,
@@ -332,3 +334,28 @@ def test_evaluate_robustness_reports_auc_and_flips_per_re_encoding(calibrated_ru
     assert (tmp_path / "robustness.png").read_bytes().startswith(PNG_SIGNATURE)
     with open(tmp_path / "predictions.csv", newline="") as handle:
         assert {row["verdict"] for row in csv.DictReader(handle)} <= {"real", "fake", "uncertain"}
+
+
+def test_evaluate_and_score_take_videos_beside_images_one_row_each(run, dataset, tmp_path):
+    from tests import videogen
+
+    folder = tmp_path / "mixed"
+    for label in ("Real", "Fake"):
+        (folder / label).mkdir(parents=True)
+        source = sorted((dataset / label).iterdir())[0]
+        (folder / label / source.name).write_bytes(source.read_bytes())
+    (folder / "Real" / "walk.mp4").write_bytes(videogen.clip(people=1, count=6))
+    (folder / "Fake" / "pair.webm").write_bytes(videogen.clip(people=2, count=6, codec="libvpx-vp9", fmt="webm"))
+    predictor = CheckpointPredictor(run, handler_options(model_config(tmp_path / "mc.yaml"), **TORCH_FP32), face_mode="auto")
+    samples = labelled_samples(folder, MEDIA_SUFFIXES)
+    evaluation = evaluate(predictor, samples, progress=False)
+    assert evaluation.report["images"] == 4 and not evaluation.report["unreadable"]
+    media = {s.path.name: s.prediction["media"] for s in evaluation.scored}
+    assert media == {**{s.path.name: "image" for s in samples if s.path.suffix == ".jpg"}, "walk.mp4": "video", "pair.webm": "video"}
+    output = tmp_path / "scores.csv"
+    summary = score(predictor, image_files(folder, MEDIA_SUFFIXES), output, progress=False)
+    assert (summary.scored, summary.failed) == (4, 0)
+    with open(output, newline="") as handle:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
+    assert rows["pair.webm"]["verdict"] in {"real", "fake"} and rows["walk.mp4"]["label"] in {"Real", "Fake"}
+    assert labelled_samples(folder) == [s for s in samples if s.path.suffix == ".jpg"]  # training reads images only

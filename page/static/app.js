@@ -1,5 +1,5 @@
 "use strict";
-// The upload page: validate -> preview -> POST /api/analyze -> verdict, faces, heatmap. No third-party code.
+// The upload page: validate -> preview -> POST /api/analyze -> verdict, faces or people, heatmap. No third-party code.
 
 const $ = (id) => document.getElementById(id);
 const state = { file: null, maxBytes: 10 * 1024 * 1024, types: [], previewUrl: null };
@@ -44,7 +44,7 @@ async function loadInfo() {
     const info = await response.json();
     state.maxBytes = info.max_upload_bytes;
     state.types = info.accepted_types;
-    $("limits").textContent = `JPEG, PNG, WebP, BMP, GIF or TIFF, up to ${(info.max_upload_bytes / 1048576).toFixed(0)} MB`;
+    $("limits").textContent = `JPEG, PNG, WebP, BMP, GIF or TIFF; MP4, MOV, WebM, MKV or AVI; up to ${(info.max_upload_bytes / 1048576).toFixed(0)} MB`;
     $("demo-banner").hidden = !info.demo;
     if (!info.available) {
       $("server-note").textContent = `The model server is not answering yet (${info.detail}).`;
@@ -63,7 +63,7 @@ function choose(file) {
   if (state.types.length && !state.types.includes(file.type)) {
     state.file = null;
     $("analyze").disabled = true;
-    showError(`"${file.name}" is not a supported image (${file.type || "unknown type"}); use JPEG, PNG, WebP, BMP, GIF or TIFF.`);
+    showError(`"${file.name}" is not a supported image or video (${file.type || "unknown type"}); use JPEG, PNG, WebP, BMP, GIF, TIFF, MP4, MOV, WebM, MKV or AVI.`);
     return;
   }
   if (file.size > state.maxBytes) {
@@ -75,7 +75,16 @@ function choose(file) {
   state.file = file;
   if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
   state.previewUrl = URL.createObjectURL(file);
-  $("preview").src = state.previewUrl;
+  state.isVideo = file.type.startsWith("video/");
+  $("preview").hidden = state.isVideo;
+  $("preview-video").hidden = !state.isVideo;
+  if (state.isVideo) {
+    $("preview").removeAttribute("src");
+    $("preview-video").src = state.previewUrl;
+  } else {
+    $("preview-video").removeAttribute("src");
+    $("preview").src = state.previewUrl;
+  }
   $("heatmap").hidden = true;
   $("boxes").replaceChildren();
   $("file-name").textContent = `${file.name} (${(file.size / 1024).toFixed(0)} KB)`;
@@ -122,7 +131,11 @@ function render(body) {
     return li;
   }));
   let note;
-  if (body.analyzed === "faces") {
+  if (body.media === "video") {
+    note = body.analyzed === "faces"
+      ? `${body.people.length} ${body.people.length === 1 ? "person" : "people"} in ${body.frames_analyzed} frames sampled over ${body.duration_s.toFixed(1)} s; the most-fake person (#${body.decided_by_person + 1}) decides.`
+      : `No face in ${body.frames_analyzed} frames sampled over ${body.duration_s.toFixed(1)} s: whole frames were classified instead (the model was trained on face crops, so this verdict means less).`;
+  } else if (body.analyzed === "faces") {
     const skipped = body.faces_skipped.length ? `; ${body.faces_skipped.length} more not classified (limit)` : "";
     note = `${body.faces.length} face${body.faces.length === 1 ? "" : "s"} found; the most-fake face (#${body.decided_by_face + 1}) decides${skipped}.`;
   } else if (body.mode === "off") {
@@ -131,14 +144,17 @@ function render(body) {
     note = "No face found: the whole image was classified instead (the model was trained on face crops, so this verdict means less).";
   }
   $("analyzed-note").textContent = note;
-  $("faces").replaceChildren(...body.faces.map((face, index) => {
+  $("people").replaceChildren(...(body.people || []).map((person) => personItem(body, person)));
+  if (body.media === "video") drawFirstFrames(body);
+  $("faces").replaceChildren(...(body.faces || []).map((face, index) => {
     const li = document.createElement("li");
     li.innerHTML = "<span></span><strong></strong>";
     li.firstChild.textContent = `Face #${index + 1} at ${face.box.join(", ")}`;
     li.lastChild.textContent = `${VERDICT_NAMES[face.verdict]} · ${face.label} ${percent(face.confidence)}`;
     return li;
   }));
-  drawBoxes(body);
+  if (body.media === "video") $("boxes").replaceChildren(); else drawBoxes(body);
+  $("heatmap").hidden = true;
   if (body.explanation) {
     $("heatmap").src = `data:image/png;base64,${body.explanation.overlay_png}`;
     $("heatmap").hidden = !$("heatmap-toggle").checked;
@@ -146,6 +162,76 @@ function render(body) {
   $("meta").textContent = `${body.model} ${body.version} · ${body.runtime} ${body.precision}` +
     (body.explanation ? ` · ${body.explanation.method}` : "") + (body.demo ? " · DEMO WEIGHTS" : "");
   $("result").hidden = false;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function fakeScore(body, probabilities) {
+  const label = (body.decision && body.decision.fake_label) || "";
+  return label in probabilities ? probabilities[label] : Math.max(...Object.values(probabilities));
+}
+
+// A person: the frame where they are first seen (drawn by drawFirstFrames), their verdict, and their fake
+// probability over time as an inline SVG line (0 at the bottom, 1 at the top; dashed: 0.5).
+function personItem(body, person) {
+  const li = document.createElement("li");
+  li.className = "person";
+  li.id = `person-${person.id}`;
+  const canvas = document.createElement("canvas");
+  canvas.width = 160;
+  canvas.height = Math.round((160 * body.image_size[1]) / body.image_size[0]);
+  const text = document.createElement("div");
+  const line = document.createElement("div");
+  line.className = `line ${person.verdict}`;
+  line.textContent = `Person #${person.id + 1}: ${VERDICT_NAMES[person.verdict]} · ${person.label} ${percent(person.confidence)}`;
+  const when = document.createElement("div");
+  when.className = "when";
+  when.textContent = `first seen at ${person.first_t.toFixed(2)} s, in ${person.frames_seen} of ${body.frames_analyzed} sampled frames`;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 100 40");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-label", "fake probability over time");
+  const middle = document.createElementNS(SVG, "line");
+  [["x1", 0], ["y1", 20], ["x2", 100], ["y2", 20]].forEach(([k, v]) => middle.setAttribute(k, v));
+  const poly = document.createElementNS(SVG, "polyline");
+  const span = Math.max(body.duration_s, 1e-6);
+  poly.setAttribute("points", person.timeline.map((p) => `${((100 * p.t) / span).toFixed(2)},${(40 - 40 * fakeScore(body, p.probabilities)).toFixed(2)}`).join(" "));
+  svg.append(middle, poly);
+  text.append(line, when, svg);
+  li.append(canvas, text);
+  return li;
+}
+
+function seek(video, t) {
+  return new Promise((resolve) => {
+    const done = () => { video.removeEventListener("seeked", done); resolve(); };
+    video.addEventListener("seeked", done);
+    setTimeout(done, 3000);
+    video.currentTime = t;
+  });
+}
+
+async function drawFirstFrames(body) {
+  const video = $("preview-video");
+  if (video.readyState < 1) await new Promise((resolve) => { video.addEventListener("loadedmetadata", resolve, { once: true }); setTimeout(resolve, 3000); });
+  for (const person of body.people) {
+    const canvas = document.querySelector(`#person-${person.id} canvas`);
+    if (!canvas) continue;
+    await seek(video, person.first_t);
+    const context = canvas.getContext("2d");
+    try {
+      context.drawImage(video, 0, 0, canvas.width, canvas.height);
+    } catch (err) {
+      continue;
+    }
+    const [x, y, w, h] = person.first_box;
+    const sx = canvas.width / body.image_size[0];
+    const sy = canvas.height / body.image_size[1];
+    context.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue(`--${person.verdict}`).trim() || "#fff";
+    context.lineWidth = 2;
+    context.strokeRect(x * sx, y * sy, w * sx, h * sy);
+    canvas.dataset.drawn = "true";
+  }
 }
 
 async function analyze() {

@@ -19,6 +19,9 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
+# What evaluate and score read: images and videos (one row per file); training reads images only.
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 SPLIT_FOLDERS = ("train", "validation", "test")  # matched case-insensitively
 
 
@@ -32,13 +35,15 @@ class Sample:
     label: str
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursive), sorted; raises ``DatasetError`` when there are none."""
+def image_files(folder: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Path]:
+    """Files under ``folder`` (recursive) with one of ``suffixes`` (images by default), sorted; raises
+    ``DatasetError`` when there are none."""
     if not folder.is_dir():
         raise DatasetError(f"{folder} is not a folder")
-    files = sorted(p.resolve() for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p.resolve() for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
-        raise DatasetError(f"{folder} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"{folder} holds no {'images' if suffixes == IMAGE_SUFFIXES else 'images or videos'} "
+                           f"(looked for {', '.join(sorted(suffixes))})")
     return files
 
 
@@ -46,10 +51,10 @@ def _split_folders(root: Path) -> dict[str, Path]:
     return {p.name.lower(): p for p in root.iterdir() if p.is_dir() and p.name.lower() in SPLIT_FOLDERS}
 
 
-def _class_folders(root: Path) -> list[Sample]:
+def _class_folders(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Sample]:
     samples = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        samples += [Sample(path, sub.name) for path in image_files(sub)]
+        samples += [Sample(path, sub.name) for path in image_files(sub, suffixes)]
     return samples
 
 
@@ -66,11 +71,13 @@ def dataset_root(root: Path) -> Path:
     return root
 
 
-def labelled_samples(root: Path) -> list[Sample]:
-    """Every labelled image under ``root``, in either layout (split folders are pooled)."""
+def labelled_samples(root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Sample]:
+    """Every labelled image (or file with one of ``suffixes``) under ``root``, in either layout (split
+    folders are pooled)."""
     root = dataset_root(root)
     splits = _split_folders(root)
-    samples = [s for folder in splits.values() for s in _class_folders(folder)] if splits else _class_folders(root)
+    samples = ([s for folder in splits.values() for s in _class_folders(folder, suffixes)] if splits
+               else _class_folders(root, suffixes))
     if not samples:
         raise DatasetError(f"{root} has no <label>/ sub-folders with images")
     return sorted(samples)
@@ -135,9 +142,9 @@ def read_split(path: Path) -> list[Sample]:
     return samples
 
 
-def load_samples(source: Path) -> list[Sample]:
-    """A labelled folder (either layout) or a split CSV."""
-    return read_split(source) if source.suffix.lower() == ".csv" else labelled_samples(source)
+def load_samples(source: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES) -> list[Sample]:
+    """A labelled folder (either layout; files with one of ``suffixes``) or a split CSV."""
+    return read_split(source) if source.suffix.lower() == ".csv" else labelled_samples(source, suffixes)
 
 
 def check_labels(samples: list[Sample], labels: tuple[str, ...]) -> None:

@@ -1,0 +1,328 @@
+"""Videos: sample frames with PyAV (FFmpeg's libraries, no binary, no shell), find the faces in each,
+link them into people across frames, and aggregate each person's frame verdicts.
+
+The container is recognised by content (MP4/MOV, Matroska/WebM, AVI) and opened with that demuxer
+only, so no playlist, concat or image-sequence reader is reachable. Every limit is checked before the
+costly step it guards; a bad file is a ``ClientError`` (4xx JSON), never a stuck worker.
+
+Sampling: ``frames`` timestamps evenly spaced over the clip; one demux pass (no decoding) reads each
+packet's timestamp and keyframe flag, then the decoder seeks to a keyframe only when that skips frames
+it would otherwise decode, so short-GOP clips are read by seeking and long-GOP clips in one pass.
+
+Aggregation per person (the Deepfake Detection Challenge winner's "confident strategy"): with ``n``
+frame scores (probability of the fake label), if more than ``confident_min`` and more than ``n / 2.5``
+exceed ``high``, the person's probabilities are the mean over those frames; else if more than
+``low_share`` of them are below ``low``, the mean over those; else the mean over all. The most-fake
+person decides the video.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from handler.errors import CorruptVideo, NoFaceFound, NoFrames, UnsupportedVideo, VideoTooLarge, VideoTooSlow
+from handler.faces import FaceDetector, FaceSettings, check_mode, crop_region, cut
+from handler.geometry import Box
+
+# Brands of ISO-BMFF files that are still images (HEIF/AVIF), not videos.
+IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")
+KEEP_SIDE = 448  # crops and whole frames are kept at most this long (the model sees 224)
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Limits and sampling for videos (``HandlerOptions.video`` builds it; defaults live there)."""
+
+    frames: int
+    max_bytes: int
+    max_seconds: float
+    max_pixels: int
+    max_streams: int
+    codecs: tuple[str, ...]
+    budget_s: float
+    high: float
+    low: float
+    confident_min: int
+    low_share: float
+
+
+def container_format(payload: bytes) -> str | None:
+    """The FFmpeg demuxer for ``payload``'s container, by its leading bytes; None if not a video container."""
+    if len(payload) >= 12 and payload[4:8] == b"ftyp":
+        return None if payload[8:12] in IMAGE_BRANDS else "mov"
+    if len(payload) >= 8 and payload[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "mov"
+    if payload[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if payload[:4] == b"RIFF" and payload[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+@dataclass
+class Sampled:
+    """What sampling found: the clip's duration, frame size (as displayed) and codec, and how many frames
+    were handed on."""
+
+    duration_s: float
+    size: tuple[int, int]
+    codec: str
+    frames: int = 0
+
+
+def _targets(stamps: Sequence[int], count: int, start: int, end: int) -> list[int]:
+    """Up to ``count`` distinct timestamps of ``stamps`` nearest to evenly spaced times over [start, end]."""
+    import bisect
+
+    stamps = sorted(set(stamps))
+    if count >= len(stamps):
+        return stamps
+    chosen = []
+    for i in range(count):
+        wanted = start + (end - start) * (i + 0.5) / count
+        at = bisect.bisect_left(stamps, wanted)
+        near = min((p for p in (at - 1, at) if 0 <= p < len(stamps)), key=lambda p: abs(stamps[p] - wanted))
+        chosen.append(stamps[near])
+    return sorted(set(chosen))
+
+
+def sample_frames(payload: bytes, settings: VideoSettings, on_frame: Callable[[float, Image.Image], None]) -> Sampled:
+    """Decode ``settings.frames`` evenly spaced frames of ``payload`` and call ``on_frame(t, rgb)`` for each,
+    in time order (display orientation applied). Raises ``ClientError`` subclasses for bad input."""
+    import av
+
+    if len(payload) > settings.max_bytes:
+        raise VideoTooLarge(f"the video is {len(payload)} bytes; at most {settings.max_bytes} are accepted")
+    demuxer = container_format(payload)
+    if demuxer is None:
+        raise UnsupportedVideo("not an MP4/MOV, WebM/Matroska or AVI container")
+    started = time.monotonic()
+
+    def check_budget() -> None:
+        if time.monotonic() - started > settings.budget_s:
+            raise VideoTooSlow(f"sampling took over {settings.budget_s:g} s; send a shorter or smaller clip")
+
+    try:
+        with av.open(io.BytesIO(payload), mode="r", format=demuxer) as container:
+            stream, stamps, keyframes = _probe(container, settings, check_budget)
+            base = stream.time_base
+            start, end = min(stamps), max(stamps)
+            duration = float((end - start) * base) if len(stamps) > 1 else 0.0
+            if stream.average_rate and len(stamps) > 1:
+                duration += float(1 / stream.average_rate)
+            if duration > settings.max_seconds:
+                raise VideoTooLarge(f"the video lasts {duration:.1f} s; at most {settings.max_seconds:g} s are accepted")
+            targets = _targets(stamps, settings.frames, start, end)
+        with av.open(io.BytesIO(payload), mode="r", format=demuxer) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            sampled = Sampled(duration, (stream.codec_context.width, stream.codec_context.height), stream.codec_context.name)
+            _decode(container, stream, targets, sorted(keyframes), start, on_frame, sampled, check_budget)
+    except av.error.EOFError as exc:
+        raise NoFrames("the file ends before its first frame") from exc
+    except av.error.FFmpegError as exc:
+        raise CorruptVideo(f"the video cannot be decoded: {exc.strerror or type(exc).__name__}") from exc
+    if sampled.frames == 0:
+        raise NoFrames("no frame of the video could be decoded")
+    return sampled
+
+
+def _probe(container, settings: VideoSettings, check_budget: Callable[[], None]):
+    """The video stream, its packets' timestamps and keyframe timestamps; checks streams, codec, size."""
+    if len(container.streams) > settings.max_streams:
+        raise VideoTooLarge(f"the file has {len(container.streams)} streams; at most {settings.max_streams} are accepted")
+    if not container.streams.video:
+        raise UnsupportedVideo("the file has no video stream (audio only?)")
+    if len(container.streams.video) > 1:
+        raise UnsupportedVideo(f"the file has {len(container.streams.video)} video streams; one is accepted")
+    stream = container.streams.video[0]
+    codec = stream.codec_context.name
+    if codec not in settings.codecs:
+        raise UnsupportedVideo(f"video codec {codec!r} is not accepted; accepted: {', '.join(settings.codecs)}")
+    width, height = stream.codec_context.width, stream.codec_context.height
+    if width <= 0 or height <= 0:
+        raise CorruptVideo("the video stream has no frame size")
+    if width * height > settings.max_pixels:
+        raise VideoTooLarge(f"frames are {width}x{height} = {width * height} pixels; at most {settings.max_pixels} are accepted")
+    if stream.time_base is None:
+        raise CorruptVideo("the video stream has no time base")
+    stamps, keyframes = [], []
+    # A packet per frame; a cap keeps a hostile file with millions of tiny packets bounded.
+    most = int(settings.max_seconds * 240) + 1
+    for number, packet in enumerate(container.demux(stream)):
+        if number % 256 == 0:
+            check_budget()
+        if packet.pts is None or packet.size == 0:
+            continue
+        stamps.append(packet.pts)
+        if packet.is_keyframe:
+            keyframes.append(packet.pts)
+        if len(stamps) > most:
+            raise VideoTooLarge(f"the video has over {most} frames; at most {settings.max_seconds:g} s are accepted")
+    if not stamps:
+        raise NoFrames("the video stream holds no frames")
+    return stream, stamps, keyframes or [min(stamps)]
+
+
+def _decode(container, stream, targets: list[int], keyframes: list[int], start: int, on_frame, sampled: Sampled,
+            check_budget: Callable[[], None]) -> None:
+    """Decode up to each target timestamp, seeking to its keyframe only when that skips frames."""
+    import bisect
+
+    import av
+
+    frames, position = None, None
+    for target in targets:
+        before = keyframes[max(0, bisect.bisect_right(keyframes, target) - 1)]
+        if frames is None or position is None or before > position:
+            container.seek(before, stream=stream, backward=True, any_frame=False)
+            frames = container.decode(stream)
+        picked = None
+        try:
+            for frame in frames:
+                check_budget()
+                if frame.pts is None:
+                    continue
+                position = frame.pts
+                if frame.pts >= target:
+                    picked = frame
+                    break
+        except av.error.FFmpegError:
+            if sampled.frames == 0:
+                raise
+            return  # a truncated or damaged tail: keep what was decoded before it
+        if picked is None:
+            return
+        image = picked.to_image()
+        if picked.rotation:
+            image = image.rotate(picked.rotation, expand=True)
+        if sampled.frames == 0:
+            sampled.size = image.size
+        sampled.frames += 1
+        on_frame(float((picked.pts - start) * stream.time_base), image)
+
+
+def _affinity(last: Box, box: Box) -> float:
+    """How likely ``box`` continues a track that ended at ``last``: IoU, else a little for a near centre."""
+    left, top = max(last.x, box.x), max(last.y, box.y)
+    right, bottom = min(last.x + last.w, box.x + box.w), min(last.y + last.h, box.y + box.h)
+    inter = max(0, right - left) * max(0, bottom - top)
+    union = last.w * last.h + box.w * box.h - inter
+    iou = inter / union if union else 0.0
+    if iou > 0.1:
+        return iou
+    distance = ((last.x + last.w / 2 - box.x - box.w / 2) ** 2 + (last.y + last.h / 2 - box.y - box.h / 2) ** 2) ** 0.5
+    reach = 1.5 * max(last.w, last.h, box.w, box.h)
+    size_ratio = min(last.w, box.w) / max(last.w, box.w)
+    return 0.1 * (1 - distance / reach) if distance < reach and size_ratio > 0.5 else 0.0
+
+
+def link_people(detections: Sequence[Sequence[Box]], max_gap: int = 2) -> list[list[tuple[int, Box]]]:
+    """Faces per sampled frame -> people: each a list of (frame index, box), linked greedily by box overlap
+    (or a near centre) with the track's last box, allowing ``max_gap - 1`` missed frames in between."""
+    tracks: list[list[tuple[int, Box]]] = []
+    for index, boxes in enumerate(detections):
+        pairs = sorted(
+            ((_affinity(track[-1][1], box), t, b) for t, track in enumerate(tracks) if index - track[-1][0] <= max_gap
+             for b, box in enumerate(boxes)),
+            reverse=True,
+        )
+        used_tracks, used_boxes = set(), set()
+        for score, t, b in pairs:
+            if score <= 0 or t in used_tracks or b in used_boxes:
+                continue
+            tracks[t].append((index, boxes[b]))
+            used_tracks.add(t)
+            used_boxes.add(b)
+        tracks += [[(index, box)] for b, box in enumerate(boxes) if b not in used_boxes]
+    return tracks
+
+
+def confident_frames(scores: Sequence[float], settings: VideoSettings) -> list[int]:
+    """Indices of the frames whose probabilities make up a person's verdict (the confident strategy)."""
+    n = len(scores)
+    high = [i for i, s in enumerate(scores) if s > settings.high]
+    if len(high) > settings.confident_min and len(high) > n / 2.5:
+        return high
+    low = [i for i, s in enumerate(scores) if s < settings.low]
+    if len(low) > settings.low_share * n:
+        return low
+    return list(range(n))
+
+
+@dataclass
+class VideoSubjects:
+    """What gets classified for one video: ``crops`` (faces of every sampled frame, or whole frames), and
+    for each crop its owner (person index, or -1 for a whole frame) and its sampled frame."""
+
+    crops: list[Image.Image]
+    owners: list[tuple[int, int]]
+    boxes: list[Box | None]
+    times: list[float]
+    people: int
+    mode: str
+    sampled: Sampled
+    skipped: int = 0
+    media: str = field(default="video")
+
+    @property
+    def analyzed(self) -> str:
+        return "faces" if self.people else "frames"
+
+
+def _keep(image: Image.Image) -> Image.Image:
+    """``image`` shrunk so its longer side is at most ``KEEP_SIDE``: the model sees 224 pixels."""
+    shrink = KEEP_SIDE / max(image.size)
+    if shrink >= 1:
+        return image
+    return image.resize((max(1, round(image.width * shrink)), max(1, round(image.height * shrink))), Image.Resampling.BILINEAR)
+
+
+class VideoMedia:
+    """Videos: sampled frames, faces per frame linked into people, whole frames without faces."""
+
+    name = "video"
+
+    def __init__(self, settings: VideoSettings, faces: FaceSettings, detector: Callable[[], FaceDetector]) -> None:
+        self.settings, self.faces, self.detector = settings, faces, detector
+
+    def accepts(self, payload: bytes) -> bool:
+        return container_format(payload) is not None
+
+    def subjects(self, payload: bytes, mode: str) -> VideoSubjects:
+        check_mode(mode)
+        times: list[float] = []
+        thumbnails: list[Image.Image] = []
+        found: list[list[Box]] = []
+        face_crops: list[list[Image.Image]] = []
+        skipped = 0
+
+        def on_frame(t: float, image: Image.Image) -> None:
+            nonlocal skipped
+            times.append(t)
+            boxes = self.detector().detect(image) if mode != "off" else []
+            skipped += max(0, len(boxes) - self.faces.max_faces)
+            boxes = boxes[: self.faces.max_faces]
+            found.append(boxes)
+            face_crops.append([_keep(cut(image, crop_region(image.size, box, self.faces.margin))) for box in boxes])
+            thumbnails.append(_keep(image))
+
+        sampled = sample_frames(payload, self.settings, on_frame)
+        people = link_people(found) if any(found) else []
+        if not people:
+            if mode == "faces":
+                raise NoFaceFound(f"no face of at least the minimum size was found in {sampled.frames} sampled frames; "
+                                  "send face mode auto or off to classify whole frames")
+            return VideoSubjects(thumbnails, [(-1, i) for i in range(len(times))], [None] * len(times), times, 0, mode, sampled)
+        crops, owners, boxes = [], [], []
+        for person, track in enumerate(people):
+            for frame, box in track:
+                crops.append(face_crops[frame][found[frame].index(box)])
+                owners.append((person, frame))
+                boxes.append(box)
+        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped)

@@ -1,0 +1,181 @@
+"""Videos in the core: sampling, people across frames, the confident strategy, and every limit, on
+generated clips (tests/videogen.py) and the tiny ViT. Served video is in test_serving.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from handler.classifier import DeepfakeClassifier
+from handler.errors import ClientError
+from handler.geometry import Box
+from handler.options import HandlerOptions
+from handler.request import Request
+from handler.video import VideoSettings, confident_frames, container_format, link_people
+from tests import imagegen, videogen
+
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def video_classifier(tiny_checkpoint) -> DeepfakeClassifier:
+    options = HandlerOptions(face_mode="auto", video_frames=FRAMES, fake_label="synthetic", video_confident_min=2)
+    return DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options, forward_batch=4)
+
+
+@pytest.fixture(scope="module")
+def two_people() -> bytes:
+    return videogen.clip(people=2)
+
+
+def answer_of(classifier, payload: bytes, mode: str | None = None):
+    return classifier.predict_batch([Request(payload, mode)])[0]
+
+
+def test_containers_are_recognised_by_content_not_name():
+    assert container_format(videogen.clip(count=2)) == "mov"
+    assert container_format(videogen.clip(count=2, codec="libvpx-vp9", fmt="webm")) == "matroska"
+    assert container_format(videogen.clip(count=2, codec="mpeg4", fmt="avi")) == "avi"
+    assert container_format(imagegen.jpeg()) is None and container_format(b"") is None
+
+
+def test_two_people_are_two_tracks_with_boxes_that_follow_them_in_original_pixels(video_classifier, two_people):
+    answer = answer_of(video_classifier, two_people)
+    assert (answer["media"], answer["analyzed"], answer["frames_analyzed"]) == ("video", "faces", FRAMES)
+    assert answer["image_size"] == [640, 360] and answer["duration_s"] == pytest.approx(2.0, abs=0.11)
+    assert len(answer["people"]) == 2
+    movers = {}
+    for person in answer["people"]:
+        assert person["frames_seen"] == FRAMES == len(person["timeline"])
+        xs = [point["box"][0] for point in person["timeline"]]
+        movers[person["id"]] = xs[-1] - xs[0]
+        # Every box sits where that astronaut's face was pasted in that frame (frame index = t x 10 fps).
+        for point in person["timeline"]:
+            frame = round(point["t"] * 10)
+            x, y, w, h = point["box"]
+            first = 10 + frame * 6 + videogen.FACE_IN_PASTE[0]
+            second = 640 - videogen.FACE_SIDE - 10 - frame * 3 + (videogen.FACE_SIDE - videogen.FACE_IN_PASTE[0] - videogen.FACE_IN_PASTE[2])
+            assert min(abs(x - first), abs(x - second)) <= 10, (frame, point["box"])
+            assert 30 <= w <= 60 and 0 <= y <= 360 - h
+    assert sorted(movers.values())[0] < 0 < sorted(movers.values())[1]  # one walks left, one right
+    assert answer["decided_by_person"] in (0, 1)
+    decider = answer["people"][answer["decided_by_person"]]
+    assert answer["probabilities"] == decider["probabilities"] and answer["verdict"] == decider["verdict"]
+
+
+def test_a_clip_without_faces_aggregates_whole_frames_or_is_422_in_faces_mode(video_classifier):
+    payload = videogen.clip(people=0, count=12)
+    answer = answer_of(video_classifier, payload)
+    assert (answer["analyzed"], answer["people"], answer["decided_by_person"]) == ("frames", [], None)
+    assert len(answer["timeline"]) == FRAMES and sum(answer["probabilities"].values()) == pytest.approx(1.0)
+    error = error_of(video_classifier, payload, "faces")
+    assert (error.status, error.error) == (422, "no face found")
+
+
+def error_of(classifier, payload: bytes, mode: str | None = None) -> ClientError:
+    result = classifier.predict_batch([Request(payload, mode)])[0]
+    assert isinstance(result, ClientError), result
+    return result
+
+
+def test_a_rotation_tag_is_applied_before_faces_are_looked_for(video_classifier):
+    turned = videogen.rotation_tag(videogen.clip(people=1, count=10, turned=90), 90)
+    answer = answer_of(video_classifier, turned)
+    assert answer["image_size"] == [640, 360]  # displayed upright, as stored turned
+    assert answer["analyzed"] == "faces" and len(answer["people"]) == 1
+
+
+def test_variable_frame_rate_samples_by_time(video_classifier):
+    stamps = [0, 40, 80, 500, 540, 580, 1500, 1540, 1580, 1900, 1950, 2000]  # ms: bursts and gaps
+    answer = answer_of(video_classifier, videogen.clip(people=1, count=len(stamps), pts=stamps))
+    times = [point["t"] for point in answer["people"][0]["timeline"]]
+    assert times == sorted(times) and len(set(times)) == len(times)
+    assert times[0] <= 0.1 and times[-1] >= 1.5  # spread over the clip, not the first frames
+    assert 2.0 <= answer["duration_s"] <= 2.25  # the last frame's own duration is estimated from the mean rate
+
+
+def test_forward_passes_are_never_larger_than_the_batch_size(video_classifier, two_people):
+    sizes = []
+    runtime = video_classifier.runtime
+    original = runtime.predict
+
+    def recording(pixels):
+        sizes.append(len(pixels))
+        return original(pixels)
+
+    runtime.predict = recording
+    try:
+        answer_of(video_classifier, two_people)
+    finally:
+        runtime.predict = original
+    assert sum(sizes) == 2 * FRAMES and max(sizes) <= 4
+
+
+def test_a_video_in_a_batch_leaves_the_images_answers_untouched(video_classifier, two_people):
+    images = [imagegen.jpeg(seed=s) for s in range(3)]
+    alone = video_classifier.predict_batch(images)
+    mixed = video_classifier.predict_batch([images[0], two_people, images[1], b"\x00\x00\x00\x18ftypisom broken", images[2]])
+    for single, together in zip(alone, [mixed[0], mixed[2], mixed[4]]):
+        assert together["media"] == "image" and together["label"] == single["label"]
+        assert together["probabilities"] == pytest.approx(single["probabilities"], abs=1e-5)
+    assert mixed[1]["media"] == "video" and isinstance(mixed[3], ClientError)
+
+
+SETTINGS = VideoSettings(frames=32, max_bytes=1, max_seconds=1, max_pixels=1, max_streams=1, codecs=("h264",), budget_s=1,
+                         high=0.8, low=0.2, confident_min=11, low_share=0.9)
+
+
+def test_the_confident_strategy_on_hand_made_frame_scores():
+    fake = [0.9] * 14 + [0.5] * 18  # 14 > 11 and 14 > 32 / 2.5: the mean of the confident frames
+    assert confident_frames(fake, SETTINGS) == list(range(14))
+    few = [0.9] * 12 + [0.5] * 20  # 12 < 12.8: not enough; not 90 % low either: every frame
+    assert confident_frames(few, SETTINGS) == list(range(32))
+    real = [0.1] * 30 + [0.6] * 2  # 30 > 0.9 x 32: the mean of the low ones
+    assert confident_frames(real, SETTINGS) == list(range(30))
+
+
+def test_faces_are_linked_across_a_missed_frame_and_not_across_the_frame():
+    a, b = Box(10, 10, 50, 50), Box(300, 10, 50, 50)
+    detections = [[a, b], [Box(16, 10, 50, 50)], [Box(22, 11, 50, 50), Box(306, 10, 50, 50)], [Box(28, 10, 50, 50)]]
+    people = link_people(detections)
+    assert [[frame for frame, _ in track] for track in people] == [[0, 1, 2, 3], [0, 2]]
+
+
+@pytest.mark.parametrize(
+    ("payload", "options", "status", "error", "says"),
+    [
+        (lambda: videogen.clip(count=4), {"video_max_bytes": 1000}, 413, "video too large", "bytes"),
+        (lambda: videogen.clip(count=30), {"video_max_seconds": 1.0}, 413, "video too large", "lasts"),
+        (lambda: videogen.clip(count=4), {"video_max_pixels": 320 * 240}, 413, "video too large", "pixels"),
+        (lambda: videogen.clip(count=4, audio=True), {"video_max_streams": 1}, 413, "video too large", "streams"),
+        (lambda: videogen.clip(count=4, codec="mpeg4", fmt="avi"), {"video_codecs": "h264,vp9"}, 415, "unsupported video", "mpeg4"),
+        (lambda: videogen.clip(count=4, codec="png", fmt="mov"), {}, 415, "unsupported video", "png"),  # frames as PNG images
+        (videogen.audio_only, {}, 415, "unsupported video", "no video stream"),
+        (videogen.no_frames, {}, 422, "no frames", "before its first frame"),
+        (lambda: videogen.clip(count=4)[:600], {}, 400, "corrupt video", "cannot be decoded"),
+        (lambda: b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 8, {}, 400, "corrupt video", "cannot be decoded"),
+    ],
+    ids=["bytes", "duration", "pixels", "streams", "codec", "image-sequence", "audio-only", "zero-frame", "truncated", "corrupt"],
+)
+def test_each_limit_and_bad_file_is_a_4xx_naming_it(tiny_checkpoint, payload, options, status, error, says):
+    classifier = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="auto", video_frames=4, **options))
+    result = error_of(classifier, payload())
+    assert (result.status, result.error) == (status, error)
+    assert says in result.detail
+
+
+def test_a_truncated_tail_keeps_the_frames_before_it(video_classifier):
+    # Fragmented MP4 (as recorders and streams write it), a fragment per 5 frames: a cut keeps those before it.
+    payload = videogen.clip(people=1, count=30, gop=5, options={"movflags": "frag_keyframe+empty_moov"})
+    answer = answer_of(video_classifier, payload[: len(payload) * 6 // 10])
+    assert answer["media"] == "video" and 1 <= answer["frames_analyzed"] <= FRAMES
+
+
+def test_a_video_cannot_be_explained(video_classifier, two_people):
+    result = video_classifier.predict_batch([Request(two_people, explain=True)])[0]
+    assert isinstance(result, ClientError) and result.status == 400 and "images" in result.detail
+
+
+def test_the_sampling_budget_stops_a_slow_clip(tiny_checkpoint):
+    classifier = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="auto", video_budget_s=0.0))
+    result = error_of(classifier, videogen.clip(count=10))
+    assert (result.status, result.error) == (422, "video too slow to sample")
