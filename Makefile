@@ -12,7 +12,7 @@ CHECKPOINT ?=
 # SERVE_FLAGS=--enable-model-api lets scripts.rollout register new versions.
 SERVE_FLAGS ?=
 
-.PHONY: serve stop test bench bench-faces bench-video soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+.PHONY: serve stop test bench bench-faces bench-video bench-provenance soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
 serve: preflight-serve archive
 	$(PY) -m scripts.serve start $(SERVE_FLAGS)
@@ -50,6 +50,10 @@ bench-faces: demo-checkpoint
 # worker RSS while answering 1080p. Writes results/video/; asserts nothing.
 bench-video: demo-checkpoint
 	$(PY) -m loadtest.video_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/video
+
+# Milliseconds of the provenance stage per file (plain, C2PA-signed, XMP, PNG chunks); results/provenance/.
+bench-provenance: venv
+	$(PY) -m loadtest.provenance_bench --output results/provenance
 
 # Steady Locust load on the served archive with memory and error sampling; not a test.
 SOAK_MINUTES ?= 10

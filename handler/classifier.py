@@ -19,6 +19,7 @@ from handler.faces import FaceDetector, FaceSettings, create_detector, deciding_
 from handler.images import ImageLimits
 from handler.media import ImageMedia, MediaKind
 from handler.options import HandlerOptions
+from handler.provenance import ProvenanceReader, ProvenanceSettings, load_trust_list
 from handler.request import Request, Subjects
 from handler.runtime import Runtime, create_runtime
 from handler.video import VideoMedia, VideoSettings, VideoSubjects
@@ -40,6 +41,7 @@ class DeepfakeClassifier:
         decision: Decision | None = None,
         video: VideoSettings | None = None,
         forward_batch: int = 8,
+        provenance: ProvenanceReader | None = None,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -54,6 +56,7 @@ class DeepfakeClassifier:
         self._explainer_source = explainer_source
         self._explainer: Explainer | None = None
         self.video = video or HandlerOptions().video
+        self.provenance = provenance or ProvenanceReader(ProvenanceSettings(enabled=False))
         # The most crops one forward pass takes (the worker's batchSize): a video's many crops are split.
         self.forward_batch = forward_batch
         self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector), ImageMedia(limits, faces, self.detector))
@@ -86,6 +89,7 @@ class DeepfakeClassifier:
             decision=read_decision(info.path, info.labels, options.fake_label),
             video=options.video,
             forward_batch=forward_batch,
+            provenance=ProvenanceReader(ProvenanceSettings(options.provenance, load_trust_list(options.provenance_trust_list, info.path))),
         )
 
     def detector(self) -> FaceDetector:
@@ -154,6 +158,10 @@ class DeepfakeClassifier:
             for (index, subjects), chunk, chunk_maps in zip(explained, _split(verdicts(self.labels, logits, self.decision), counts), _split(maps, counts)):
                 results[index] = self._answer(subjects, chunk, ("torch", "fp32"))
                 results[index]["explanation"] = explanation(subjects, torch.stack(list(chunk_maps)))
+        for request, result in zip(requests, results):
+            if isinstance(result, dict):
+                enabled = self.provenance.settings.enabled
+                result["provenance"] = self.provenance.read(request.payload, result["media"]) if enabled else None
         return results  # type: ignore[return-value]
 
     def _answer(self, subjects: Subjects | VideoSubjects, found: Sequence[Verdict], computed_by: tuple[str, str]) -> Answer:

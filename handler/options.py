@@ -56,6 +56,11 @@ class HandlerOptions:
     video_low: float = field(default=0.2, metadata={"min": 0.0})
     video_confident_min: int = field(default=11, metadata={"min": 0})
     video_low_share: float = field(default=0.9, metadata={"min": 0.0})
+    # Provenance beside the verdict (handler/provenance.py): C2PA, XMP, EXIF, PNG generator chunks.
+    provenance: bool = True
+    # PEM trust anchors for C2PA signers: a file in the checkpoint folder (packed) or an absolute path on the
+    # serving host; "" reports signers as unverified.
+    provenance_trust_list: str = ""
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> "HandlerOptions":

@@ -11,7 +11,6 @@ results/faces/faces.csv, e2e.csv, faces.json and faces.png; it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import statistics
@@ -25,8 +24,8 @@ from handler.faces import create_detector, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
-from loadtest.harness import built_server, locust_row, save_figure, write_csv
-from scripts.project import DEMO_CHECKPOINT, ROOT, handler_options
+from loadtest.harness import announce_cpu, bench_parser, built_server, locust_row, save_figure, write_csv
+from scripts.project import handler_options
 
 
 def photo_set() -> dict[str, bytes]:
@@ -117,19 +116,14 @@ def plot(costs: list[dict], e2e: list[dict], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT, help="(default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=ROOT / "results" / "faces", help="(default: results/faces)")
-    parser.add_argument("--repeats", type=int, default=20, help="timings per photo (default: %(default)s)")
+    parser = bench_parser(__doc__, "faces", 20, "photo")
     parser.add_argument("--users", type=int, default=8, help="Locust users (default: %(default)s)")
     parser.add_argument("--seconds", type=int, default=30, help="seconds per Locust run (default: %(default)s)")
-    parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     options = handler_options()
     photos = photo_set()
-    cpu = cpu_description()
-    print(f"{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or 'baseline'}", flush=True)
+    announce_cpu()
     print("Face stage in-process (shipped options):", flush=True)
     costs = face_stage_costs(photos, options, args.repeats)
     write_csv(costs, args.output / "faces.csv")

@@ -7,6 +7,7 @@ always stops it; ``built_server`` first builds the archive from a checkpoint and
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import os
@@ -21,8 +22,18 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from handler.hardware import cpu_description
 from scripts.packaging.archive import Int8Inputs, build_mar
-from scripts.project import CONFIG_PROPERTIES, KEY_FILE, LOCUSTFILE, MODEL_CONFIG, MODEL_NAME, MODEL_VERSION, ROOT
+from scripts.project import (
+    CONFIG_PROPERTIES,
+    DEMO_CHECKPOINT,
+    KEY_FILE,
+    LOCUSTFILE,
+    MODEL_CONFIG,
+    MODEL_NAME,
+    MODEL_VERSION,
+    ROOT,
+)
 from scripts.serving.process import serving
 from scripts.serving.properties import loopback_config
 from scripts.serving.server import Server
@@ -180,3 +191,23 @@ def save_figure(fig, axes, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def bench_parser(doc: str, output: str, repeats: int, what: str, served: bool = True) -> argparse.ArgumentParser:
+    """The options benchmarks share: ``results/<output>``, timings per ``what``, and for those that also
+    serve a model (``served``) the checkpoint and --skip-e2e."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if served:
+        parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT, help="(default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=ROOT / "results" / output, help=f"(default: results/{output})")
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"timings per {what} (default: %(default)s)")
+    if served:
+        parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
+    return parser
+
+
+def announce_cpu() -> dict:
+    """The CPU's model, cores and ISA flags, printed first: every figure names its CPU."""
+    cpu = cpu_description()
+    print(f"{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or 'baseline'}", flush=True)
+    return cpu

@@ -9,7 +9,6 @@ video.png; it asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import statistics
@@ -25,11 +24,10 @@ from PIL import Image
 
 from handler.classifier import DeepfakeClassifier
 from handler.faces import crop_region, cut
-from handler.hardware import cpu_description
 from handler.request import Request
 from handler.video import sample_frames
-from loadtest.harness import built_server, save_figure, write_csv
-from scripts.project import DEMO_CHECKPOINT, MODEL_NAME, ROOT, handler_options
+from loadtest.harness import announce_cpu, bench_parser, built_server, save_figure, write_csv
+from scripts.project import MODEL_NAME, handler_options
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -158,17 +156,12 @@ def plot(costs: list[dict], path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT, help="(default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=ROOT / "results" / "video", help="(default: results/video)")
-    parser.add_argument("--repeats", type=int, default=3, help="timings per clip (default: %(default)s)")
+    parser = bench_parser(__doc__, "video", 3, "clip")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients end to end (default: %(default)s)")
     parser.add_argument("--per-client", type=int, default=2, help="clips each client sends (default: %(default)s)")
-    parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
-    cpu = cpu_description()
-    print(f"{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa']) or 'baseline'}", flush=True)
+    cpu = announce_cpu()
     clips = {name: make_clip(size) for name, size in SIZES.items()}
     classifier = DeepfakeClassifier.from_checkpoint(args.checkpoint, handler_options())
     print(f"In-process, shipped settings ({classifier.runtime.name} {classifier.runtime.precision}, "

@@ -1,7 +1,8 @@
 """Score a folder of unlabelled images and videos into a CSV, with a checkpoint folder or a running endpoint.
 
 Columns: path, label, verdict (real | fake | uncertain), confidence, probabilities (JSON object label -> p),
-calibrated (true when the model has a decision.json), version, demo, error.
+calibrated (true when the model has a decision.json), declared_ai (true/false from the file's provenance, empty
+when nothing is declared), declared_by, signer (the C2PA signer's common name), version, demo, error.
 A file that cannot be read or decoded gets a row with only its error: it is reported, never fatal.
 --face-mode (auto | faces | off) defaults to the model config's face_mode; label and verdict are the
 image's (the most-fake face decides), or the video's (the most-fake person decides).

@@ -268,3 +268,19 @@ def test_page_server_says_when_torchserve_is_down(tmp_path):
 def test_page_server_keeps_the_models_label_order(page_url):
     answer = requests.post(f"{page_url}api/analyze", files={"image": ("a.jpg", jpeg(Image.fromarray(photos.coffee())))}, timeout=60)
     assert list(answer.json()["probabilities"]) == ["synthetic", "authentic", "unsure"]  # id2label order, not sorted
+
+
+def test_the_provenance_panel_shows_a_signed_ai_declaration_beside_the_verdict(page):
+    from tests import imagegen, provenancegen
+
+    signed = provenancegen.signed(imagegen.jpeg(seed=3, width=96, height=96), "image/jpeg")
+    upload(page, "generated.jpg", signed)
+    analyze(page)
+    assert page.is_visible("#provenance")
+    assert page.inner_text("#provenance-declared") == "declares AI"
+    assert "declare this file AI-generated" in page.inner_text("#provenance-statement")
+    details = page.inner_text("#provenance-details")
+    assert "Valid, unverified (no trust list configured)" in details and "Test Generator" in details
+    assert page.inner_text("#verdict") == "Real"  # the model's verdict (tiny, uncalibrated) is not changed by it
+    assert "Absence proves nothing" in page.inner_text("#provenance")
+    shot(page, "provenance_signed")

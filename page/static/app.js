@@ -144,6 +144,7 @@ function render(body) {
     note = "No face found: the whole image was classified instead (the model was trained on face crops, so this verdict means less).";
   }
   $("analyzed-note").textContent = note;
+  renderProvenance(body.provenance);
   $("people").replaceChildren(...(body.people || []).map((person) => personItem(body, person)));
   if (body.media === "video") drawFirstFrames(body);
   $("faces").replaceChildren(...(body.faces || []).map((face, index) => {
@@ -162,6 +163,37 @@ function render(body) {
   $("meta").textContent = `${body.model} ${body.version} · ${body.runtime} ${body.precision}` +
     (body.explanation ? ` · ${body.explanation.method}` : "") + (body.demo ? " · DEMO WEIGHTS" : "");
   $("result").hidden = false;
+}
+
+// The provenance panel: the summary, then each source that said something (docs/api.md#provenance-beside-the-verdict).
+function renderProvenance(block) {
+  const panel = $("provenance");
+  panel.hidden = !block;
+  if (!block) return;
+  const badge = $("provenance-declared");
+  badge.textContent = block.declared_ai === true ? "declares AI" : block.declared_ai === false ? "declares capture" : "nothing declared";
+  badge.className = `declared${block.declared_ai === true ? " ai" : block.declared_ai === false ? " capture" : ""}`;
+  $("provenance-statement").textContent = block.statement;
+  const rows = [];
+  const c2pa = block.c2pa || {};
+  rows.push(["C2PA", c2pa.present ? `${c2pa.validation_state}, ${c2pa.trust}` : c2pa.present === false ? "none" : "not read"]);
+  if (c2pa.present) {
+    rows.push(["signer", [c2pa.signer.common_name, c2pa.signer.organization].filter(Boolean).join(", ") || "unnamed"]);
+    rows.push(["claim generator", c2pa.claim_generator || "—"]);
+    rows.push(["source type", (c2pa.digital_source_types || []).join(", ") || "none declared"]);
+    if (c2pa.failures && c2pa.failures.length) rows.push(["failures", c2pa.failures.join(", ")]);
+  }
+  if (block.xmp) rows.push(["XMP source type", block.xmp.digital_source_type]);
+  if (block.png) rows.push(["PNG generator", `${block.png.generator}: "${block.png.excerpt}"`]);
+  if (block.exif) rows.push(["EXIF", Object.entries(block.exif).map(([k, v]) => `${k} ${v}`).join(", ")]);
+  if (block.errors && block.errors.length) rows.push(["unreadable", block.errors.join("; ")]);
+  $("provenance-details").replaceChildren(...rows.flatMap(([term, value]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = value;
+    return [dt, dd];
+  }));
 }
 
 const SVG = "http://www.w3.org/2000/svg";

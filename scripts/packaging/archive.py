@@ -66,6 +66,9 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
             shutil.copy2(checkpoint / optional, target / optional)
     if options.face_model:
         stage_face_model(checkpoint, options.face_model, target)
+    if _packed_trust_list(options):
+        stage_checkpoint_file(checkpoint, options.provenance_trust_list, target, "provenance_trust_list",
+                              "put the PEM file in the checkpoint folder, or give an absolute path on the serving host")
     if options.runtime in ("openvino", "auto"):  # auto may choose OpenVINO where it is fastest
         try:
             in_fresh_process(convert_to_openvino, checkpoint, target)
@@ -80,16 +83,26 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
     return stage
 
 
+def _packed_trust_list(options: HandlerOptions) -> bool:
+    """A trust list named relative to the checkpoint folder travels in the archive; an absolute one stays
+    on the serving host (operators replace it without a rebuild)."""
+    return bool(options.provenance_trust_list) and not Path(options.provenance_trust_list).is_absolute()
+
+
 def stage_face_model(checkpoint: Path, name: str, target: Path) -> None:
     """Copy the configured face detector file (e.g. YuNet's ONNX) from the checkpoint folder."""
+    stage_checkpoint_file(checkpoint, name, target, "face_model",
+                          f"download it with python -m scripts.fetch_checkpoint --face-model --output {checkpoint}, "
+                          "or set face_detector: haar")
+
+
+def stage_checkpoint_file(checkpoint: Path, name: str, target: Path, option: str, remedy: str) -> None:
+    """Copy the file ``option`` names from the checkpoint folder into the archive's."""
     if Path(name).name != name:
-        raise BuildError(f"face_model must be a file name inside the checkpoint folder, got {name!r}")
+        raise BuildError(f"{option} must be a file name inside the checkpoint folder, got {name!r}")
     source = checkpoint / name
     if not source.is_file():
-        raise BuildError(
-            f"face_model {name} is not in {checkpoint}; download it with "
-            f"python -m scripts.fetch_checkpoint --face-model --output {checkpoint}, or set face_detector: haar"
-        )
+        raise BuildError(f"{option} {name} is not in {checkpoint}; {remedy}")
     shutil.copy2(source, target / name)
 
 
@@ -111,6 +124,7 @@ def build_inputs(checkpoint: Path, model_config: Path, options: HandlerOptions) 
     checkpoint = checkpoint.resolve()
     packed = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json", DECISION_FILE)]
     packed += weight_files(checkpoint) + ([checkpoint / options.face_model] if options.face_model else [])
+    packed += [checkpoint / options.provenance_trust_list] if _packed_trust_list(options) else []
     handler = [p for p in HANDLER_PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
     return {
         "checkpoint_sha256": digest_files([p for p in packed if p.is_file()], checkpoint),

@@ -60,9 +60,26 @@ def evaluate(predictor: Predictor, samples: list[Sample], batch_size: int = 32, 
     verdicts = [s.prediction.get("verdict") for s in good]
     report["decision"] = decision
     report["operating"] = operating_report(labels, truth, probabilities, logits, verdicts, decision)
+    report["provenance"] = provenance_agreement(good, truth, labels, decision.get("fake_label"))
     report["unreadable"] = [{"path": str(s.path), "error": s.error} for s in scored if s.error is not None]
     report["model"] = _model_fields(good[0].prediction)
     return Evaluation(report, truth, probabilities, scored, logits, verdicts, decision)
+
+
+def provenance_agreement(good: list[Scored], truth: list[int], labels: tuple[str, ...], fake_label: str | None) -> dict:
+    """On the files whose provenance declares something (``declared_ai`` true or false): how many there
+    are, and how often the declaration agrees with the model's verdict and with the label."""
+    rows = [(s.prediction["provenance"]["declared_ai"], s.prediction.get("verdict"), labels[t])
+            for s, t in zip(good, truth) if (s.prediction.get("provenance") or {}).get("declared_ai") is not None]
+    if not rows:
+        return {"declared": 0}
+    return {
+        "declared": len(rows),
+        "declared_ai": sum(declared for declared, _, _ in rows),
+        "agrees_with_model": sum(declared == (verdict == "fake") for declared, verdict, _ in rows) / len(rows),
+        "agrees_with_label": (sum(declared == (label == fake_label) for declared, _, label in rows) / len(rows)
+                              if fake_label in labels else None),
+    }
 
 
 def write_predictions(evaluation: Evaluation, path: Path) -> Path:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from scripts.training.predictors import Predictor, Scored, predict_files
 
-COLUMNS = ("path", "label", "verdict", "confidence", "probabilities", "calibrated", "version", "demo", "error")
+COLUMNS = ("path", "label", "verdict", "confidence", "probabilities", "calibrated", "declared_ai", "declared_by", "signer",
+           "version", "demo", "error")
 
 
 class ScoreError(Exception):
@@ -40,11 +41,15 @@ def already_scored(output: Path) -> set[str]:
 
 def _row(scored: Scored) -> list[str]:
     if scored.prediction is None:
-        return [str(scored.path), "", "", "", "", "", "", "", scored.error or "unknown error"]
+        return [str(scored.path), *[""] * (len(COLUMNS) - 2), scored.error or "unknown error"]
     p = scored.prediction
     calibrated = bool((p.get("decision") or {}).get("calibrated"))
+    provenance = p.get("provenance") or {}
+    declared = provenance.get("declared_ai")
+    signer = ((provenance.get("c2pa") or {}).get("signer") or {}).get("common_name") or ""
     return [str(scored.path), p["label"], p.get("verdict", ""), f"{p['confidence']:.6f}", json.dumps(p["probabilities"]),
-            str(calibrated).lower(), str(p.get("version", "")), str(bool(p.get("demo"))).lower(), ""]
+            str(calibrated).lower(), "" if declared is None else str(declared).lower(), provenance.get("declared_by") or "",
+            signer, str(p.get("version", "")), str(bool(p.get("demo"))).lower(), ""]
 
 
 def score(predictor: Predictor, paths: list[Path], output: Path, batch_size: int = 32, progress: bool = True) -> ScoreSummary:
