@@ -33,8 +33,12 @@ COPY --from=build /src/config /app/config
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app
 USER 1000:1000
 WORKDIR /home/model-server
-# 8080: inference API; 7860: the upload page (it holds the key and forwards to 8080 inside the container).
-EXPOSE 8080 7860
+# 8080: the inference API. The upload page is off in the container: it holds the inference key, so it is
+# published only on purpose, with an access control (docs/operations.md#security):
+#   docker run -p 7860:7860 -v ./page-token:/run/secrets/page-token:ro IMAGE python -m scripts.serve run \
+#     --config /srv/config.properties --model-store /srv/model_store --run-dir /home/model-server/run \
+#     --page-host 0.0.0.0 --page-token-file /run/secrets/page-token
+EXPOSE 8080
 # TorchServe writes key_file.json (the tokens) into its run folder: /home/model-server/run. The probe reads
 # the inference key there and calls /ping with it (token authorization stays on).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
@@ -43,4 +47,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
 # before stopping TorchServe, which would drop them; give it time: docker stop -t 60.
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "scripts.serve", "run", "--config", "/srv/config.properties", "--model-store", "/srv/model_store", \
-     "--run-dir", "/home/model-server/run", "--page-host", "0.0.0.0"]
+     "--run-dir", "/home/model-server/run", "--page-port", "0"]

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import requests
 
@@ -17,14 +18,16 @@ PAGE_PID_FILE = "page.pid"
 PAGE_LOG = "page.log"
 
 
-def start_page(server: Server, model: str, port: int, host: str = PAGE_HOST, timeout: float = 30.0) -> str:
+def start_page(server: Server, model: str, port: int, host: str = PAGE_HOST, timeout: float = 30.0,
+               options: Sequence[str] = ()) -> str:
     """Start the upload page (page/server.py) beside ``server``, detached; returns its URL once it answers.
 
-    It forwards to TorchServe with the key from the run folder's key_file.json; ``stop_page`` stops it."""
+    It forwards to TorchServe with the key from the run folder's key_file.json; ``options`` are more of its
+    command-line options (page token, identity header, limits); ``stop_page`` stops it."""
     run_dir = server.run_dir
     command = [
         sys.executable, "-m", "page.server", "--inference-url", server.inference_url, "--model", model,
-        "--key-file", str(run_dir / KEY_FILE), "--host", host, "--port", str(port),
+        "--key-file", str(run_dir / KEY_FILE), "--host", host, "--port", str(port), *options,
     ]
     with open(run_dir / PAGE_LOG, "wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -3,19 +3,26 @@
 GET  /             the page (page/static/index.html, app.css, app.js; nothing from the internet)
 GET  /api/info     model name, version, demo flag, upload limits
 POST /api/analyze  multipart ``image`` (+ optional ``face_mode``) -> TorchServe /explanations/<model>
+                   (/predictions for videos, or for everything with --no-explanations)
 GET  /healthz      200 when this process answers
 
 The key is re-read from TorchServe's key_file.json for every call (keys expire and can be rotated) and
 never sent to the browser. Uploads above the cap get a 413 before anything is forwarded; TorchServe's
 4xx answers pass through with their JSON body; its 5xx and timeouts become 502/504 JSON errors.
+/api/* is guarded (page/guard.py): a page token or a proxy's identity header when configured (required to
+listen beyond loopback), same-origin POSTs only, per-client rate and concurrency limits, an audit line per
+analysis.
 
   python -m page.server --inference-url http://127.0.0.1:8080 --key-file run/key_file.json
+  python -m page.server --host 0.0.0.0 --token-file /run/secrets/page-token ...   (reachable from other hosts)
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import logging
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +33,16 @@ from PIL import Image
 
 from handler.faces import FACE_MODES
 from handler.video import container_format
+from page.guard import (
+    TOKEN_HEADER,
+    Access,
+    AccessControlMissing,
+    Limiter,
+    cross_site,
+    record,
+    require_access_control,
+    retry_after,
+)
 from scripts.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR
 from scripts.serving.server import ServeError, read_key_file
 
@@ -60,8 +77,18 @@ def _probe_image() -> bytes:
     return buffer.getvalue()
 
 
-def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes: int) -> Flask:
-    """The page app; ``key_file`` is TorchServe's key_file.json, read per call."""
+def create_app(
+    inference_url: str,
+    model: str,
+    key_file: Path,
+    max_upload_bytes: int,
+    access: Access = Access(),
+    limiter: Limiter | None = None,
+    explanations: bool = True,
+) -> Flask:
+    """The page app; ``key_file`` is TorchServe's key_file.json, read per call; ``access`` and ``limiter``
+    guard /api/* (page/guard.py)."""
+    limiter = limiter or Limiter(rate=60, concurrency=4)
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # keep the model's label order (config.id2label) in probabilities
     # Werkzeug refuses larger bodies with 413 before reading them; the margin covers multipart framing.
@@ -84,6 +111,21 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
         response.headers.update(SECURITY_HEADERS)
         return response
 
+    @app.before_request
+    def guard():
+        """Who may use /api/*: the page token or the proxy's identity, from this page only."""
+        if not request.path.startswith("/api/"):
+            return None
+        refused, client = access.client(request.headers, request.remote_addr)
+        if refused:
+            return error(401, "page token required" if access.token else "not authenticated", refused)
+        if request.method == "POST":
+            problem = cross_site(request.headers, request.host)
+            if problem:
+                return error(403, "cross-site request", problem)
+        request.environ["page.client"] = client
+        return None
+
     @app.errorhandler(413)
     def too_large(_exc):
         return error(413, "payload too large", f"uploads are limited to {max_upload_bytes} bytes")
@@ -103,7 +145,7 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
     @app.get("/api/info")
     def info():
         limits = {"model": model, "max_upload_bytes": max_upload_bytes, "accepted_types": list(ACCEPTED_TYPES),
-                  "face_modes": list(FACE_MODES)}
+                  "face_modes": list(FACE_MODES), "token_header": TOKEN_HEADER if access.token else None}
         if time.monotonic() - info_cache.get("at", -INFO_TTL) >= INFO_TTL:
             try:
                 answer = forward("predictions", _probe_image(), "off")
@@ -126,8 +168,23 @@ def create_app(inference_url: str, model: str, key_file: Path, max_upload_bytes:
         payload = upload.read(max_upload_bytes + 1)
         if len(payload) > max_upload_bytes:
             return error(413, "payload too large", f"uploads are limited to {max_upload_bytes} bytes")
+        client = request.environ.get("page.client", "unknown")
+        wait = limiter.acquire(client)
+        if wait is not None:
+            response, status = error(429, "too many requests", f"at most {limiter.rate} analyses a minute and "
+                                     f"{limiter.concurrency} at once per client; retry in {retry_after(wait)} s")
+            response.headers["Retry-After"] = retry_after(wait)
+            return response, status
+        try:
+            response, status = analyze_upload(payload, face_mode)
+        finally:
+            limiter.release(client)
+        record(client, payload, status, response.get_json(silent=True))
+        return response, status
+
+    def analyze_upload(payload: bytes, face_mode: str | None) -> tuple[Response, int]:
         # Images get the attention map too; videos are answered by /predictions (no explanation for them).
-        path = "predictions" if container_format(payload) else "explanations"
+        path = "explanations" if explanations and not container_format(payload) else "predictions"
         try:
             answer = forward(path, payload, face_mode)
         except requests.Timeout:
@@ -155,10 +212,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-upload-bytes", type=int, default=shipped_upload_cap(),
                         help="upload cap (default: the larger of max_image_bytes and video_max_bytes in config/model-config.yaml)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent uploads handled (default: %(default)s)")
+    parser.add_argument("--token-file", type=Path, help="file holding the page token users enter once (needed beyond loopback, "
+                                                           "unless --identity-header)")
+    parser.add_argument("--identity-header", help="header an authenticating proxy in front sets to the user's identity, "
+                                                  "e.g. X-Forwarded-User (oauth2-proxy)")
+    parser.add_argument("--rate", type=int, default=30, help="analyses per client per minute (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=2, help="analyses per client at once (default: %(default)s)")
+    parser.add_argument("--no-explanations", action="store_true", help="predictions only: no attention maps (the costly path)")
     args = parser.parse_args(argv)
     from waitress import serve
 
-    app = create_app(args.inference_url, args.model, args.key_file, args.max_upload_bytes)
+    token = args.token_file.read_text().strip() if args.token_file else None
+    if args.token_file and len(token) < 16:
+        sys.exit(f"page: the token in {args.token_file} is {len(token)} characters; use at least 16 (e.g. openssl rand -hex 24)")
+    access = Access(token=token, identity_header=args.identity_header)
+    try:
+        require_access_control(args.host, access)
+    except AccessControlMissing as exc:
+        sys.exit(f"page: {exc}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = create_app(args.inference_url, args.model, args.key_file, args.max_upload_bytes, access,
+                     Limiter(args.rate, args.concurrency), explanations=not args.no_explanations)
     print(f"upload page on http://{args.host}:{args.port}/ -> {args.inference_url} model {args.model}", flush=True)
     # waitress's own cap is the hard bound (plain-text 413); below it Flask answers oversize uploads in JSON.
     serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=READ_TIMEOUT + 10,

@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--run-dir", type=Path, default=RUN_DIR, help="working folder for logs and key_file.json (default: %(default)s)")
         command.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default: %(default)s)")
         command.add_argument("--page-port", type=int, default=PAGE_PORT, help="upload page port; 0: no page (default: %(default)s)")
-        command.add_argument("--page-host", default=PAGE_HOST, help="upload page address (default: %(default)s)")
+        command.add_argument("--page-host", default=PAGE_HOST, help="upload page address; beyond loopback it needs "
+                                                                    "--page-token-file or --page-identity-header (default: %(default)s)")
+        command.add_argument("--page-token-file", type=Path, help="file holding the page token users enter once")
+        command.add_argument("--page-identity-header", help="identity header set by an authenticating proxy in front of the page")
         command.add_argument("--enable-model-api", action="store_true",
                              help="allow registering and unregistering model versions (needed by scripts.rollout); off by default")
     for name, text in (("stop", "stop the page and the TorchServe started from the run folder"),
@@ -43,8 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command in ("start", "run"):
+            page_options = [*(["--token-file", str(args.page_token_file)] if args.page_token_file else []),
+                            *(["--identity-header", args.page_identity_header] if args.page_identity_header else [])]
             settings = StackSettings(args.config, args.model_store, args.models or StackSettings().models, args.run_dir,
-                                     args.timeout, args.page_port, args.page_host, args.enable_model_api)
+                                     args.timeout, args.page_port, args.page_host, args.enable_model_api, page_options)
             if args.command == "start":
                 start_stack(settings)
             else:

@@ -69,3 +69,20 @@ def server(tiny_checkpoint, tmp_path_factory):
     settings = dict(batchSize=4, maxBatchDelay=400, handler={"runtime": "torch", "precision": "fp32"})
     with running_server(tmp_path_factory.mktemp("serving"), tiny_checkpoint, SERVED_NAME, SERVED_VERSION, **settings) as running:
         yield running
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright (never `playwright install`), one per test module."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"{CHROMIUM} is missing: make test installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

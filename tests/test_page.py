@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 import requests
@@ -17,8 +16,6 @@ from scripts.project import ROOT
 from scripts.serving.properties import free_port
 from tests.conftest import SERVED_NAME
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = ROOT / "results" / "screenshots"
 PHONE = {"width": 375, "height": 740}
 
@@ -34,18 +31,6 @@ def page_url(server):
     url = start_page(server, SERVED_NAME, free_port())
     yield url
     stop_page(server.run_dir)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).is_file():
-        pytest.fail(f"{CHROMIUM} is missing: make test installs it (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

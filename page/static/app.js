@@ -2,7 +2,18 @@
 // The upload page: validate -> preview -> POST /api/analyze -> verdict, faces or people, heatmap. No third-party code.
 
 const $ = (id) => document.getElementById(id);
-const state = { file: null, maxBytes: 10 * 1024 * 1024, types: [], previewUrl: null };
+const state = { file: null, maxBytes: 10 * 1024 * 1024, types: [], previewUrl: null, token: sessionStorage.getItem("pageToken") || "" };
+
+// The page token (when the operator set one) is entered once and kept for this browser session only.
+function authHeaders() {
+  return state.token ? { "X-Page-Token": state.token } : {};
+}
+
+function askForToken(reason) {
+  $("token-form").hidden = false;
+  $("token-note").textContent = reason || "";
+  $("token-input").focus();
+}
 
 function showError(message) {
   const box = $("error");
@@ -40,8 +51,13 @@ function decisionNote(body) {
 
 async function loadInfo() {
   try {
-    const response = await fetch("/api/info");
+    const response = await fetch("/api/info", { headers: authHeaders() });
     const info = await response.json();
+    if (response.status === 401) {
+      askForToken(state.token ? `${info.detail}.` : "");
+      return;
+    }
+    $("token-form").hidden = true;
     state.maxBytes = info.max_upload_bytes;
     state.types = info.accepted_types;
     $("limits").textContent = `JPEG, PNG, WebP, BMP, GIF or TIFF; MP4, MOV, WebM, MKV or AVI; up to ${(info.max_upload_bytes / 1048576).toFixed(0)} MB`;
@@ -276,7 +292,7 @@ async function analyze() {
   form.append("image", state.file, state.file.name);
   if ($("face-mode").value) form.append("face_mode", $("face-mode").value);
   try {
-    const response = await fetch("/api/analyze", { method: "POST", body: form });
+    const response = await fetch("/api/analyze", { method: "POST", body: form, headers: authHeaders() });
     let body;
     try {
       body = await response.json();
@@ -285,6 +301,9 @@ async function analyze() {
     }
     if (response.ok) {
       render(body);
+    } else if (response.status === 401) {
+      askForToken(`${body.detail}.`);
+      showError(`${body.error}: ${body.detail}`);
     } else {
       $("result").hidden = true;
       showError(`${body.error}: ${body.detail}`);
@@ -313,6 +332,13 @@ function wire() {
     if (event.key === "Enter" || event.key === " ") $("file").click();
   });
   $("analyze").addEventListener("click", analyze);
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.token = $("token-input").value.trim();
+    sessionStorage.setItem("pageToken", state.token);
+    showError("");
+    loadInfo();
+  });
   $("heatmap-toggle").addEventListener("change", (event) => {
     $("heatmap").hidden = !event.target.checked || !$("heatmap").getAttribute("src");
   });

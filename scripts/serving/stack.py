@@ -26,6 +26,7 @@ class StackSettings:
     page_port: int = PAGE_PORT  # 0: no page
     page_host: str = PAGE_HOST
     enable_model_api: bool = False
+    page_options: list[str] = field(default_factory=list)  # page/server.py options: --token-file, --identity-header
 
     @property
     def model_names(self) -> list[str]:
@@ -46,7 +47,8 @@ def start_stack(settings: StackSettings) -> Server:
         print(f"ready in {seconds:.1f} s")
         print(usage(server, settings.model_names), flush=True)
         if settings.page_port:
-            url = start_page(server, settings.model_names[0], settings.page_port, settings.page_host)
+            url = start_page(server, settings.model_names[0], settings.page_port, settings.page_host,
+                             options=settings.page_options)
             print(f"Upload page: {url}", flush=True)
     except BaseException:
         stop_stack(settings.run_dir)
