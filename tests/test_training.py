@@ -290,8 +290,15 @@ def test_served_calibrated_answers_equal_the_core_with_the_same_decision(calibra
         progress=False,
     )
     assert served.decision == local.decision and served.decision["calibrated"] is True
-    assert served.verdicts == local.verdicts
     np.testing.assert_allclose(served.probabilities, local.probabilities, atol=1e-5)
+    # Batches differ between the two routes, so scores may differ in the last digits, and this separable set
+    # puts real scores within 0.1 % of the thresholds: compare verdicts away from them (the served ones are
+    # checked against the rule on their own scores below).
+    thresholds = np.array([served.decision["fake_threshold"], served.decision["uncertain_threshold"]])
+    local_fake = local.probabilities[:, local.report["labels"].index("Fake")]
+    clear = [bool(np.all(np.abs(score - thresholds) > 1e-3 * thresholds)) for score in local_fake]  # relative: scores span 1e-30..1
+    assert [v for v, c in zip(served.verdicts, clear) if c] == [v for v, c in zip(local.verdicts, clear) if c]
+    assert any(clear)
     fake = served.probabilities[:, served.report["labels"].index("Fake")]
     expected = np.where(fake >= served.decision["fake_threshold"], "fake",
                         np.where(fake >= served.decision["uncertain_threshold"], "uncertain", "real"))
