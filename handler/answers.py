@@ -11,6 +11,7 @@ import torch
 
 from handler.decision import Decision
 from handler.explain import METHOD, overlay_png
+from handler.faces import deciding_face
 from handler.request import Subjects
 from handler.video import VideoSettings, VideoSubjects, confident_frames
 
@@ -43,13 +44,7 @@ class Verdict:
 def verdicts(labels: Sequence[str], logits: torch.Tensor, decision: Decision) -> list[Verdict]:
     """Logits -> one verdict per row: the decision's probabilities by label (calibrated when it is), the
     top label and its probability, and the decision's verdict."""
-    rows = decision.probabilities(logits).tolist()
-    found = []
-    for row in rows:
-        best = max(range(len(row)), key=row.__getitem__)
-        probabilities = dict(zip(labels, row))
-        found.append(Verdict(labels[best], row[best], probabilities, decision.verdict(probabilities, labels[best])))
-    return found
+    return [_verdict_of(dict(zip(labels, row)), decision) for row in decision.probabilities(logits).tolist()]
 
 
 def _made_by(identity: ModelIdentity, computed_by: tuple[str, str], decision: Decision) -> Answer:
@@ -84,6 +79,7 @@ def answer(
 
 
 def _verdict_of(probabilities: dict[str, float], decision: Decision) -> Verdict:
+    """The top label (the first of equals, in label order), its probability, and the decision's verdict."""
     label = max(probabilities, key=probabilities.__getitem__)
     return Verdict(label, probabilities[label], probabilities, decision.verdict(probabilities, label))
 
@@ -92,8 +88,7 @@ def _aggregate(found: Sequence[Verdict], fake_label: str, settings: VideoSetting
     """Mean probabilities over the frames the confident strategy keeps (all frames for a model without
     the fake label), and how many it kept."""
     labels = list(found[0].probabilities)
-    chosen = confident_frames([v.probabilities[fake_label] for v in found], settings) if fake_label in labels else range(len(found))
-    chosen = list(chosen)
+    chosen = confident_frames([v.probabilities[fake_label] for v in found], settings) if fake_label in labels else list(range(len(found)))
     return {label: sum(found[i].probabilities[label] for i in chosen) / len(chosen) for label in labels}, len(chosen)
 
 
@@ -107,8 +102,6 @@ def video_answer(
 ) -> Answer:
     """One video's answer: each person's verdict aggregated over their frames (timeline included), the
     most-fake person's verdict on top; without faces, whole frames aggregated the same way."""
-    from handler.faces import deciding_face
-
     people, timeline, deciding = [], None, None
     if subjects.people:
         for person in range(subjects.people):

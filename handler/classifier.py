@@ -114,7 +114,7 @@ class DeepfakeClassifier:
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     def classify(self, images: Sequence[Image.Image]) -> list[Verdict]:
-        """Classify RGB images in one forward pass."""
+        """Classify RGB images in forward passes of at most ``forward_batch`` images."""
         found: list[Verdict] = []
         for start in range(0, len(images), self.forward_batch):
             chunk = images[start : start + self.forward_batch]
