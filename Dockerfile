@@ -12,6 +12,7 @@ RUN python -m venv /opt/venv
 COPY pyproject.toml constraints.txt ./
 RUN /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX}" -c constraints.txt .
 COPY handler/ handler/
+COPY deepfake_service/ deepfake_service/
 COPY scripts/ scripts/
 COPY config/ config/
 COPY page/ page/
@@ -26,6 +27,7 @@ RUN apt-get update \
     && useradd --create-home --uid 1000 model-server
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=1000:1000 /srv /srv
+COPY --from=build /src/deepfake_service /app/deepfake_service
 COPY --from=build /src/scripts /app/scripts
 COPY --from=build /src/page /app/page
 COPY --from=build /src/handler /app/handler

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,14 @@ from transformers import ViTConfig, ViTImageProcessorPil
 DEMO_METADATA_KEY = "deepfake_detector_demo"
 
 REQUIRED_FILES = ("config.json", "preprocessor_config.json")
+# What a build adds to the checkpoint folder inside an archive: the OpenVINO IR (fp32 weights; bf16 is a
+# compile hint), the int8 IR and the validation gate's verdict on int8.
+OPENVINO_MODEL = "openvino_model.xml"
+OPENVINO_INT8_MODEL = "openvino_model_int8.xml"
+QUANTIZATION_REPORT = "quantization.json"
+# Written beside the checkpoint folder into each archive by the build (what it was built from, and by which
+# command); auto's cache key reads it.
+BUILD_RECORD = "build.json"
 
 
 class CheckpointError(Exception):
@@ -75,3 +84,13 @@ def load_image_processor(path: str | Path) -> ViTImageProcessorPil:
     avoids transformers' torchvision fallback warning, and it is what that fallback would pick.
     """
     return ViTImageProcessorPil.from_pretrained(path, local_files_only=True)
+
+
+def read_quantization(checkpoint: Path) -> dict | None:
+    """The build-time int8 gate's verdict in ``checkpoint`` (``runtime``, ``validated`` and its figures),
+    or None when the folder has none or it is unreadable."""
+    try:
+        report = json.loads((Path(checkpoint) / QUANTIZATION_REPORT).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None

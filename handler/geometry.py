@@ -19,3 +19,11 @@ class Box:
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
+
+    def iou(self, other: "Box") -> float:
+        """Intersection over union with ``other`` (0 when they do not overlap)."""
+        left, top = max(self.x, other.x), max(self.y, other.y)
+        right, bottom = min(self.x + self.w, other.x + other.w), min(self.y + self.h, other.y + other.h)
+        inter = max(0, right - left) * max(0, bottom - top)
+        union = self.w * self.h + other.w * other.h - inter
+        return inter / union if union else 0.0

@@ -23,28 +23,32 @@ from typing import Callable, Protocol
 import torch
 from transformers import ViTForImageClassification
 
-from handler.checkpoint import CheckpointError, weight_files
+from handler.checkpoint import (
+    OPENVINO_INT8_MODEL,
+    OPENVINO_MODEL,
+    QUANTIZATION_REPORT,
+    CheckpointError,
+    read_quantization,
+    weight_files,
+)
 from handler.hardware import native_bf16
+from handler.selection import choose
 
 logger = logging.getLogger(__name__)
 
-OPENVINO_MODEL = "openvino_model.xml"
-OPENVINO_INT8_MODEL = "openvino_model_int8.xml"
-QUANTIZATION_REPORT = "quantization.json"
-# Written beside the checkpoint folder into each archive by the build (what it was built from, and by which
-# command); auto's cache key reads it.
-BUILD_RECORD = "build.json"
 
 
 class Runtime(Protocol):
     """``predict(pixels[N, 3, H, W] float32) -> logits[N, num_labels] float32 on CPU``.
 
     ``precision`` is what computes the logits, which may differ from the one asked for: ``fallback``
-    then says why (e.g. bf16 asked on a CPU without native BF16)."""
+    then says why (e.g. bf16 asked on a CPU without native BF16). ``chosen_by`` says what ``auto``
+    measured to pick it (None when model-config.yaml named it)."""
 
     name: str
     precision: str
     fallback: str | None
+    chosen_by: str | None
 
     def predict(self, pixels: torch.Tensor) -> torch.Tensor: ...
 
@@ -60,6 +64,7 @@ class TorchRuntime:
     """Eager PyTorch on the device TorchServe assigned."""
 
     name = "torch"
+    chosen_by: str | None = None
     PRECISIONS = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "fp16", "bf16")}
     AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -103,6 +108,7 @@ class OpenVinoRuntime:
     """OpenVINO on the CPU, from the IR packed into the archive."""
 
     name = "openvino"
+    chosen_by: str | None = None
     PRECISIONS = ("fp32", "bf16", "int8")
     # int8 keeps the operations NNCF left in float at f32.
     HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
@@ -150,16 +156,14 @@ def create_runtime(name: str, checkpoint: Path, device: torch.device, precision:
     """Build the named runtime for ``checkpoint``; raises ``CheckpointError`` for unknown names or precisions.
 
     ``auto`` (runtime, precision or both) picks the fastest candidate the archive carries on this machine
-    (handler/selection.py); the runtime's ``choice`` then says what was measured. A GPU worker always gets
+    (handler/selection.py); the runtime's ``chosen_by`` then says what was measured. A GPU worker always gets
     the torch runtime (an openvino archive also carries the safetensors weights).
     """
     if "auto" in (name, precision):
-        from handler.selection import choose
-
         image_size = int(json.loads((checkpoint / "config.json").read_text()).get("image_size", 224))
         choice, runtime = choose(checkpoint, device, lambda r, p: create_runtime(r, checkpoint, device, p, threads),
                                  image_size, name, precision, threads)
-        runtime.choice = choice
+        runtime.chosen_by = choice.reason
         logger.info("%s", choice.reason)
         return runtime
     if device.type != "cpu":
@@ -177,13 +181,12 @@ def create_runtime(name: str, checkpoint: Path, device: torch.device, precision:
 
 def int8_validated(checkpoint: Path, runtime: str) -> bool:
     """Whether the build-time gate passed for ``runtime``; raises ``CheckpointError`` when no verdict was written."""
-    try:
-        report = json.loads((checkpoint / QUANTIZATION_REPORT).read_text())
-    except (OSError, ValueError) as exc:
+    report = read_quantization(checkpoint)
+    if report is None:
         raise CheckpointError(
             f"int8 needs {QUANTIZATION_REPORT} from the build's validation gate (scripts/build_mar.py "
             f"--calibration DIR --validation DIR); none is readable in {checkpoint}"
-        ) from exc
+        )
     if report.get("runtime") != runtime:
         raise CheckpointError(f"{QUANTIZATION_REPORT} in {checkpoint} judges the {report.get('runtime')} runtime, not {runtime}")
     return report.get("validated") is True

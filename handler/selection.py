@@ -17,13 +17,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol, TypeVar
 
 import torch
 
-from handler.checkpoint import CheckpointError
+from handler.checkpoint import BUILD_RECORD, OPENVINO_INT8_MODEL, OPENVINO_MODEL, CheckpointError, read_quantization
 from handler.hardware import cpu_description, native_bf16
-from handler.runtime import BUILD_RECORD, OPENVINO_INT8_MODEL, OPENVINO_MODEL, QUANTIZATION_REPORT, Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +30,15 @@ AUTO = "auto"
 PROBE_BATCH = 4  # images per timed forward pass
 PROBE_SECONDS = 3.0  # timed passes per candidate stop after this long (at least one pass runs)
 PROBE_MAX_PASSES = 5
+
+
+class Forward(Protocol):
+    """What the probe times: a runtime's forward pass (handler/runtime.py:Runtime)."""
+
+    def predict(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+
+Built = TypeVar("Built", bound=Forward)
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,7 @@ class Choice:
 
 def validated_int8(checkpoint: Path) -> str | None:
     """The runtime whose int8 model passed the build-time gate, or None."""
-    try:
-        report = json.loads((checkpoint / QUANTIZATION_REPORT).read_text())
-    except (OSError, ValueError):
-        return None
+    report = read_quantization(checkpoint) or {}
     return report.get("runtime") if report.get("validated") is True else None
 
 
@@ -72,7 +77,7 @@ def candidates(checkpoint: Path, device: torch.device, runtime: str = AUTO, prec
     return [(r, p) for r, p in found if runtime in (AUTO, r) and precision in (AUTO, p)]
 
 
-def probe(runtime: Runtime, pixels: torch.Tensor, seconds: float = PROBE_SECONDS, max_passes: int = PROBE_MAX_PASSES) -> float:
+def probe(runtime: Forward, pixels: torch.Tensor, seconds: float = PROBE_SECONDS, max_passes: int = PROBE_MAX_PASSES) -> float:
     """Images/s of ``runtime`` on ``pixels``: one warm-up pass, then timed passes until ``seconds`` have
     passed or ``max_passes`` ran (at least one)."""
     runtime.predict(pixels)
@@ -95,14 +100,14 @@ def cache_key(checkpoint: Path, device: torch.device, options: list[tuple[str, s
 def choose(
     checkpoint: Path,
     device: torch.device,
-    build: Callable[[str, str], Runtime],
+    build: Callable[[str, str], Built],
     image_size: int,
     runtime: str = AUTO,
     precision: str = AUTO,
     threads: int = 0,
     cache_dir: Path | None = None,
     seconds: float = PROBE_SECONDS,
-) -> tuple[Choice, Runtime]:
+) -> tuple[Choice, Built]:
     """Pick and build the fastest candidate; returns the choice and the built runtime.
 
     ``build(runtime, precision)`` makes one candidate. The probe's result is kept in ``cache_dir``

@@ -98,7 +98,7 @@ class DeepfakeHandler(BaseHandler):
             runtime.name,
             runtime.precision,
             f", asked {options.precision}: {runtime.fallback}" if runtime.fallback else "",
-            f"; {runtime.choice.reason}" if getattr(runtime, "choice", None) else "",
+            f"; {runtime.chosen_by}" if runtime.chosen_by else "",
             self.classifier.identity.demo,
             cpu_description(),
         )

@@ -209,11 +209,7 @@ def _decode(container, stream, targets: list[int], keyframes: list[int], start: 
 
 def _affinity(last: Box, box: Box) -> float:
     """How likely ``box`` continues a track that ended at ``last``: IoU, else a little for a near centre."""
-    left, top = max(last.x, box.x), max(last.y, box.y)
-    right, bottom = min(last.x + last.w, box.x + box.w), min(last.y + last.h, box.y + box.h)
-    inter = max(0, right - left) * max(0, bottom - top)
-    union = last.w * last.h + box.w * box.h - inter
-    iou = inter / union if union else 0.0
+    iou = last.iou(box)
     if iou > 0.1:
         return iou
     distance = ((last.x + last.w / 2 - box.x - box.w / 2) ** 2 + (last.y + last.h / 2 - box.y - box.h / 2) ** 2) ** 0.5

@@ -29,18 +29,18 @@ import requests
 import torch
 import yaml
 
+from deepfake_service.packaging.archive import Int8Inputs
+from deepfake_service.packaging.openvino import convert_to_openvino
+from deepfake_service.packaging.quantize import prepare_int8
+from deepfake_service.project import DEMO_CHECKPOINT, KEY_FILE, MODEL_CONFIG, MODEL_NAME, ROOT
+from deepfake_service.serving.process import terminate_group
+from deepfake_service.serving.properties import free_port
+from deepfake_service.serving.server import Server
 from handler.classifier import DeepfakeClassifier
 from handler.hardware import cpu_description
 from handler.images import decode_image
 from handler.options import HandlerOptions
 from loadtest.harness import built_server, locust_row, save_figure, write_csv, write_image_set
-from scripts.packaging.archive import Int8Inputs
-from scripts.packaging.openvino import convert_to_openvino
-from scripts.packaging.quantize import prepare_int8
-from scripts.project import DEMO_CHECKPOINT, KEY_FILE, MODEL_CONFIG, MODEL_NAME, ROOT
-from scripts.serving.process import terminate_group
-from scripts.serving.properties import free_port
-from scripts.serving.server import Server
 
 MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")]
 DRAFT_SIDE = 448

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from deepfake_service.project import handler_options
 from handler.faces import create_detector, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
 from loadtest.harness import announce_cpu, bench_parser, built_server, locust_row, save_figure, write_csv
-from scripts.project import handler_options
 
 
 def photo_set() -> dict[str, bytes]:

@@ -22,9 +22,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from handler.hardware import cpu_description
-from scripts.packaging.archive import Int8Inputs, build_mar
-from scripts.project import (
+from deepfake_service.packaging.archive import Int8Inputs, build_mar
+from deepfake_service.project import (
     CONFIG_PROPERTIES,
     DEMO_CHECKPOINT,
     KEY_FILE,
@@ -34,9 +33,10 @@ from scripts.project import (
     MODEL_VERSION,
     ROOT,
 )
-from scripts.serving.process import serving
-from scripts.serving.properties import loopback_config
-from scripts.serving.server import Server
+from deepfake_service.serving.process import serving
+from deepfake_service.serving.properties import loopback_config
+from deepfake_service.serving.server import Server
+from handler.hardware import cpu_description
 
 
 def model_config(target: Path, base: Path = MODEL_CONFIG, **overrides) -> Path:

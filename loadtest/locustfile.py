@@ -3,7 +3,7 @@
 Environment:
   LOADTEST_KEY_FILE  TorchServe's key_file.json (default: the run folder's); re-read at every user start
   LOADTEST_IMAGES    folder of images to send (default: 16 generated 256x256 JPEGs)
-  LOADTEST_MODEL     model name (default: the project's, scripts/project.py)
+  LOADTEST_MODEL     model name (default: the project's, deepfake_service/project.py)
   LOADTEST_FACE_MODE face mode sent as X-Face-Mode (auto | faces | off; default: the model's)
 
   locust -f loadtest/locustfile.py --headless -u 8 -r 8 -t 60s --host http://127.0.0.1:8080
@@ -24,8 +24,8 @@ from locust import FastHttpUser, tag, task
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Locust puts only loadtest/ on the path
-from scripts.project import KEY_FILE as KEY_FILE_NAME  # noqa: E402
-from scripts.project import MODEL_NAME, RUN_DIR
+from deepfake_service.project import KEY_FILE as KEY_FILE_NAME  # noqa: E402
+from deepfake_service.project import MODEL_NAME, RUN_DIR
 
 MODEL = os.environ.get("LOADTEST_MODEL", MODEL_NAME)
 KEY_FILE = Path(os.environ.get("LOADTEST_KEY_FILE", RUN_DIR / KEY_FILE_NAME))

@@ -1,5 +1,5 @@
 """What the provenance stage costs per file: plain JPEGs (1 and 12 megapixels), the same signed with C2PA
-content credentials (a throwaway test chain, tests/provenancegen.py), a signed PNG, XMP and PNG generator
+content credentials (a throwaway test chain, deepfake_service/samples/provenancegen.py), a signed PNG, XMP and PNG generator
 metadata. Median milliseconds of ``ProvenanceReader.read``, with and without a trust list. Prints figures and
 writes results/provenance/provenance.csv; it asserts nothing.
 
@@ -13,9 +13,9 @@ import time
 
 from PIL import Image
 
+from deepfake_service.samples import imagegen, provenancegen
 from handler.provenance import ProvenanceReader, ProvenanceSettings
 from loadtest.harness import announce_cpu, bench_parser, write_csv
-from tests import imagegen, provenancegen
 
 
 def photo(width: int, height: int) -> bytes:

@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import requests
 
+from deepfake_service.project import MODEL_NAME, MODEL_STORE, ROOT
+from deepfake_service.serving.server import PID_FILE
 from loadtest.harness import local_server, locust_command, locust_env, save_figure, write_csv, write_image_set
-from scripts.project import MODEL_NAME, MODEL_STORE, ROOT
-from scripts.serving.server import PID_FILE
 
 COUNTERS = ("Requests2XX", "Requests4XX", "Requests5XX")
 

@@ -22,12 +22,12 @@ import psutil
 import requests
 from PIL import Image
 
+from deepfake_service.project import MODEL_NAME, handler_options
 from handler.classifier import DeepfakeClassifier
 from handler.faces import crop_region, cut
 from handler.request import Request
 from handler.video import sample_frames
 from loadtest.harness import announce_cpu, bench_parser, built_server, save_figure, write_csv
-from scripts.project import MODEL_NAME, handler_options
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 

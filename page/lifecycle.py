@@ -5,14 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import requests
 
-from scripts.project import KEY_FILE, PAGE_HOST, ROOT
-from scripts.serving.process import terminate_group
-from scripts.serving.server import ServeError, Server
+from deepfake_service.project import KEY_FILE, PAGE_HOST, ROOT
+from deepfake_service.serving.process import terminate_group
+from deepfake_service.serving.server import ServeError, Server
 
 PAGE_PID_FILE = "page.pid"
 PAGE_LOG = "page.log"
@@ -56,3 +57,19 @@ def stop_page(run_dir: Path, timeout: float = 10.0) -> bool:
     (run_dir / PAGE_PID_FILE).unlink(missing_ok=True)
     terminate_group(pid, timeout)
     return True
+
+
+@dataclass(frozen=True)
+class UploadPage:
+    """The upload page as a companion of the local stack (deepfake_service/serving/stack.py:Companion):
+    ``port``, ``host`` and more page/server.py ``options`` (page token, identity header)."""
+
+    port: int
+    host: str = PAGE_HOST
+    options: Sequence[str] = ()
+
+    def start(self, server: Server, model: str) -> str:
+        return f"Upload page: {start_page(server, model, self.port, self.host, options=self.options)}"
+
+    def stop(self, run_dir: Path) -> bool:
+        return stop_page(run_dir)

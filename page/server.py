@@ -31,6 +31,8 @@ import yaml
 from flask import Flask, Response, jsonify, request, send_from_directory
 from PIL import Image
 
+from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR
+from deepfake_service.serving.server import ServeError, read_key_file
 from handler.faces import FACE_MODES
 from handler.video import container_format
 from page.guard import (
@@ -43,8 +45,6 @@ from page.guard import (
     require_access_control,
     retry_after,
 )
-from scripts.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR
-from scripts.serving.server import ServeError, read_key_file
 
 STATIC = Path(__file__).resolve().parent / "static"
 ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff",

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.packaging.archive import BuildError, Int8Inputs, build_mar
-from scripts.project import DEMO_CHECKPOINT, MODEL_CONFIG, MODEL_NAME, MODEL_STORE, MODEL_VERSION
+from deepfake_service.packaging.archive import BuildError, Int8Inputs, build_mar
+from deepfake_service.project import DEMO_CHECKPOINT, MODEL_CONFIG, MODEL_NAME, MODEL_STORE, MODEL_VERSION
 
 
 def main(argv: list[str] | None = None) -> None:

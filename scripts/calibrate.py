@@ -17,11 +17,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.project import handler_options
-from scripts.training.calibration import CalibrationError, calibrate, write_decision
-from scripts.training.dataset import DatasetError, load_samples
-from scripts.training.evaluate import EvaluationError
-from scripts.training.predictors import add_predictor_arguments, predictor_from_args
+from deepfake_service.dataset import DatasetError, load_samples
+from deepfake_service.project import handler_options
+from deepfake_service.training.calibration import CalibrationError, write_decision
+from deepfake_service.training.evaluate import EvaluationError
+from deepfake_service.training.operating_point import calibrate
+from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args
 
 
 def main(argv: list[str] | None = None) -> None:

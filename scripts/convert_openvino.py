@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scripts.packaging.openvino import convert_to_openvino
-from scripts.project import DEMO_CHECKPOINT
+from deepfake_service.packaging.openvino import convert_to_openvino
+from deepfake_service.project import DEMO_CHECKPOINT
 
 
 def main(argv: list[str] | None = None) -> None:

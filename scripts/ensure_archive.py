@@ -15,10 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.packaging.archive import BuildError
-from scripts.packaging.ensure import ensure_archive
-from scripts.packaging.fetch import FetchError
-from scripts.project import MODEL_CONFIG, MODEL_NAME, MODEL_STORE
+from deepfake_service.packaging.archive import BuildError
+from deepfake_service.packaging.ensure import ensure_archive
+from deepfake_service.packaging.fetch import FetchError
+from deepfake_service.project import MODEL_CONFIG, MODEL_NAME, MODEL_STORE
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,11 +28,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.training.dataset import MEDIA_SUFFIXES, DatasetError, load_samples
-from scripts.training.evaluate import EvaluationError, evaluate, write_evaluation
-from scripts.training.predictors import add_predictor_arguments, predictor_from_args
-from scripts.training.report import summary
-from scripts.training.robustness import write_robustness
+from deepfake_service.dataset import MEDIA_SUFFIXES, DatasetError, load_samples
+from deepfake_service.training.evaluate import EvaluationError, evaluate, write_evaluation
+from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args
+from deepfake_service.training.report import summary
+from deepfake_service.training.robustness import write_robustness
 
 
 def main(argv: list[str] | None = None) -> None:

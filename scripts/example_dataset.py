@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scripts.training.example_dataset import two_class_dataset
+from deepfake_service.training.example_dataset import two_class_dataset
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.packaging.fetch import YUNET_FILE, YUNET_URL, FetchError, fetch_checkpoint, fetch_face_model, hub_folder
+from deepfake_service.packaging.fetch import YUNET_FILE, YUNET_URL, FetchError, fetch_checkpoint, fetch_face_model, hub_folder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,10 +17,10 @@ import json
 import sys
 from pathlib import Path
 
+from deepfake_service.project import KEY_FILE, MODEL_NAME, RUN_DIR
+from deepfake_service.serving.grpc_predict import GrpcClient, GrpcError
+from deepfake_service.serving.server import ServeError
 from handler.faces import FACE_MODES
-from scripts.project import KEY_FILE, MODEL_NAME, RUN_DIR
-from scripts.serving.grpc_predict import GrpcClient, GrpcError
-from scripts.serving.server import ServeError
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from scripts.project import ROOT, archive_path
-from scripts.serving.kserve import lay_out
+from deepfake_service.project import ROOT, archive_path
+from deepfake_service.serving.kserve import lay_out
 
 
 def main(argv: list[str] | None = None) -> None:

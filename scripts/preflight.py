@@ -13,8 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.project import CONFIG_PROPERTIES, PAGE_PORT
-from scripts.serving.preflight import problems
+from deepfake_service.project import CONFIG_PROPERTIES, PAGE_PORT
+from deepfake_service.serving.preflight import problems
 
 
 def main(argv: list[str] | None = None) -> None:

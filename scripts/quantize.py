@@ -16,7 +16,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from scripts.packaging.quantize import QuantizationError, prepare_int8
+from deepfake_service.packaging.quantize import QuantizationError, prepare_int8
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,10 +23,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.project import MODEL_CONFIG, MODEL_NAME, RUN_DIR
-from scripts.serving.process import attach
-from scripts.serving.rollout import RolloutError, deploy, describe_decision, rollback, versions
-from scripts.serving.server import ServeError
+from deepfake_service.project import MODEL_CONFIG, MODEL_NAME, RUN_DIR
+from deepfake_service.serving.process import attach
+from deepfake_service.serving.rollout import RolloutError, deploy, describe_decision, rollback, versions
+from deepfake_service.serving.server import ServeError
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.training.dataset import MEDIA_SUFFIXES, DatasetError, image_files
-from scripts.training.predictors import add_predictor_arguments, predictor_from_args
-from scripts.training.score import ScoreError, score
+from deepfake_service.dataset import MEDIA_SUFFIXES, DatasetError, image_files
+from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args
+from deepfake_service.training.score import ScoreError, score
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,10 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE, PAGE_HOST, PAGE_PORT, RUN_DIR
-from scripts.serving.probe import probe
-from scripts.serving.server import ServeError, read_keys
-from scripts.serving.stack import StackSettings, run_stack, start_stack, stop_stack
+from deepfake_service.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE, PAGE_HOST, PAGE_PORT, RUN_DIR
+from deepfake_service.serving.probe import probe
+from deepfake_service.serving.server import ServeError, read_keys
+from deepfake_service.serving.stack import StackSettings, run_stack, start_stack, stop_stack
+from page.lifecycle import UploadPage
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,17 +50,19 @@ def main(argv: list[str] | None = None) -> None:
             page_options = [*(["--token-file", str(args.page_token_file)] if args.page_token_file else []),
                             *(["--identity-header", args.page_identity_header] if args.page_identity_header else [])]
             settings = StackSettings(args.config, args.model_store, args.models or StackSettings().models, args.run_dir,
-                                     args.timeout, args.page_port, args.page_host, args.enable_model_api, page_options)
+                                     args.timeout, args.enable_model_api)
+            page = [UploadPage(args.page_port, args.page_host, page_options)] if args.page_port else []
             if args.command == "start":
-                start_stack(settings)
+                start_stack(settings, page)
             else:
-                sys.exit(run_stack(settings))
+                sys.exit(run_stack(settings, page))
         elif args.command == "probe":
             problem = probe(args.run_dir, args.readiness)
             if problem:
                 sys.exit(f"unhealthy: {problem}")
         elif args.command == "stop":
-            print("TorchServe stopped" if stop_stack(args.run_dir) else "TorchServe was not running")
+            stopped = stop_stack(args.run_dir, [UploadPage(PAGE_PORT)])
+            print("TorchServe stopped" if stopped else "TorchServe was not running")
         else:
             print(read_keys(args.run_dir.resolve())[args.kind])
     except ServeError as exc:

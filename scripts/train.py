@@ -27,10 +27,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from scripts.training.dataset import (
+from deepfake_service.dataset import (
     DatasetError,
 )
-from scripts.training.train import TrainSettings, train
+from deepfake_service.training.train import TrainSettings, train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         report = train(settings)
     except DatasetError as exc:
         sys.exit(f"train: {exc}")
-    from scripts.training.report import summary
+    from deepfake_service.training.report import summary
 
     print(f"held-out report in {settings.output / 'report'}")
     print(summary(report))

@@ -6,28 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from deepfake_service.packaging.demo import write_random_checkpoint
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.packaging.demo import seed_config, write_random_checkpoint
-
-# Labels deliberately not Real/Fake and not in that order: they must come from config.id2label.
-TINY_LABELS = {0: "synthetic", 1: "authentic", 2: "unsure"}
-SERVED_NAME, SERVED_VERSION = "tiny-detector", "2.5"
-
-
-def tiny_config(**overrides):
-    """A ViT small enough to run in milliseconds, built like transformers' own ViT tests."""
-    settings = dict(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        id2label=TINY_LABELS,
-    )
-    settings.update(overrides)
-    return seed_config(**settings)
+from tests.tiny import SERVED_NAME, SERVED_VERSION, TINY_LABELS, tiny_config
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +25,7 @@ def tiny_demo_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def labelled_folder(tmp_path_factory) -> Path:
     """A labelled image folder: 4 generated JPEGs in <label>/ for each tiny-checkpoint label."""
-    from tests import imagegen
+    from deepfake_service.samples import imagegen
 
     root = tmp_path_factory.mktemp("labelled")
     for index, label in TINY_LABELS.items():

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tests import imagegen
+from deepfake_service.samples import imagegen
 
 OCTET = "application/octet-stream"
 
@@ -34,10 +34,6 @@ class Case:
     form_extra: dict = field(default_factory=dict)
 
 
-def _jpeg(image: Image.Image, **params) -> bytes:
-    return imagegen.encode(image, "JPEG", **params)
-
-
 def _photo(width: int, height: int, seed: int = 3) -> Image.Image:
     """A smooth photo-like image (compresses like a real photo, unlike noise)."""
     rng = np.random.default_rng(seed)
@@ -51,8 +47,8 @@ def predictable_cases() -> list[Case]:
     palette = base.convert("P", palette=Image.ADAPTIVE, colors=16)
     sixteen = Image.fromarray((np.arange(48 * 64).reshape(48, 64) * 21).astype(np.uint16))
     return [
-        Case("cmyk jpeg", _jpeg(base.convert("CMYK")), 200),
-        Case("progressive jpeg", _jpeg(base, progressive=True, quality=80), 200),
+        Case("cmyk jpeg", imagegen.encode(base.convert("CMYK"), "JPEG"), 200),
+        Case("progressive jpeg", imagegen.encode(base, "JPEG", progressive=True, quality=80), 200),
         Case("exif rotated jpeg", imagegen.exif_rotated_jpeg(), 200),
         Case("16-bit grey png", imagegen.encode(sixteen, "PNG"), 200),
         Case("16-bit grey tiff", imagegen.encode(sixteen, "TIFF"), 200),
@@ -64,7 +60,7 @@ def predictable_cases() -> list[Case]:
         Case("1x1 png", imagegen.encode(Image.new("RGB", (1, 1), (9, 9, 9)), "PNG"), 200),
         Case("very wide png", imagegen.encode(imagegen.pattern(4000, 3), "PNG"), 200),
         Case("very tall png", imagegen.encode(imagegen.pattern(3, 4000), "PNG"), 200),
-        Case("large photo jpeg 4000x3000", _jpeg(_photo(4000, 3000), quality=85), 200),
+        Case("large photo jpeg 4000x3000", imagegen.encode(_photo(4000, 3000), "JPEG", quality=85), 200),
         Case("animated gif", imagegen.animated("GIF"), 200),
         Case("animated webp", imagegen.animated("WEBP"), 200),
         Case("static webp", imagegen.encode(base, "WEBP"), 200),

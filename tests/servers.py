@@ -6,11 +6,13 @@ import contextlib
 from pathlib import Path
 from typing import Iterator
 
-from loadtest.harness import built_server, model_config
-from scripts.project import CONFIG_PROPERTIES as SHIPPED_CONFIG
-from scripts.serving.server import Server
+import requests
 
-__all__ = ["SHIPPED_CONFIG", "model_config", "running_server"]
+from deepfake_service.project import CONFIG_PROPERTIES as SHIPPED_CONFIG
+from deepfake_service.serving.server import Server
+from loadtest.harness import built_server, model_config
+
+__all__ = ["SHIPPED_CONFIG", "model_config", "running_server", "worker_pids"]
 
 
 @contextlib.contextmanager
@@ -22,3 +24,9 @@ def running_server(
     config = model_config(workdir / "model-config.yaml", **settings)
     with built_server(workdir, checkpoint, name, version, config, properties, timeout=180) as server:
         yield server
+
+
+def worker_pids(server: Server, name: str, timeout: float = 60) -> list[int]:
+    """The process ids of model ``name``'s READY workers, from the management API."""
+    described = requests.get(f"{server.management_url}/models/{name}", headers=server.headers("management"), timeout=timeout)
+    return [w["pid"] for w in described.json()[0]["workers"] if w["status"] == "READY"]

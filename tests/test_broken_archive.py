@@ -7,11 +7,11 @@ import zipfile
 
 import pytest
 
-from scripts.packaging.archive import build_mar
-from scripts.project import ROOT
-from scripts.serving.process import running_pid, start, stop, wait_ready
-from scripts.serving.properties import loopback_config
-from scripts.serving.server import ServeError
+from deepfake_service.packaging.archive import build_mar
+from deepfake_service.project import ROOT
+from deepfake_service.serving.process import running_pid, start, stop, wait_ready
+from deepfake_service.serving.properties import loopback_config
+from deepfake_service.serving.server import ServeError
 
 
 def corrupt_weights(mar, target):

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-from scripts.packaging.archive import BuildError, build_mar
-from scripts.project import MODEL_CONFIG
-
-
-def members(mar: Path) -> dict[str, bytes]:
-    with zipfile.ZipFile(mar) as archive:
-        return {name: archive.read(name) for name in archive.namelist()}
-
-
-def manifest(mar: Path) -> dict:
-    return json.loads(members(mar)["MAR-INF/MANIFEST.json"])
+from deepfake_service.packaging.archive import BuildError, build_mar
+from deepfake_service.project import MODEL_CONFIG
+from tests.archives import manifest, members
 
 
 @pytest.fixture(scope="module")

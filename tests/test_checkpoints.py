@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from deepfake_service.packaging.demo import seed_config, seed_processor, write_random_checkpoint
 from handler.checkpoint import is_demo, read_checkpoint_info
-from scripts.packaging.demo import seed_config, seed_processor, write_random_checkpoint
-from tests.conftest import tiny_config
+from tests.tiny import tiny_config
 
 
 def test_demo_config_is_the_seeds_vit_b16():

@@ -8,6 +8,7 @@ import pytest
 import torch
 from transformers import AutoImageProcessor
 
+from deepfake_service.samples import imagegen
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.errors import EmptyInput, ImageTooLarge, MissingImage, UnsupportedMediaType
@@ -15,8 +16,7 @@ from handler.faces import deciding_face
 from handler.images import decode_image
 from handler.options import HandlerOptions
 from handler.request import Request
-from tests import imagegen
-from tests.conftest import TINY_LABELS
+from tests.tiny import TINY_LABELS
 
 
 def test_preprocessing_equals_the_checkpoints_image_processor(classifier, tiny_checkpoint):

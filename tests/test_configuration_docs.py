@@ -7,8 +7,8 @@ from dataclasses import fields
 
 import yaml
 
+from deepfake_service.project import MODEL_CONFIG, ROOT
 from handler.options import HandlerOptions
-from scripts.project import MODEL_CONFIG, ROOT
 
 DOC = ROOT / "docs" / "configuration.md"
 

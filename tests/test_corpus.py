@@ -7,15 +7,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-import yaml
 
-from handler.options import HandlerOptions
-from scripts.project import MODEL_CONFIG
+from deepfake_service.project import handler_options
 from tests.corpus import Case, build_corpus, predictable_cases
-from tests.test_serving import NAME, TIMEOUT, worker_pids
+from tests.servers import worker_pids
+from tests.tiny import SERVED_NAME as NAME
+
+TIMEOUT = 60
 
 # The test server runs the shipped handler caps (tests/servers.py overrides only runtime and precision).
-SHIPPED = HandlerOptions.from_mapping(yaml.safe_load(MODEL_CONFIG.read_text())["handler"])
+SHIPPED = handler_options()
 
 
 def corpus(server) -> list[Case]:
@@ -45,7 +46,7 @@ def test_corpus_has_at_least_30_cases(server):
 
 
 def test_every_corpus_case_gets_its_expected_answer_and_the_worker_survives(server):
-    pids = worker_pids(server)
+    pids = worker_pids(server, NAME)
     failures = []
     for case in corpus(server):
         try:
@@ -53,7 +54,7 @@ def test_every_corpus_case_gets_its_expected_answer_and_the_worker_survives(serv
         except AssertionError as exc:
             failures.append(str(exc))
     assert not failures, "\n".join(failures)
-    assert worker_pids(server) == pids
+    assert worker_pids(server, NAME) == pids
 
 
 def test_bad_cases_mixed_into_batches_do_not_fail_good_ones(server):

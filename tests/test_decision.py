@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from deepfake_service.packaging.archive import BuildError, build_mar
+from deepfake_service.samples import imagegen
+from deepfake_service.training.calibration import decide, fit_temperature, nll, tempered, threshold_for_fpr
 from handler.classifier import DeepfakeClassifier
 from handler.decision import DECISION_FILE, Decision, DecisionError, read_decision
 from handler.options import HandlerOptions
 from handler.request import Request
-from scripts.packaging.archive import BuildError, build_mar
-from scripts.training.calibration import decide, fit_temperature, nll, tempered, threshold_for_fpr
-from tests import imagegen
-from tests.conftest import TINY_LABELS
 from tests.servers import model_config
+from tests.tiny import TINY_LABELS
 
 LABELS = ("Real", "Fake")
 

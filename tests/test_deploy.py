@@ -9,12 +9,12 @@ import pytest
 import requests
 import yaml
 
-from scripts.packaging.archive import build_mar
-from scripts.project import ROOT
-from scripts.serving.kserve import lay_out
-from scripts.serving.process import DRAINING, serving
-from scripts.serving.properties import free_port, read_properties, write_properties
-from tests import imagegen
+from deepfake_service.packaging.archive import build_mar
+from deepfake_service.project import ROOT
+from deepfake_service.samples import imagegen
+from deepfake_service.serving.kserve import lay_out
+from deepfake_service.serving.process import DRAINING, serving
+from deepfake_service.serving.properties import free_port, read_properties, write_properties
 from tests.servers import model_config
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -63,7 +63,7 @@ def test_deployment_runs_non_root_with_token_aware_probes_and_a_draining_prestop
 
 
 def test_probe_passes_with_the_key_and_readiness_fails_while_draining(server):
-    from scripts.serving.probe import probe
+    from deepfake_service.serving.probe import probe
 
     assert probe(server.run_dir) is None
     marker = server.run_dir / DRAINING

@@ -10,10 +10,10 @@ import sys
 import pytest
 import yaml
 
+from deepfake_service.packaging.archive import BuildError, build_mar, read_build_record
+from deepfake_service.packaging.ensure import ensure_archive
+from deepfake_service.project import ROOT
 from loadtest.harness import model_config
-from scripts.packaging.archive import BuildError, build_mar, read_build_record
-from scripts.packaging.ensure import ensure_archive
-from scripts.project import ROOT
 
 
 @pytest.fixture

@@ -12,12 +12,13 @@ import torch
 from PIL import Image
 from skimage import data as photos
 
+from deepfake_service.samples import imagegen
+from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.classifier import DeepfakeClassifier
 from handler.explain import attention_rollout
 from handler.options import HandlerOptions
 from handler.request import Request
-from tests import imagegen
-from tests.conftest import SERVED_NAME
+from tests.tiny import SERVED_NAME
 
 TOKENS = 1 + 16  # [CLS] + a 4 x 4 patch grid
 
@@ -50,12 +51,6 @@ def decode_png(encoded: str) -> Image.Image:
 @pytest.fixture(scope="module")
 def auto(tiny_checkpoint) -> DeepfakeClassifier:
     return DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="auto"))
-
-
-def jpeg(array) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
 
 
 def test_predictions_never_load_the_explainer(tiny_checkpoint):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as photos
 
+from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.classifier import DeepfakeClassifier
 from handler.errors import BadOption, NoFaceFound
 from handler.faces import Box, HaarDetector, square_crop
@@ -16,25 +15,7 @@ from handler.images import decode
 from handler.options import HandlerOptions
 from handler.payload import face_mode
 from handler.request import Request
-
-ASTRONAUT_FACE = Box(177, 66, 95, 95)  # the one face in skimage.data.astronaut(), 512 x 512
-
-
-def iou(a: Box, b: Box) -> float:
-    left, top = max(a.x, b.x), max(a.y, b.y)
-    right, bottom = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
-    inter = max(0, right - left) * max(0, bottom - top)
-    return inter / (a.w * a.h + b.w * b.h - inter)
-
-
-def as_box(values) -> Box:
-    return Box(*values)
-
-
-def jpeg(image: Image.Image, **params) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=95, **params)
-    return buffer.getvalue()
+from tests.photos import ASTRONAUT_FACE, MIRRORED_FACE, as_box
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +37,6 @@ def pair(astronaut) -> Image.Image:
     return canvas
 
 
-MIRRORED_FACE = Box(1024 - ASTRONAUT_FACE.x - ASTRONAUT_FACE.w, ASTRONAUT_FACE.y, ASTRONAUT_FACE.w, ASTRONAUT_FACE.h)
-
-
 def faces_classifier(checkpoint, **options) -> DeepfakeClassifier:
     return DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(face_mode="auto", **options))
 
@@ -77,7 +55,7 @@ def auto(tiny_checkpoint) -> DeepfakeClassifier:
 def test_one_face_found_near_the_known_box(detector, astronaut):
     boxes = detector.detect(astronaut)
     assert len(boxes) == 1
-    assert iou(boxes[0], ASTRONAUT_FACE) > 0.7, boxes
+    assert boxes[0].iou(ASTRONAUT_FACE) > 0.7, boxes
 
 
 def test_no_face_in_a_photo_of_coffee(detector, coffee):
@@ -87,7 +65,7 @@ def test_no_face_in_a_photo_of_coffee(detector, coffee):
 def test_two_people_give_two_boxes_in_the_right_places(detector, pair):
     boxes = sorted(detector.detect(pair), key=lambda b: b.x)
     assert len(boxes) == 2
-    assert iou(boxes[0], ASTRONAUT_FACE) > 0.7 and iou(boxes[1], MIRRORED_FACE) > 0.7, boxes
+    assert boxes[0].iou(ASTRONAUT_FACE) > 0.7 and boxes[1].iou(MIRRORED_FACE) > 0.7, boxes
 
 
 def test_exif_rotated_photo_gives_boxes_in_the_rotated_frame(auto, pair):
@@ -99,7 +77,7 @@ def test_exif_rotated_photo_gives_boxes_in_the_rotated_frame(auto, pair):
     assert answer["image_size"] == [1024, 512]
     boxes = sorted((as_box(f["box"]) for f in answer["faces"]), key=lambda b: b.x)
     assert len(boxes) == 2
-    assert iou(boxes[0], ASTRONAUT_FACE) > 0.6 and iou(boxes[1], MIRRORED_FACE) > 0.6, boxes
+    assert boxes[0].iou(ASTRONAUT_FACE) > 0.6 and boxes[1].iou(MIRRORED_FACE) > 0.6, boxes
 
 
 def test_boxes_are_in_original_pixels_after_a_reduced_jpeg_decode(tiny_checkpoint, astronaut):
@@ -110,7 +88,7 @@ def test_boxes_are_in_original_pixels_after_a_reduced_jpeg_decode(tiny_checkpoin
     assert answer["image_size"] == [2048, 2048]
     (face,) = answer["faces"]
     expected = Box(*(4 * v for v in ASTRONAUT_FACE.as_list()))
-    assert iou(as_box(face["box"]), expected) > 0.7, face["box"]
+    assert as_box(face["box"]).iou(expected) > 0.7, face["box"]
 
 
 def test_auto_classifies_the_whole_image_when_no_face_is_found(auto, coffee):

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from scripts.project import ROOT
+from deepfake_service.project import ROOT
 
 
 def test_fetch_without_network_exits_with_a_clear_error(tmp_path):
@@ -21,7 +21,7 @@ def test_fetch_without_network_exits_with_a_clear_error(tmp_path):
 
 
 def test_face_model_fetch_without_network_exits_with_a_clear_error(tmp_path):
-    from scripts.serving.properties import free_port
+    from deepfake_service.serving.properties import free_port
 
     closed = f"http://127.0.0.1:{free_port()}/face_detection_yunet_2023mar.onnx"  # nothing listens there
     result = subprocess.run(

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from PIL import Image
 from skimage import data as photos
 
+from deepfake_service.samples import imagegen
+from deepfake_service.samples.imagegen import photo_jpeg as jpeg
+from deepfake_service.serving.grpc_predict import GrpcClient, GrpcError, generate_stubs
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.serving.grpc_predict import GrpcClient, GrpcError, generate_stubs
-from tests import imagegen
-from tests.conftest import SERVED_NAME, SERVED_VERSION
-
-
-def jpeg(array) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
+from tests.tiny import SERVED_NAME, SERVED_VERSION
 
 
 @pytest.fixture(scope="module")

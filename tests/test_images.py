@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from deepfake_service.samples import imagegen
 from handler.errors import CorruptImage, EmptyInput, ImageTooLarge, PayloadTooLarge, UnsupportedMediaType
 from handler.images import ImageLimits, decode_image
-from tests import imagegen
 
 LIMITS = ImageLimits(max_bytes=1_000_000, max_pixels=1_000_000)
 

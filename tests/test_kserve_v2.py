@@ -10,9 +10,9 @@ import requests
 from PIL import Image
 from skimage import data as photos
 
+from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from tests import imagegen
 
 NAME = "tiny-v2"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from deepfake_service.samples import imagegen
 from loadtest.harness import run_locust
-from tests import imagegen
-from tests.conftest import SERVED_NAME as NAME
+from tests.tiny import SERVED_NAME as NAME
 
 
 def headless_run(server, tmp_path, **selection) -> dict[str, dict]:

@@ -11,19 +11,13 @@ import requests
 from PIL import Image
 from skimage import data as photos
 
+from deepfake_service.samples.imagegen import photo_jpeg as jpeg
+from deepfake_service.serving.properties import free_port
 from page.lifecycle import start_page, stop_page
-from scripts.project import ROOT
-from scripts.serving.properties import free_port
-from tests.conftest import SERVED_NAME
+from tests.browser import analyze, shot, upload
+from tests.tiny import SERVED_NAME
 
-SCREENSHOTS = ROOT / "results" / "screenshots"
 PHONE = {"width": 375, "height": 740}
-
-
-def jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=92)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +38,6 @@ def page(browser, page_url):
     yield opened
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
-
-
-def upload(page, name: str, payload: bytes, mime: str = "image/jpeg") -> None:
-    page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": payload}])
-
-
-def analyze(page) -> None:
-    page.click("#analyze")
-    # A selector, not wait_for_function: the page's Content-Security-Policy forbids eval, as it should.
-    page.wait_for_selector("#result:not([hidden]), #error:not([hidden])")
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 def test_upload_and_analyze_shows_verdict_probabilities_and_heatmap(page):
@@ -139,7 +118,7 @@ def test_the_three_verdicts_are_shown_apart_with_what_they_mean(page, three_answ
 
 
 def test_a_video_shows_each_person_first_seen_with_a_line_over_time(page):
-    from tests import videogen
+    from deepfake_service.samples import videogen
 
     clip = videogen.clip(people=2, codec="libvpx-vp9", fmt="webm")
     upload(page, "two-people.webm", clip, mime="video/webm")
@@ -256,7 +235,7 @@ def test_page_server_keeps_the_models_label_order(page_url):
 
 
 def test_the_provenance_panel_shows_a_signed_ai_declaration_beside_the_verdict(page):
-    from tests import imagegen, provenancegen
+    from deepfake_service.samples import imagegen, provenancegen
 
     signed = provenancegen.signed(imagegen.jpeg(seed=3, width=96, height=96), "image/jpeg")
     upload(page, "generated.jpg", signed)

@@ -8,12 +8,14 @@ import json
 import pytest
 import requests
 
+from deepfake_service.samples import imagegen
+from deepfake_service.serving.properties import free_port
+from deepfake_service.serving.server import read_key_file
 from page.guard import TOKEN_HEADER
 from page.lifecycle import PAGE_LOG, start_page, stop_page
-from scripts.serving.properties import free_port
-from scripts.serving.server import read_key_file
-from tests import imagegen
-from tests.conftest import SERVED_NAME
+from tests.browser import analyze as click_analyze
+from tests.browser import shot, upload
+from tests.tiny import SERVED_NAME
 
 TOKEN = "a-page-token-for-the-tests-0123456789"
 TIMEOUT = 60
@@ -97,9 +99,6 @@ def test_an_identity_header_from_a_proxy_is_required_when_configured(server):
 
 
 def test_the_browser_asks_for_the_token_once_and_then_analyzes(guarded, browser):
-    from tests.test_page import analyze as click_analyze
-    from tests.test_page import shot, upload
-
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from scripts.project import CONFIG_PROPERTIES, ROOT
-from scripts.serving.preflight import check_disk, check_java, check_not_serving, check_ports, check_python
-from scripts.serving.properties import loopback_config, read_properties, write_properties
+from deepfake_service.project import CONFIG_PROPERTIES, ROOT
+from deepfake_service.serving.preflight import check_disk, check_java, check_not_serving, check_ports, check_python
+from deepfake_service.serving.properties import loopback_config, read_properties, write_properties
 
 
 def fake_java(tmp_path, version: str):

@@ -11,13 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from deepfake_service.packaging.archive import build_mar
+from deepfake_service.samples import imagegen, provenancegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings
-from scripts.packaging.archive import build_mar
-from tests import imagegen, provenancegen
-from tests.conftest import SERVED_NAME
 from tests.servers import model_config
+from tests.tiny import SERVED_NAME
 
 TIMEOUT = 60
 
@@ -137,10 +137,10 @@ def test_served_answers_carry_provenance_in_a_mixed_batch(server, files):
 def test_score_writes_the_declaration_and_evaluate_counts_agreement(tiny_checkpoint, files, tmp_path):
     import csv
 
-    from scripts.training.dataset import image_files, labelled_samples
-    from scripts.training.evaluate import evaluate
-    from scripts.training.predictors import CheckpointPredictor
-    from scripts.training.score import score
+    from deepfake_service.dataset import image_files, labelled_samples
+    from deepfake_service.training.evaluate import evaluate
+    from deepfake_service.training.predictors import CheckpointPredictor
+    from deepfake_service.training.score import score
 
     for label, name, key in (("synthetic", "signed.jpg", "signed jpeg"), ("authentic", "camera.jpg", "camera jpeg"),
                              ("unsure", "plain.jpg", "stripped")):

@@ -8,15 +8,15 @@ import shutil
 import pytest
 import yaml
 
+from deepfake_service.packaging.archive import BuildError, Int8Inputs, build_mar
+from deepfake_service.packaging.quantize import QuantizationError, QuantizationReport, check_gate, labelled_images, prepare_int8
+from deepfake_service.project import MODEL_CONFIG
+from deepfake_service.samples import imagegen
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from scripts.packaging.archive import BuildError, Int8Inputs, build_mar
-from scripts.packaging.quantize import QuantizationError, QuantizationReport, check_gate, labelled_images, prepare_int8
-from scripts.project import MODEL_CONFIG
-from tests import imagegen
-from tests.conftest import TINY_LABELS
-from tests.test_build_mar import members
+from tests.archives import members
+from tests.tiny import TINY_LABELS
 
 TORCH_INT8 = HandlerOptions(runtime="torch", precision="int8")
 

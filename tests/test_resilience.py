@@ -16,12 +16,12 @@ import pytest
 import requests
 from PIL import Image
 
-from scripts.packaging.archive import build_mar
-from scripts.project import ROOT
-from scripts.serving.process import running_pid, stop
-from scripts.serving.properties import loopback_config, read_properties
-from scripts.serving.server import read_keys
-from tests import imagegen
+from deepfake_service.packaging.archive import build_mar
+from deepfake_service.project import ROOT
+from deepfake_service.samples import imagegen
+from deepfake_service.serving.process import running_pid, stop
+from deepfake_service.serving.properties import loopback_config, read_properties
+from deepfake_service.serving.server import read_keys
 from tests.servers import SHIPPED_CONFIG, model_config, running_server
 
 NAME = "resilient-detector"

@@ -7,15 +7,15 @@ import shutil
 import pytest
 import torch
 
+from deepfake_service.packaging.openvino import convert_to_openvino
+from deepfake_service.packaging.quantize import prepare_int8
+from deepfake_service.samples import imagegen
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.hardware import cpu_description, cpu_flags, native_bf16
 from handler.options import HandlerOptions
 from handler.runtime import OpenVinoRuntime, TorchRuntime, openvino_precision
-from scripts.packaging.openvino import convert_to_openvino
-from scripts.packaging.quantize import prepare_int8
-from tests import imagegen
-from tests.conftest import TINY_LABELS
+from tests.tiny import TINY_LABELS
 
 # Largest |probability difference| from torch fp32 accepted on the tiny random ViT.
 TOLERANCE = {"fp32": 1e-5, "bf16": 0.02, "int8": 0.05}

@@ -12,12 +12,12 @@ import requests
 import yaml
 from PIL import Image
 
+from deepfake_service.project import MODEL_CONFIG, ROOT
+from deepfake_service.serving.properties import read_properties
+from deepfake_service.serving.server import PID_FILE, read_keys
 from handler.images import ACCEPTED_FORMATS
-from scripts.project import MODEL_CONFIG, ROOT
-from scripts.serving.properties import read_properties
-from scripts.serving.server import PID_FILE, read_keys
-from tests.conftest import SERVED_NAME
 from tests.servers import running_server
+from tests.tiny import SERVED_NAME
 
 SHIPPED = read_properties(ROOT / "config" / "config.properties")
 TIMEOUT = 60

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-from tests import imagegen
-from tests.conftest import TINY_LABELS
+from deepfake_service.samples import imagegen
+from tests.tiny import TINY_LABELS
 
 
 def test_the_seed_baseline_classifies_whole_images_and_refuses_non_images(tiny_checkpoint, monkeypatch):

@@ -9,12 +9,12 @@ import time
 import pytest
 import torch
 
+from deepfake_service.packaging.openvino import convert_to_openvino
+from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from handler.runtime import create_runtime
 from handler.selection import PROBE_MAX_PASSES, candidates, choose, probe
-from scripts.packaging.openvino import convert_to_openvino
-from tests import imagegen
 
 CPU = torch.device("cpu")
 
@@ -97,6 +97,7 @@ def test_the_choice_is_cached_per_host_and_archive(with_ir, tmp_path, monkeypatc
 def test_answers_of_an_auto_model_say_what_was_chosen(with_ir):
     classifier = DeepfakeClassifier.from_checkpoint(with_ir, HandlerOptions(runtime="auto", precision="auto"))
     answer = classifier.predict_batch([imagegen.png()])[0]
-    chosen = classifier.runtime.choice
-    assert (answer["runtime"], answer["precision"]) == (chosen.runtime, chosen.precision)
-    assert (chosen.runtime, chosen.precision) in candidates(with_ir, CPU)
+    chosen = (classifier.runtime.name, classifier.runtime.precision)
+    assert (answer["runtime"], answer["precision"]) == chosen
+    assert chosen in candidates(with_ir, CPU)
+    assert classifier.runtime.chosen_by.startswith(f"auto chose {chosen[0]} {chosen[1]} ")

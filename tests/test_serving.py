@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from tests import imagegen
-from tests.conftest import SERVED_NAME as NAME
+from tests.tiny import SERVED_NAME as NAME
 
 TIMEOUT = 60
 
@@ -35,11 +35,6 @@ def batch_log(server) -> list[tuple[int, int]]:
     """(requests, rejected) for every batch the worker logged."""
     text = (server.run_dir / "logs" / "model_log.log").read_text()
     return [(int(n), int(r)) for n, r in re.findall(r"batch of (\d+) requests, (\d+) rejected", text)]
-
-
-def worker_pids(server) -> list[int]:
-    described = requests.get(f"{server.management_url}/models/{NAME}", headers=server.headers("management"), timeout=TIMEOUT)
-    return [w["pid"] for w in described.json()[0]["workers"] if w["status"] == "READY"]
 
 
 def assert_matches(answer: dict, expected: dict) -> None:
@@ -135,7 +130,7 @@ def test_prometheus_metrics_count_inference_requests(server):
 
 
 def test_a_video_in_a_batch_with_images_is_answered_and_leaves_theirs_untouched(server, reference):
-    from tests import videogen
+    from deepfake_service.samples import videogen
 
     clip = videogen.clip(people=2)
     payloads = [imagegen.jpeg(seed=40), clip, imagegen.png(seed=41), clip[:700]]

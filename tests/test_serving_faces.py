@@ -10,18 +10,13 @@ import requests
 from PIL import Image
 from skimage import data as photos
 
+from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
-from tests.conftest import SERVED_NAME as NAME
-from tests.test_faces import ASTRONAUT_FACE, as_box, iou
+from tests.photos import ASTRONAUT_FACE, as_box
+from tests.tiny import SERVED_NAME as NAME
 
 TIMEOUT = 60
-
-
-def jpeg(array) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "JPEG", quality=95)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +45,7 @@ def test_a_photo_gets_per_face_boxes_and_verdicts(server, photos_by_faces):
     body = answer.json()
     assert (body["mode"], body["analyzed"], body["image_size"]) == ("auto", "faces", [512, 512])
     (face,) = body["faces"]
-    assert iou(as_box(face["box"]), ASTRONAUT_FACE) > 0.7
+    assert as_box(face["box"]).iou(ASTRONAUT_FACE) > 0.7
     assert set(face) == {"box", "label", "confidence", "probabilities", "verdict"}
 
 

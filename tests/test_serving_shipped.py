@@ -6,11 +6,11 @@ import pytest
 import requests
 import yaml
 
+from deepfake_service.project import MODEL_CONFIG
+from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
 from handler.hardware import native_bf16
 from handler.options import HandlerOptions
-from scripts.project import MODEL_CONFIG
-from tests import imagegen
 from tests.servers import running_server
 
 NAME = "shipped-detector"

@@ -9,11 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handler.decision import DECISION_FILE
-from scripts.packaging.demo import write_random_checkpoint
-from scripts.project import handler_options
-from scripts.serving.rollout import RolloutError, deploy, predict, rollback, smoke_image, versions
-from scripts.training.dataset import (
+from deepfake_service.dataset import (
     MEDIA_SUFFIXES,
     DatasetError,
     Sample,
@@ -24,14 +20,18 @@ from scripts.training.dataset import (
     read_split,
     stratified_split,
 )
-from scripts.training.evaluate import evaluate, write_evaluation
-from scripts.training.example_dataset import two_class_dataset
-from scripts.training.predictors import CheckpointPredictor, EndpointPredictor
-from scripts.training.report import FIGURES, classification_report
-from scripts.training.score import score
-from scripts.training.train import TrainSettings, logging_steps, train
-from tests.conftest import tiny_config
+from deepfake_service.packaging.demo import write_random_checkpoint
+from deepfake_service.project import handler_options
+from deepfake_service.serving.rollout import RolloutError, deploy, predict, rollback, smoke_image, versions
+from deepfake_service.training.evaluate import evaluate, write_evaluation
+from deepfake_service.training.example_dataset import two_class_dataset
+from deepfake_service.training.predictors import CheckpointPredictor, EndpointPredictor
+from deepfake_service.training.report import FIGURES, classification_report
+from deepfake_service.training.score import score
+from deepfake_service.training.train import TrainSettings, logging_steps, train
+from handler.decision import DECISION_FILE
 from tests.servers import model_config, running_server
+from tests.tiny import tiny_config
 
 COUNTS = {"Real": 30, "Fake": 18}  # unbalanced on purpose
 TORCH_FP32 = {"runtime": "torch", "precision": "fp32"}
@@ -344,7 +344,7 @@ def test_evaluate_robustness_reports_auc_and_flips_per_re_encoding(calibrated_ru
 
 
 def test_evaluate_and_score_take_videos_beside_images_one_row_each(run, dataset, tmp_path):
-    from tests import videogen
+    from deepfake_service.samples import videogen
 
     folder = tmp_path / "mixed"
     for label in ("Real", "Fake"):

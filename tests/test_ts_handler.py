@@ -8,8 +8,8 @@ import shutil
 import pytest
 import torch
 
+from deepfake_service.samples import imagegen
 from handler.ts_handler import DeepfakeHandler, worker_device
-from tests import imagegen
 
 
 class FakeContext:

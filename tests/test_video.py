@@ -1,17 +1,17 @@
 """Videos in the core: sampling, people across frames, the confident strategy, and every limit, on
-generated clips (tests/videogen.py) and the tiny ViT. Served video is in test_serving.py."""
+generated clips (deepfake_service/samples/videogen.py) and the tiny ViT. Served video is in test_serving.py."""
 
 from __future__ import annotations
 
 import pytest
 
+from deepfake_service.samples import imagegen, videogen
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.geometry import Box
 from handler.options import HandlerOptions
 from handler.request import Request
 from handler.video import VideoSettings, confident_frames, container_format, link_people
-from tests import imagegen, videogen
 
 FRAMES = 8
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import ViTForImageClassification
 
-from handler.runtime import OPENVINO_MODEL
+from handler.checkpoint import OPENVINO_MODEL
 
 
 class _Logits(torch.nn.Module):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from scripts.project import CONFIG_PROPERTIES
-from scripts.serving.properties import read_properties, write_properties
+from deepfake_service.project import CONFIG_PROPERTIES
+from deepfake_service.serving.properties import read_properties, write_properties
 
 KSERVE_PORT = 8085
 MODEL_STORE = "/mnt/models/model-store"  # where KServe's storage initializer puts the model-store folder

@@ -13,9 +13,9 @@ import requests
 from packaging.version import InvalidVersion, Version
 from PIL import Image
 
-from scripts.packaging.archive import BuildError, build_mar
-from scripts.project import MODEL_CONFIG
-from scripts.serving.server import Server
+from deepfake_service.packaging.archive import BuildError, build_mar
+from deepfake_service.project import MODEL_CONFIG
+from deepfake_service.serving.server import Server
 
 TIMEOUT = 300.0  # seconds for a synchronous registration (the worker loads the model)
 

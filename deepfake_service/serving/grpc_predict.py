@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from scripts.project import ROOT
-from scripts.serving.server import read_key_file
+from deepfake_service.project import ROOT
+from deepfake_service.serving.server import read_key_file
 
 STUB_DIR = ROOT / "build" / "grpc"
 PROTOS = ("proto/inference.proto", "proto/management.proto", "google/rpc/status.proto")

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.training.predictors import Predictor, Scored, predict_files
+from deepfake_service.training.predictors import Predictor, Scored, predict_files
 
 COLUMNS = ("path", "label", "verdict", "confidence", "probabilities", "calibrated", "declared_ai", "declared_by", "signer",
            "version", "demo", "error")

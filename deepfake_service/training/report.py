@@ -15,9 +15,8 @@ from typing import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support, roc_auc_score, roc_curve
 
-from scripts.training.calibration import tempered
+from deepfake_service.training.calibration import calibration, tempered
 
-CALIBRATION_BINS = 10
 FPR_POINTS = (0.01, 0.05, 0.10)
 FIGURES = ("confusion_matrix.png", "roc_curve.png", "reliability.png")
 
@@ -30,26 +29,6 @@ def _one_vs_rest(truth: np.ndarray, probabilities: np.ndarray, labels: Sequence[
         if positives.any() and not positives.all():
             scores[label] = float(roc_auc_score(positives, probabilities[:, index]))
     return scores
-
-
-def calibration(truth: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
-    """Top-label calibration: per confidence bin, mean confidence, accuracy and count; and the ECE
-    (count-weighted mean |accuracy - confidence|)."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == truth
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    rows, ece = [], 0.0
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        row = {"low": float(edges[b]), "high": float(edges[b + 1]), "count": count, "confidence": None, "accuracy": None}
-        if count:
-            row["confidence"] = float(confidence[members].mean())
-            row["accuracy"] = float(correct[members].mean())
-            ece += count / len(truth) * abs(row["accuracy"] - row["confidence"])
-        rows.append(row)
-    return {"ece": float(ece), "bins": rows}
 
 
 def classification_report(

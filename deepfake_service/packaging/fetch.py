@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
+from deepfake_service.project import CHECKPOINTS
 from handler.checkpoint import CheckpointError, read_checkpoint_info
-from scripts.project import CHECKPOINTS
 
 ALLOWED_FILES = ["*.json", "*.safetensors"]
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import requests
 
-from scripts.serving.process import DRAINING
-from scripts.serving.server import ServeError, recorded
+from deepfake_service.serving.process import DRAINING
+from deepfake_service.serving.server import ServeError, recorded
 
 
 def probe(run_dir: Path, readiness: bool = False, timeout: float = 4.0) -> str | None:

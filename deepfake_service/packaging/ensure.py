@@ -17,10 +17,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.packaging.archive import BuildError, build_inputs, build_mar, load_options, read_build_record
-from scripts.packaging.demo import write_demo_checkpoint
-from scripts.packaging.fetch import fetch_checkpoint, hub_folder
-from scripts.project import DEMO_CHECKPOINT, MODEL_CONFIG, MODEL_NAME, MODEL_STORE, MODEL_VERSION, ROOT, archive_path
+from deepfake_service.packaging.archive import BuildError, build_inputs, build_mar, load_options, read_build_record
+from deepfake_service.packaging.demo import write_demo_checkpoint
+from deepfake_service.packaging.fetch import fetch_checkpoint, hub_folder
+from deepfake_service.project import DEMO_CHECKPOINT, MODEL_CONFIG, MODEL_NAME, MODEL_STORE, MODEL_VERSION, ROOT, archive_path
 
 BUILT_BY = "make serve"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

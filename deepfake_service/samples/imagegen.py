@@ -22,6 +22,12 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
     return buffer.getvalue()
 
 
+def photo_jpeg(photo, quality: int = 95, **params) -> bytes:
+    """A photo (PIL image or uint8 array, e.g. one of scikit-image's) as JPEG bytes."""
+    image = photo if isinstance(photo, Image.Image) else Image.fromarray(np.asarray(photo))
+    return encode(image, "JPEG", quality=quality, **params)
+
+
 def jpeg(seed: int = 0, width: int = 48, height: int = 40) -> bytes:
     return encode(pattern(width, height, seed), "JPEG", quality=90)
 

@@ -16,11 +16,7 @@ from typing import Sequence
 import torch
 from PIL import Image, ImageEnhance
 
-from handler.checkpoint import labels_from_config
-from handler.errors import ClientError
-from handler.images import decode_image
-from scripts.project import handler_options
-from scripts.training.dataset import (
+from deepfake_service.dataset import (
     DatasetError,
     Sample,
     given_splits,
@@ -30,6 +26,10 @@ from scripts.training.dataset import (
     stratified_split,
     write_split,
 )
+from deepfake_service.project import handler_options
+from handler.checkpoint import labels_from_config
+from handler.errors import ClientError
+from handler.images import decode_image
 
 DEFAULT_BASE_MODEL = "dima806/deepfake_vs_real_image_detection"
 PREFERRED_ORDER = ("Real", "Fake")  # the reference model's class indices: Real=0, Fake=1
@@ -186,10 +186,11 @@ def train(settings: TrainSettings) -> dict:
     from transformers import Trainer, TrainingArguments, ViTForImageClassification, set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
+    from deepfake_service.training.calibration import write_decision
+    from deepfake_service.training.evaluate import evaluate, write_evaluation
+    from deepfake_service.training.operating_point import calibrate
+    from deepfake_service.training.predictors import CheckpointPredictor
     from handler.decision import DECISION_FILE
-    from scripts.training.calibration import calibrate, write_decision
-    from scripts.training.evaluate import evaluate, write_evaluation
-    from scripts.training.predictors import CheckpointPredictor
 
     started = time.monotonic()
     trainer_dir = settings.output / "trainer"

@@ -23,12 +23,15 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from deepfake_service.dataset import Sample
 from handler.decision import DECISION_FILE
-from scripts.training.dataset import Sample
 
 FORMAT = 1
 TEMPERATURE_RANGE = (0.05, 20.0)
 EPSILON = float(np.finfo(float).tiny)  # floor before log: answers' JSON floats keep probabilities like 1e-40 exactly
+
+
+CALIBRATION_BINS = 10  # confidence bins of the reliability diagram and the ECE
 
 
 class CalibrationError(Exception):
@@ -91,6 +94,26 @@ def rates(scores: np.ndarray, is_fake: np.ndarray, threshold: float) -> dict[str
     }
 
 
+def calibration(truth: np.ndarray, probabilities: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Top-label calibration: per confidence bin, mean confidence, accuracy and count; and the ECE
+    (count-weighted mean |accuracy - confidence|)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == truth
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        row = {"low": float(edges[b]), "high": float(edges[b + 1]), "count": count, "confidence": None, "accuracy": None}
+        if count:
+            row["confidence"] = float(confidence[members].mean())
+            row["accuracy"] = float(correct[members].mean())
+            ece += count / len(truth) * abs(row["accuracy"] - row["confidence"])
+        rows.append(row)
+    return {"ece": float(ece), "bins": rows}
+
+
 def file_list_sha256(samples: Sequence[Sample]) -> str:
     """SHA-256 of the calibration set's sorted ``path,label`` lines: which images set the operating point."""
     lines = sorted(f"{s.path},{s.label}" for s in samples)
@@ -107,8 +130,6 @@ def decide(
 ) -> dict:
     """The decision file's content (without the data description): temperature, thresholds, target and
     achieved rates, NLL and ECE before and after scaling."""
-    from scripts.training.report import calibration  # report imports this module
-
     if fake_label not in labels:
         raise CalibrationError(f"fake label {fake_label!r} is not one of the model's labels {list(labels)}")
     if not 0 < target_fpr <= uncertain_fpr < 1:
@@ -151,26 +172,3 @@ def write_decision(decision: dict, calibration_set: dict, folder: Path) -> Path:
     path = folder / DECISION_FILE
     path.write_text(json.dumps(content, indent=2) + "\n")
     return path
-
-
-def calibrate(
-    predictor,
-    samples: Sequence[Sample],
-    source: Path,
-    fake_label: str,
-    target_fpr: float = 0.01,
-    uncertain_fpr: float = 0.05,
-    batch_size: int = 32,
-    progress: bool = True,
-) -> tuple[dict, dict]:
-    """Classify the calibration ``samples`` with ``predictor`` (a checkpoint or an endpoint; a decision it
-    already has is undone) and return (decision, calibration set description) for ``write_decision``."""
-    from scripts.training.evaluate import evaluate  # evaluate imports this module
-
-    evaluation = evaluate(predictor, list(samples), batch_size, progress)
-    labels = evaluation.report["labels"]
-    decision = decide(labels, evaluation.truth, evaluation.logits, fake_label, target_fpr, uncertain_fpr)
-    model = evaluation.report["model"]
-    # Scores move a little between runtimes and precisions: the file says which computed these.
-    computed_by = {"runtime": model.get("runtime"), "precision": model.get("precision")}
-    return decision, {**describe_set(samples, len(evaluation.truth), source), "computed_by": computed_by}

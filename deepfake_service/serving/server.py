@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.project import KEY_FILE
-from scripts.serving.properties import read_properties
+from deepfake_service.project import KEY_FILE
+from deepfake_service.serving.properties import read_properties
 
 PID_FILE = "torchserve.pid"
 SERVING_PROPERTIES = "serving.properties"  # the config a run folder's server was started with

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from scripts.serving.server import ServeError, Server
+from deepfake_service.serving.server import ServeError, Server
 
 
 def drain(server: Server, quiet: float = 2.0, timeout: float = 30.0) -> bool:

@@ -17,9 +17,9 @@ import numpy as np
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from scripts.training.dataset import Sample
-from scripts.training.evaluate import Evaluation, evaluate
-from scripts.training.predictors import Predictor
+from deepfake_service.dataset import Sample
+from deepfake_service.training.evaluate import Evaluation, evaluate
+from deepfake_service.training.predictors import Predictor
 
 
 def _saved(image: Image.Image, fmt: str, **settings) -> bytes:

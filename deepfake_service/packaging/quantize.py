@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
-from handler.checkpoint import load_image_processor, read_checkpoint_info
+from deepfake_service.dataset import DatasetError, check_labels, load_samples, read_split
+from deepfake_service.dataset import image_files as dataset_images
+from deepfake_service.project import handler_options
+from handler.checkpoint import OPENVINO_INT8_MODEL, OPENVINO_MODEL, QUANTIZATION_REPORT, load_image_processor, read_checkpoint_info
 from handler.classifier import DeepfakeClassifier
 from handler.images import ImageLimits, decode_image
 from handler.options import HandlerOptions
-from handler.runtime import OPENVINO_INT8_MODEL, OPENVINO_MODEL, QUANTIZATION_REPORT, RUNTIMES
-from scripts.project import handler_options
-from scripts.training.dataset import DatasetError, check_labels, load_samples, read_split
-from scripts.training.dataset import image_files as dataset_images
+from handler.runtime import RUNTIMES
 
 MIN_AGREEMENT = 0.995
 MAX_ACCURACY_DROP = 0.003

@@ -1,4 +1,5 @@
-"""The whole local stack: TorchServe from a run folder plus the upload page, up and down together."""
+"""The whole local stack: TorchServe from a run folder plus its companions (the upload page, which
+``scripts/serve.py`` composes in: this library never imports ``page/``), up and down together."""
 
 from __future__ import annotations
 
@@ -6,12 +7,22 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, Sequence
 
-from page.lifecycle import start_page, stop_page
-from scripts.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE, PAGE_HOST, PAGE_PORT, RUN_DIR
-from scripts.serving.process import running_pid, start, stop, wait_ready
-from scripts.serving.properties import read_properties, write_properties
-from scripts.serving.server import Server
+from deepfake_service.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE, RUN_DIR
+from deepfake_service.serving.process import running_pid, start, stop, wait_ready
+from deepfake_service.serving.properties import read_properties, write_properties
+from deepfake_service.serving.server import Server
+
+
+class Companion(Protocol):
+    """A process that runs beside TorchServe: started once the models are ready, stopped before it."""
+
+    def start(self, server: Server, model: str) -> str:
+        """Start beside ``server`` for ``model``; returns a line to print (where to find it)."""
+
+    def stop(self, run_dir: Path) -> bool:
+        """Stop the one started from ``run_dir``; False when none was running."""
 
 
 @dataclass(frozen=True)
@@ -23,18 +34,15 @@ class StackSettings:
     models: list[str] = field(default_factory=lambda: [f"{MODEL_NAME}={MODEL_NAME}.mar"])
     run_dir: Path = RUN_DIR
     timeout: float = 300.0
-    page_port: int = PAGE_PORT  # 0: no page
-    page_host: str = PAGE_HOST
     enable_model_api: bool = False
-    page_options: list[str] = field(default_factory=list)  # page/server.py options: --token-file, --identity-header
 
     @property
     def model_names(self) -> list[str]:
         return [m.split("=", 1)[0] for m in self.models]
 
 
-def start_stack(settings: StackSettings) -> Server:
-    """Start TorchServe and wait until every model is ready, then the page; prints the URLs.
+def start_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -> Server:
+    """Start TorchServe and wait until every model is ready, then the companions; prints the URLs.
 
     Raises ``ServeError`` (with everything stopped again) when either does not come up."""
     config = settings.config
@@ -46,32 +54,31 @@ def start_stack(settings: StackSettings) -> Server:
         seconds = wait_ready(server, settings.model_names, settings.timeout)
         print(f"ready in {seconds:.1f} s")
         print(usage(server, settings.model_names), flush=True)
-        if settings.page_port:
-            url = start_page(server, settings.model_names[0], settings.page_port, settings.page_host,
-                             options=settings.page_options)
-            print(f"Upload page: {url}", flush=True)
+        for companion in companions:
+            print(companion.start(server, settings.model_names[0]), flush=True)
     except BaseException:
-        stop_stack(settings.run_dir)
+        stop_stack(settings.run_dir, companions)
         raise
     return server
 
 
-def stop_stack(run_dir: Path = RUN_DIR) -> bool:
-    """Stop the page, then TorchServe (after accepted work drains); False when no server was running."""
-    stop_page(run_dir.resolve())
+def stop_stack(run_dir: Path = RUN_DIR, companions: Sequence[Companion] = ()) -> bool:
+    """Stop the companions, then TorchServe (after accepted work drains); False when no server was running."""
+    for companion in companions:
+        companion.stop(run_dir.resolve())
     return stop(run_dir)
 
 
-def run_stack(settings: StackSettings) -> int:
+def run_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -> int:
     """Serve in the foreground (containers): on SIGTERM or SIGINT drain, then stop. Returns the exit code."""
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    server = start_stack(settings)
+    server = start_stack(settings, companions)
     while not stopping.is_set() and running_pid(server.run_dir):
         stopping.wait(1.0)
     signalled = stopping.is_set()
-    stop_stack(settings.run_dir)
+    stop_stack(settings.run_dir, companions)
     print("TorchServe stopped" if signalled else "TorchServe exited on its own", flush=True)
     return 0 if signalled else 1
 

@@ -18,13 +18,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from handler.checkpoint import CheckpointError, read_checkpoint_info, weight_files
+from deepfake_service.packaging.openvino import convert_to_openvino
+from deepfake_service.packaging.quantize import QuantizationError, prepare_int8
+from deepfake_service.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE, handler_options
+from handler.checkpoint import BUILD_RECORD, CheckpointError, read_checkpoint_info, weight_files
 from handler.decision import DECISION_FILE, DecisionError, read_decision
 from handler.options import HandlerOptions, OptionsError
-from handler.runtime import BUILD_RECORD
-from scripts.packaging.openvino import convert_to_openvino
-from scripts.packaging.quantize import QuantizationError, prepare_int8
-from scripts.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE, handler_options
 
 ENTRY_POINT = "ts_handler.py"
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from PIL import Image, PngImagePlugin
 
-from tests import imagegen
+from deepfake_service.samples import imagegen
 
 IPTC = "http://cv.iptc.org/newscodes/digitalsourcetype/"
 

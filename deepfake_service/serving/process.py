@@ -17,10 +17,10 @@ from typing import Iterator
 
 import requests
 
-from scripts.project import KEY_FILE
-from scripts.serving.drain import drain
-from scripts.serving.properties import read_properties, write_properties
-from scripts.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
+from deepfake_service.project import KEY_FILE
+from deepfake_service.serving.drain import drain
+from deepfake_service.serving.properties import read_properties, write_properties
+from deepfake_service.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.training.calibration import log_probabilities
-from scripts.training.dataset import DatasetError, Sample, check_labels
-from scripts.training.predictors import Predictor, Scored, predict_files
-from scripts.training.report import classification_report, operating_report, save_figures, write_report
+from deepfake_service.dataset import DatasetError, Sample, check_labels
+from deepfake_service.training.calibration import log_probabilities
+from deepfake_service.training.predictors import Predictor, Scored, predict_files
+from deepfake_service.training.report import classification_report, operating_report, save_figures, write_report
 
 
 class EvaluationError(Exception):

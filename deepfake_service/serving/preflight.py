@@ -15,9 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scripts.project import CONFIG_PROPERTIES, PAGE_HOST, PAGE_PORT, ROOT, RUN_DIR
-from scripts.serving.properties import listener_ports, read_properties
-from scripts.serving.server import PID_FILE
+from deepfake_service.project import CONFIG_PROPERTIES, PAGE_HOST, PAGE_PORT, ROOT, RUN_DIR
+from deepfake_service.serving.properties import listener_ports, read_properties
+from deepfake_service.serving.server import PID_FILE
 
 PYTHON = (3, 11)  # pyproject.toml: requires-python
 JAVA = 17  # TorchServe 0.12's frontend needs Java 17 or newer
