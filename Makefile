@@ -6,8 +6,8 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 DEMO := checkpoints/demo
 
-# CHECKPOINT=<folder or Hugging Face Hub id>: serve that checkpoint; empty: the offline demo, or the
-# archive already in model_store/ when another command built it (see scripts/ensure_archive.py).
+# CHECKPOINT=<folder or Hugging Face Hub id>: serve that checkpoint; empty: the archive already in
+# model_store/, as built (the offline demo only when there is none; see scripts/ensure_archive.py).
 CHECKPOINT ?=
 # SERVE_FLAGS=--enable-model-api lets scripts.rollout register new versions.
 SERVE_FLAGS ?=
@@ -34,7 +34,8 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-# Builds model_store/<model>.mar from CHECKPOINT when needed; never replaces another command's archive.
+# Builds model_store/<model>.mar from CHECKPOINT when needed; never replaces another command's archive,
+# never switches a built archive to the demo.
 archive: venv
 	$(PY) -m scripts.ensure_archive $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 

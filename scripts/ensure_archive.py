@@ -1,10 +1,12 @@
-"""Build the archive `make serve` serves: from CHECKPOINT (a folder or a Hub id), or the offline demo.
+"""Build the archive `make serve` serves: from CHECKPOINT (a folder or a Hub id), or the one already there.
 
-It rebuilds only an archive it built itself (when the checkpoint, model config or handler changed) and
-never replaces one built by scripts.build_mar or scripts.rollout: without --checkpoint that archive is
-served as it is; with another --checkpoint it stops with one line saying what to run.
+Without --checkpoint the archive in the model store is served as it was built: one that make serve built
+is rebuilt from its own recorded checkpoint when the model config or handler changed (and kept, saying so,
+when that checkpoint changed or is gone); the offline demo is built only when the store holds no archive.
+It never replaces an archive built by scripts.build_mar or scripts.rollout: with another --checkpoint it
+stops with one line saying what to run.
 
-  python -m scripts.ensure_archive                                   # the demo, or the archive already there
+  python -m scripts.ensure_archive                                   # the archive already there, or the demo
   python -m scripts.ensure_archive --checkpoint runs/exp1
   python -m scripts.ensure_archive --checkpoint dima806/deepfake_vs_real_image_detection
 """

@@ -4,8 +4,10 @@ command's archive."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import pytest
 import yaml
@@ -65,6 +67,44 @@ def test_without_a_checkpoint_another_commands_archive_is_served_as_it_is(tmp_pa
     outcome = ensure_archive(None, "tiny", store, torch_config)
     assert outcome.action == "kept-foreign" and "scripts.build_mar" in outcome.reason
     assert built.read_bytes() == before
+
+
+def test_a_plain_make_serve_after_a_checkpoint_serves_that_checkpoint_never_the_demo(tmp_path, tiny_checkpoint, torch_config):
+    """make serve CHECKPOINT=<folder>; make stop; make serve -- through the archive step's command."""
+    store = tmp_path / "store"
+
+    def make_serve(*checkpoint: str) -> str:
+        command = [sys.executable, "-m", "scripts.ensure_archive", "--name", "tiny", "--model-store", str(store),
+                   "--model-config", str(torch_config), *(["--checkpoint", *checkpoint] if checkpoint else [])]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert make_serve(str(tiny_checkpoint)).endswith(f"built (from {tiny_checkpoint.resolve()})")
+    assert make_serve() == f"{store / 'tiny.mar'}: kept (up to date with {tiny_checkpoint.resolve()})"
+    settings = yaml.safe_load(torch_config.read_text())
+    settings["batchSize"] = 2
+    torch_config.write_text(yaml.safe_dump(settings))
+    rebuilt = make_serve()
+    assert rebuilt.endswith(f"rebuilt (from {tiny_checkpoint.resolve()}, its own checkpoint; changed: model config)"), rebuilt
+    record = read_build_record(store / "tiny.mar")
+    assert record["checkpoint"] == str(tiny_checkpoint.resolve()) and "demo" not in rebuilt
+    assert yaml.safe_load(zipfile.ZipFile(store / "tiny.mar").read("model-config.yaml"))["batchSize"] == 2
+
+
+def test_a_plain_make_serve_keeps_the_archive_when_its_checkpoint_changed_or_went(tmp_path, tiny_checkpoint, torch_config):
+    checkpoint = tmp_path / "exp1"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    store = tmp_path / "store"
+    ensure_archive(str(checkpoint), "tiny", store, torch_config)
+    before = (store / "tiny.mar").read_bytes()
+    (checkpoint / "config.json").write_text((checkpoint / "config.json").read_text().replace("authentic", "genuine"))
+    kept = ensure_archive(None, "tiny", store, torch_config)
+    assert kept.action == "kept" and "files changed since" in kept.reason and f"CHECKPOINT={checkpoint}" in kept.reason
+    shutil.rmtree(checkpoint)
+    gone = ensure_archive(None, "tiny", store, torch_config)
+    assert gone.action == "kept" and "which is gone" in gone.reason
+    assert (store / "tiny.mar").read_bytes() == before
 
 
 def test_a_hub_id_without_network_stops_with_one_line(tmp_path):

@@ -1,11 +1,15 @@
-"""What ``make serve`` builds: the archive of the checkpoint it was asked for, never someone else's.
+"""What ``make serve`` builds: the archive of the checkpoint it was asked for, never someone else's, and
+never the demo in place of an archive that is there.
 
 ``ensure_archive`` resolves the checkpoint (a folder, a Hub id fetched once into checkpoints/, or the
 offline demo, written on first use), then compares it with the build record inside the existing
 archive (``build.json``: content hashes of the checkpoint, the model config and the handler):
-  - no archive yet: build it;
+  - no archive yet: build it (from the demo when no checkpoint was asked for);
   - same inputs: keep it;
-  - built by ``make serve`` itself from other inputs: rebuild it;
+  - built by ``make serve`` itself, a checkpoint asked for: rebuild it when anything differs;
+  - built by ``make serve`` itself, no checkpoint asked for: it stays the archive of the checkpoint it
+    records. Rebuilt from that checkpoint when only the model config or the handler changed; kept as
+    built (saying so) when that checkpoint is gone or its files changed since;
   - built by another command (``scripts.build_mar``, ``scripts.rollout``) or without a record: keep
     it when no checkpoint was asked for (it is served as it is); refuse, with one line saying what to
     run, when another checkpoint was asked for.
@@ -66,29 +70,56 @@ def ensure_archive(
     model_config: Path = MODEL_CONFIG,
     version: str = MODEL_VERSION,
 ) -> Outcome:
-    """Make ``store/<name>.mar`` the archive of ``spec`` (None: the demo, unless another command's
-    archive is there); raises ``BuildError`` (or ``FetchError``) with one line saying what to run."""
+    """Make ``store/<name>.mar`` the archive of ``spec`` (None: the archive already there, from its own
+    checkpoint; the demo only when there is none); raises ``BuildError`` (or ``FetchError``) with one
+    line saying what to run."""
     archive = archive_path(name, store)
     record = read_build_record(archive) if archive.is_file() else None
-    if archive.is_file() and not spec and (record is None or record.get("built_by") != BUILT_BY):
+    ours = record is not None and record.get("built_by") == BUILT_BY
+    if archive.is_file() and not spec and not ours:
         origin = f"built by {record['built_by']} from {record['checkpoint']}" if record else "built without a record"
         return Outcome(archive, "kept-foreign", Path(record["checkpoint"]) if record else archive, f"{origin}; served as it is")
+    if archive.is_file() and not spec:
+        return _refresh(archive, record, name, store, model_config, version)
     checkpoint, source = resolve_checkpoint(spec)
     wanted = build_inputs(checkpoint, model_config, load_options(model_config))
     if record is not None and all(record.get(k) == v for k, v in wanted.items()):
         return Outcome(archive, "kept", checkpoint, f"up to date with {_shown(checkpoint)}")
-    if archive.is_file() and (record is None or record.get("built_by") != BUILT_BY):
+    if archive.is_file() and not ours:
         origin = f"by {record['built_by']} from {record['checkpoint']}" if record else "without a build record"
         raise BuildError(
             f"{_shown(archive)} was built {origin}, not by make serve from {spec}; it is not replaced. "
             f"Serve it as it is with `make serve` (no CHECKPOINT), or move it out of {_shown(store)} and run "
             f"`make serve CHECKPOINT={spec}` again"
         )
-    changed = [k.removesuffix("_sha256").replace("_", " ") for k, v in wanted.items() if record and record.get(k) != v]
     build_mar(checkpoint, name, version, model_config=model_config, export_dir=store, built_by=BUILT_BY, source=source)
     if record is None:
         return Outcome(archive, "built", checkpoint, f"from {_shown(checkpoint)}")
-    return Outcome(archive, "rebuilt", checkpoint, f"from {_shown(checkpoint)}; changed: {', '.join(changed)}")
+    return Outcome(archive, "rebuilt", checkpoint, f"from {_shown(checkpoint)}; changed: {', '.join(_changed(record, wanted))}")
+
+
+def _refresh(archive: Path, record: dict, name: str, store: Path, model_config: Path, version: str) -> Outcome:
+    """``make serve`` without a checkpoint, over an archive it built: the same checkpoint as before."""
+    checkpoint = Path(record["checkpoint"])
+    asked = f"make serve CHECKPOINT={record.get('source') or _shown(checkpoint)}"
+    if checkpoint == DEMO_CHECKPOINT.resolve() and not (checkpoint / "model.safetensors").is_file():
+        write_demo_checkpoint(DEMO_CHECKPOINT)  # deterministic: the same demo the archive was built from
+    if not (checkpoint / "config.json").is_file():
+        return Outcome(archive, "kept", checkpoint, f"built from {_shown(checkpoint)}, which is gone; served as built")
+    wanted = build_inputs(checkpoint, model_config, load_options(model_config))
+    changed = _changed(record, wanted)
+    if not changed:
+        return Outcome(archive, "kept", checkpoint, f"up to date with {_shown(checkpoint)}")
+    if "checkpoint" in changed:
+        return Outcome(archive, "kept", checkpoint, f"built from {_shown(checkpoint)}, whose files changed since "
+                                                    f"({', '.join(changed)} differ); served as built: `{asked}` rebuilds it")
+    build_mar(checkpoint, name, version, model_config=model_config, export_dir=store, built_by=BUILT_BY, source=record.get("source"))
+    return Outcome(archive, "rebuilt", checkpoint, f"from {_shown(checkpoint)}, its own checkpoint; changed: {', '.join(changed)}")
+
+
+def _changed(record: dict, wanted: dict[str, str]) -> list[str]:
+    """Which build inputs differ from the record: checkpoint, model config, handler."""
+    return [k.removesuffix("_sha256").replace("_", " ") for k, v in wanted.items() if record.get(k) != v]
 
 
 def _shown(path: Path) -> str:
