@@ -26,15 +26,21 @@ PAGE_PORT = 7860
 LOCUSTFILE = ROOT / "loadtest" / "locustfile.py"
 
 
+def read_model_config(model_config: Path = MODEL_CONFIG) -> dict:
+    """A model-config.yaml as a mapping (the shipped one by default): workers, batching and the
+    ``handler`` section. The one reader of that file for every tool."""
+    import yaml
+
+    return yaml.safe_load(model_config.read_text()) or {}
+
+
 def handler_options(model_config: Path = MODEL_CONFIG, **overrides):
     """The ``handler:`` section of ``model_config`` (the shipped one by default) as validated
     ``HandlerOptions``, with ``overrides`` (None values ignored): the one source of the image limits,
     face settings and runtime that tools share with the served model."""
-    import yaml
-
     from handler.options import HandlerOptions
 
-    section = (yaml.safe_load(model_config.read_text()) or {}).get("handler") or {}
+    section = dict(read_model_config(model_config).get("handler") or {})
     section.update({k: v for k, v in overrides.items() if v is not None})
     return HandlerOptions.from_mapping(section)
 

@@ -1,18 +1,26 @@
-"""The records that flow through the core: one ``Request`` in, one ``Subjects`` per decoded request."""
+"""The record of one request's way through the core.
+
+The adapter makes an ``Analysis`` from each request; each stage of ``handler/classifier.py`` fills its
+part (the media stage ``subjects``, the forward stage ``verdicts`` and ``computed_by``, the explain
+stage ``maps``, the provenance stage ``provenance``) or sets ``error``; ``handler/answers.py`` alone turns
+it into the answer. A new stage adds its field here and its block in the answer, nothing else.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from PIL import Image
+import torch
 
 from handler.errors import ClientError
-from handler.geometry import Box
+from handler.faces import Subjects
+from handler.verdicts import Verdict
+from handler.video import VideoSubjects
 
 
 @dataclass(frozen=True)
 class Request:
-    """One client request as the stages see it.
+    """One client request as the core sees it.
 
     ``payload`` is the media file's bytes, or the ``ClientError`` the adapter met extracting them (it
     passes through as that request's answer). ``face_mode`` overrides the configured face mode (None:
@@ -23,20 +31,28 @@ class Request:
     explain: bool = False
 
 
-@dataclass(frozen=True)
-class Subjects:
-    """What gets classified for one request: face crops (with their boxes in original pixels) or the
-    whole picture (no boxes). ``skipped`` are faces beyond the cap; ``regions`` is what each crop covers,
-    in original pixels; ``media`` names the decoder that produced it."""
+@dataclass
+class Analysis:
+    """One request, what was found in it and what was decided, stage by stage.
 
-    crops: list[Image.Image]
-    boxes: list[Box]
-    skipped: list[Box]
-    mode: str
-    regions: list[Box]
-    original_size: tuple[int, int]
-    media: str = "image"
+    ``error``: the client error that ended it (it is the answer); ``subjects``: what gets classified (face
+    crops, whole image, or a video's people and frames); ``verdicts``: one per crop, in crop order;
+    ``computed_by``: the runtime and precision that computed them; ``maps``: one attention map per crop
+    (explanations only); ``provenance``: the provenance block (None when the reader is off)."""
+
+    request: Request
+    error: ClientError | None = None
+    subjects: Subjects | VideoSubjects | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    computed_by: tuple[str, str] | None = None
+    maps: list[torch.Tensor] = field(default_factory=list)
+    provenance: dict | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request.payload, ClientError):
+            self.error = self.request.payload
 
     @property
-    def analyzed(self) -> str:
-        return "faces" if self.boxes else "image"
+    def open(self) -> bool:
+        """Still going: no stage has refused it."""
+        return self.error is None

@@ -1,19 +1,22 @@
-"""The answer's JSON, built in one place: the verdict of each subject, the request's answer around it,
-and the explanation block."""
+"""The answer's JSON, built in one place from a request's ``Analysis`` (handler/analysis.py): an image's
+answer (each face with its verdict, the most-fake face on top), a video's (each person over their frames,
+the most-fake person on top), the explanation block, and the provenance block beside them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from handler.analysis import Analysis
 from handler.decision import Decision
+from handler.errors import ClientError
 from handler.explain import METHOD, overlay_png
-from handler.faces import deciding_face
-from handler.request import Subjects
-from handler.video import VideoSettings, VideoSubjects, confident_frames
+from handler.faces import Subjects
+from handler.verdicts import most_fake, over_frames, verdict_of
+from handler.video import VideoSettings, VideoSubjects
 
 Answer = dict[str, Any]
 
@@ -28,46 +31,46 @@ class ModelIdentity:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """One classified subject (a face crop or a whole image): the top label, its probability, every
-    label's probability, and the decision's ``verdict`` (real | fake | uncertain)."""
+class AnswerContext:
+    """What every answer of one model shares: who answers, the decision rule, and video aggregation."""
 
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-    verdict: str
-
-    def as_dict(self) -> Answer:
-        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities, "verdict": self.verdict}
+    identity: ModelIdentity
+    decision: Decision
+    video: VideoSettings
 
 
-def verdicts(labels: Sequence[str], logits: torch.Tensor, decision: Decision) -> list[Verdict]:
-    """Logits -> one verdict per row: the decision's probabilities by label (calibrated when it is), the
-    top label and its probability, and the decision's verdict."""
-    return [_verdict_of(dict(zip(labels, row)), decision) for row in decision.probabilities(logits).tolist()]
+def answer(analysis: Analysis, context: AnswerContext) -> Answer | ClientError:
+    """The request's answer: its ``ClientError`` when a stage refused it, else the image or video answer
+    with the explanation (when asked) and the provenance block."""
+    if analysis.error is not None:
+        return analysis.error
+    if isinstance(analysis.subjects, VideoSubjects):
+        built = video_answer(analysis, context)
+    else:
+        built = image_answer(analysis, context)
+    if analysis.request.explain:
+        built["explanation"] = explanation(analysis.subjects, torch.stack(analysis.maps))
+    built["provenance"] = analysis.provenance
+    return built
 
 
-def _made_by(identity: ModelIdentity, computed_by: tuple[str, str], decision: Decision) -> Answer:
+def _made_by(analysis: Analysis, context: AnswerContext) -> Answer:
     """The fields every answer carries: the decision, the model identity and what computed the logits."""
-    return {"decision": decision.as_block(), "model": identity.name, "version": identity.version, "demo": identity.demo,
-            "runtime": computed_by[0], "precision": computed_by[1]}
+    identity = context.identity
+    return {"decision": context.decision.as_block(), "model": identity.name, "version": identity.version,
+            "demo": identity.demo, "runtime": analysis.computed_by[0], "precision": analysis.computed_by[1]}
 
 
-def answer(
-    identity: ModelIdentity,
-    subjects: Subjects,
-    found: Sequence[Verdict],
-    deciding: int,
-    computed_by: tuple[str, str],
-    decision: Decision,
-) -> Answer:
-    """One request's answer: the deciding subject's verdict (the most-fake face, or the whole image), the
-    decision that made it, the model identity, what computed it (runtime, precision), and each face with
-    its own verdict."""
+def image_answer(analysis: Analysis, context: AnswerContext) -> Answer:
+    """An image's answer: the deciding subject's verdict (the most-fake face, or the whole image), the
+    decision that made it, the model identity, what computed it, and each face with its own verdict."""
+    subjects: Subjects = analysis.subjects
+    found = analysis.verdicts
+    deciding = most_fake([v.probabilities for v in found], context.decision.fake_label)
     faces = [{"box": box.as_list(), **verdict.as_dict()} for box, verdict in zip(subjects.boxes, found)]
     return {
         **found[deciding].as_dict(),
-        **_made_by(identity, computed_by, decision),
+        **_made_by(analysis, context),
         "mode": subjects.mode,
         "analyzed": subjects.analyzed,
         "decided_by_face": deciding if faces else None,
@@ -78,56 +81,37 @@ def answer(
     }
 
 
-def _verdict_of(probabilities: dict[str, float], decision: Decision) -> Verdict:
-    """The top label (the first of equals, in label order), its probability, and the decision's verdict."""
-    label = max(probabilities, key=probabilities.__getitem__)
-    return Verdict(label, probabilities[label], probabilities, decision.verdict(probabilities, label))
-
-
-def _aggregate(found: Sequence[Verdict], fake_label: str, settings: VideoSettings) -> tuple[dict[str, float], int]:
-    """Mean probabilities over the frames the confident strategy keeps (all frames for a model without
-    the fake label), and how many it kept."""
-    labels = list(found[0].probabilities)
-    chosen = confident_frames([v.probabilities[fake_label] for v in found], settings) if fake_label in labels else list(range(len(found)))
-    return {label: sum(found[i].probabilities[label] for i in chosen) / len(chosen) for label in labels}, len(chosen)
-
-
-def video_answer(
-    identity: ModelIdentity,
-    subjects: VideoSubjects,
-    found: Sequence[Verdict],
-    computed_by: tuple[str, str],
-    decision: Decision,
-    settings: VideoSettings,
-) -> Answer:
-    """One video's answer: each person's verdict aggregated over their frames (timeline included), the
-    most-fake person's verdict on top; without faces, whole frames aggregated the same way."""
+def video_answer(analysis: Analysis, context: AnswerContext) -> Answer:
+    """A video's answer: each person's verdict over their frames (timeline included), the most-fake
+    person's verdict on top; without faces, whole frames aggregated the same way."""
+    subjects: VideoSubjects = analysis.subjects
+    found, decision = analysis.verdicts, context.decision
     people, timeline, deciding = [], None, None
     if subjects.people:
         for person in range(subjects.people):
             mine = [i for i, (owner, _) in enumerate(subjects.owners) if owner == person]
-            probabilities, used = _aggregate([found[i] for i in mine], decision.fake_label, settings)
+            probabilities, used = over_frames([found[i] for i in mine], decision.fake_label, context.video)
             first = mine[0]
             people.append({
                 "id": person,
                 "frames_seen": len(mine),
                 "frames_used": used,
-                **_verdict_of(probabilities, decision).as_dict(),
+                **verdict_of(probabilities, decision).as_dict(),
                 "first_t": round(subjects.times[subjects.owners[first][1]], 3),
                 "first_box": subjects.boxes[first].as_list(),
                 "timeline": [{"t": round(subjects.times[subjects.owners[i][1]], 3), "box": subjects.boxes[i].as_list(),
                               "probabilities": found[i].probabilities, "verdict": found[i].verdict} for i in mine],
             })
-        deciding = deciding_face([p["probabilities"] for p in people], decision.fake_label)
-        top = _verdict_of(people[deciding]["probabilities"], decision)
+        deciding = most_fake([p["probabilities"] for p in people], decision.fake_label)
+        top = verdict_of(people[deciding]["probabilities"], decision)
     else:
-        probabilities, _ = _aggregate(found, decision.fake_label, settings)
-        top = _verdict_of(probabilities, decision)
+        probabilities, _ = over_frames(found, decision.fake_label, context.video)
+        top = verdict_of(probabilities, decision)
         timeline = [{"t": round(t, 3), "probabilities": v.probabilities, "verdict": v.verdict} for t, v in zip(subjects.times, found)]
-    answer = {
+    built = {
         **top.as_dict(),
-        **_made_by(identity, computed_by, decision),
-        "media": "video",
+        **_made_by(analysis, context),
+        "media": subjects.media,
         "mode": subjects.mode,
         "analyzed": subjects.analyzed,
         "duration_s": round(subjects.sampled.duration_s, 3),
@@ -135,11 +119,11 @@ def video_answer(
         "image_size": list(subjects.sampled.size),
         "people": people,
         "decided_by_person": deciding,
-        "faces_skipped": subjects.skipped,
+        "faces_skipped": [{"t": round(t, 3), "box": box.as_list()} for t, box in subjects.skipped],
     }
     if timeline is not None:
-        answer["timeline"] = timeline
-    return answer
+        built["timeline"] = timeline
+    return built
 
 
 def explanation(subjects: Subjects, maps: torch.Tensor) -> Answer:

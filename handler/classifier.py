@@ -1,5 +1,13 @@
-"""The inference core: request -> subjects (decode, faces) -> preprocess -> forward -> answer, with
-per-request results inside a batch."""
+"""The inference core, as stages over one ``Analysis`` per request (handler/analysis.py):
+
+  subjects   (media kind: decode + faces, or video sampling + people)   -> ``subjects`` or ``error``
+  forward    (preprocess, runtime or explainer, in chunks of ``forward_batch`` crops) -> ``verdicts``,
+             ``computed_by`` (and ``maps`` for explanations)
+  provenance (C2PA, declared AI metadata)                                -> ``provenance``
+  answer     (handler/answers.py)                                        -> JSON, or the ``ClientError``
+
+A bad request ends at the stage that refused it and is answered alone; its batch-mates go on.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +18,20 @@ from typing import Callable, Sequence
 import torch
 from PIL import Image
 
-from handler.answers import Answer, ModelIdentity, Verdict, answer, explanation, verdicts, video_answer
+from handler.analysis import Analysis, Request
+from handler.answers import Answer, AnswerContext, ModelIdentity, answer
 from handler.checkpoint import load_image_processor, read_checkpoint_info
 from handler.decision import Decision, read_decision
 from handler.errors import BadOption, ClientError
 from handler.explain import Explainer
-from handler.faces import FaceDetector, FaceSettings, create_detector, deciding_face
+from handler.faces import FaceDetector, FaceSettings, create_detector
 from handler.images import ImageLimits
 from handler.media import ImageMedia, MediaKind
 from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings, load_trust_list
-from handler.request import Request, Subjects
 from handler.runtime import Runtime, create_runtime
-from handler.video import VideoMedia, VideoSettings, VideoSubjects
+from handler.verdicts import Verdict, verdicts
+from handler.video import VideoMedia, VideoSettings
 
 
 class DeepfakeClassifier:
@@ -50,7 +59,7 @@ class DeepfakeClassifier:
         self.limits = limits
         self.faces = faces
         # Uncalibrated unless the checkpoint carries decision.json (handler/decision.py).
-        self.decision = decision or Decision(fake_label=faces.fake_label)
+        self.decision = decision or Decision(fake_label=HandlerOptions().fake_label)
         # A detector, or a factory for one: built on the first request that needs faces.
         self._detector = detector
         self._explainer_source = explainer_source
@@ -60,6 +69,7 @@ class DeepfakeClassifier:
         # The most crops one forward pass takes (the worker's batchSize): a video's many crops are split.
         self.forward_batch = forward_batch
         self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector), ImageMedia(limits, faces, self.detector))
+        self.answers = AnswerContext(identity, self.decision, self.video)
 
     @classmethod
     def from_checkpoint(
@@ -114,67 +124,60 @@ class DeepfakeClassifier:
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     def classify(self, images: Sequence[Image.Image]) -> list[Verdict]:
-        """Classify RGB images in forward passes of at most ``forward_batch`` images."""
+        """Classify RGB images with the runtime, in forward passes of at most ``forward_batch`` images."""
         found: list[Verdict] = []
         for start in range(0, len(images), self.forward_batch):
             chunk = images[start : start + self.forward_batch]
             found += verdicts(self.labels, self.runtime.predict(self.preprocess(chunk)), self.decision)
         return found
 
-    def subjects(self, request: Request) -> Subjects | VideoSubjects:
-        """What to classify for one request, by the first media kind that accepts its bytes.
-
-        Raises ``ClientError`` (bad bytes, bad face mode, no face in mode faces)."""
-        if isinstance(request.payload, ClientError):
-            raise request.payload
-        kind = next(k for k in self.media if k.accepts(request.payload))
-        if request.explain and kind.name != "image":
-            raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
-        return kind.subjects(request.payload, request.face_mode or self.faces.mode)
-
     def predict_batch(self, requests: Sequence[Request | bytes]) -> list[Answer | ClientError]:
         """Answer each request; a bad one gets its ``ClientError`` at its own index (bytes stand for a
-        ``Request`` with the defaults).
+        ``Request`` with the defaults). Plain requests go through the runtime, requests for an explanation
+        through the torch explainer, which also returns attentions."""
+        analyses = [Analysis(r if isinstance(r, Request) else Request(r)) for r in requests]
+        for analysis in analyses:
+            self.find_subjects(analysis)
+        self.forward([a for a in analyses if a.open and not a.request.explain])
+        self.forward([a for a in analyses if a.open and a.request.explain], explain=True)
+        for analysis in analyses:
+            self.read_provenance(analysis)
+        return [answer(analysis, self.answers) for analysis in analyses]
 
-        The crops of all plain requests go through the runtime in one forward pass; requests that ask
-        for an explanation go through the torch explainer, which also returns attentions.
-        """
-        requests = [r if isinstance(r, Request) else Request(r) for r in requests]
-        results: list[Answer | ClientError | None] = [None] * len(requests)
-        pending: list[tuple[int, Subjects]] = []
-        for index, request in enumerate(requests):
-            try:
-                pending.append((index, self.subjects(request)))
-            except ClientError as error:
-                results[index] = error
-        plain = [(i, s) for i, s in pending if not requests[i].explain]
-        found = self.classify([crop for _, subjects in plain for crop in subjects.crops])
-        for (index, subjects), chunk in zip(plain, _split(found, [len(s.crops) for _, s in plain])):
-            results[index] = self._answer(subjects, chunk, (self.runtime.name, self.runtime.precision))
-        explained = [(i, s) for i, s in pending if requests[i].explain]
-        if explained:
-            logits, maps = self.explainer.explain(self.preprocess([c for _, s in explained for c in s.crops]))
-            counts = [len(s.crops) for _, s in explained]
-            for (index, subjects), chunk, chunk_maps in zip(explained, _split(verdicts(self.labels, logits, self.decision), counts), _split(maps, counts)):
-                results[index] = self._answer(subjects, chunk, ("torch", "fp32"))
-                results[index]["explanation"] = explanation(subjects, torch.stack(list(chunk_maps)))
-        for request, result in zip(requests, results):
-            if isinstance(result, dict):
-                enabled = self.provenance.settings.enabled
-                result["provenance"] = self.provenance.read(request.payload, result["media"]) if enabled else None
-        return results  # type: ignore[return-value]
+    def find_subjects(self, analysis: Analysis) -> None:
+        """The subjects stage: what to classify, by the first media kind that accepts the bytes; a
+        ``ClientError`` (bad bytes, bad face mode, no face in mode faces) ends the analysis."""
+        if not analysis.open:
+            return
+        request = analysis.request
+        try:
+            kind = next(k for k in self.media if k.accepts(request.payload))
+            if request.explain and kind.name != "image":
+                raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
+            analysis.subjects = kind.subjects(request.payload, request.face_mode or self.faces.mode)
+        except ClientError as error:
+            analysis.error = error
 
-    def _answer(self, subjects: Subjects | VideoSubjects, found: Sequence[Verdict], computed_by: tuple[str, str]) -> Answer:
-        if isinstance(subjects, VideoSubjects):
-            return video_answer(self.identity, subjects, found, computed_by, self.decision, self.video)
-        deciding = deciding_face([v.probabilities for v in found], self.faces.fake_label)
-        return answer(self.identity, subjects, found, deciding, computed_by, self.decision)
+    def forward(self, analyses: Sequence[Analysis], explain: bool = False) -> None:
+        """The forward stage: every crop of ``analyses`` through the runtime (or the explainer, which also
+        gives attention maps), in passes of at most ``forward_batch`` crops; each verdict (and map) goes
+        to the analysis its crop came from."""
+        if not analyses:
+            return  # the explainer is loaded on the first request that asks for it
+        engine = self.explainer if explain else self.runtime
+        crops = [(analysis, crop) for analysis in analyses for crop in analysis.subjects.crops]
+        for start in range(0, len(crops), self.forward_batch):
+            chunk = crops[start : start + self.forward_batch]
+            pixels = self.preprocess([crop for _, crop in chunk])
+            logits, maps = engine.explain(pixels) if explain else (engine.predict(pixels), None)
+            for index, ((analysis, _), verdict) in enumerate(zip(chunk, verdicts(self.labels, logits, self.decision))):
+                analysis.verdicts.append(verdict)
+                if maps is not None:
+                    analysis.maps.append(maps[index])
+        for analysis in analyses:
+            analysis.computed_by = (engine.name, engine.precision)
 
-
-def _split(items: Sequence, counts: Sequence[int]) -> list:
-    """``items`` cut into consecutive runs of ``counts`` lengths."""
-    runs, start = [], 0
-    for count in counts:
-        runs.append(items[start : start + count])
-        start += count
-    return runs
+    def read_provenance(self, analysis: Analysis) -> None:
+        """The provenance stage: content credentials and declared AI metadata beside the verdict."""
+        if analysis.open and self.provenance.settings.enabled:
+            analysis.provenance = self.provenance.read(analysis.request.payload, analysis.subjects.media)

@@ -43,7 +43,11 @@ def attention_rollout(attentions: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 class Explainer:
-    """A torch fp32 ViT (eager attention, so attentions can be returned) for explanations only."""
+    """A torch fp32 ViT (eager attention, so attentions can be returned) for explanations only; ``name`` and
+    ``precision`` say what computed its logits, as a runtime's do."""
+
+    name = "torch"
+    precision = "fp32"
 
     def __init__(self, checkpoint: Path, device: torch.device) -> None:
         from transformers import ViTForImageClassification

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol
 
 import numpy as np
 from PIL import Image
@@ -19,12 +19,30 @@ from PIL import Image
 from handler.errors import BadOption, NoFaceFound
 from handler.geometry import Box
 from handler.images import Decoded
-from handler.request import Subjects
 
 FACE_MODES = ("auto", "faces", "off")
 DETECTORS = ("haar", "yunet")
 HAAR_WINDOW = 24  # the frontal-face cascade's smallest window, in detection-copy pixels
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+@dataclass(frozen=True)
+class Subjects:
+    """What gets classified for one image: face crops (with their boxes in original pixels) or the whole
+    picture (no boxes). ``skipped`` are faces beyond the cap; ``regions`` is what each crop covers, in
+    original pixels."""
+
+    crops: list[Image.Image]
+    boxes: list[Box]
+    skipped: list[Box]
+    mode: str
+    regions: list[Box]
+    original_size: tuple[int, int]
+    media: str = "image"
+
+    @property
+    def analyzed(self) -> str:
+        return "faces" if self.boxes else "image"
 
 
 class FaceDetector(Protocol):
@@ -34,9 +52,10 @@ class FaceDetector(Protocol):
         """Faces in an RGB image, largest first, in that image's pixels."""
 
 
-def _detection_copy(image: Image.Image, detect_side: int) -> tuple[Image.Image, float]:
-    """``image`` shrunk so its longer side is at most ``detect_side`` (never enlarged), and the factor."""
-    shrink = min(1.0, detect_side / max(image.size))
+def shrunk(image: Image.Image, side: int) -> tuple[Image.Image, float]:
+    """``image`` shrunk so its longer side is at most ``side`` (never enlarged), and the factor: the
+    detection copy, and the copies a video keeps of its crops and frames."""
+    shrink = min(1.0, side / max(image.size))
     if shrink == 1.0:
         return image, 1.0
     size = (max(1, round(image.width * shrink)), max(1, round(image.height * shrink)))
@@ -71,7 +90,7 @@ class HaarDetector:
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
     def detect(self, image: Image.Image) -> list[Box]:
-        small, shrink = _detection_copy(image, self.detect_side)
+        small, shrink = shrunk(image, self.detect_side)
         side = max(HAAR_WINDOW, round(self.min_face * shrink))
         if min(small.size) < side:
             return []
@@ -96,7 +115,7 @@ class YuNetDetector:
         self.detect_side, self.min_face = detect_side, min_face
 
     def detect(self, image: Image.Image) -> list[Box]:
-        small, shrink = _detection_copy(image, self.detect_side)
+        small, shrink = shrunk(image, self.detect_side)
         self._detector.setInputSize(small.size)
         bgr = np.ascontiguousarray(np.asarray(small)[:, :, ::-1])
         _, found = self._detector.detect(bgr)
@@ -138,13 +157,12 @@ def square_crop(image: Image.Image, box: Box, margin: float) -> Image.Image:
 @dataclass(frozen=True)
 class FaceSettings:
     """How the face stage runs: default ``mode`` (auto | faces | off), crop ``margin``, at most
-    ``max_faces`` classified per image, and the label whose probability picks the deciding face.
-    Built from the handler options (``HandlerOptions.faces``), which hold the defaults."""
+    ``max_faces`` classified per image. Built from the handler options (``HandlerOptions.faces``), which
+    hold the defaults; which face decides is handler/verdicts.py:most_fake."""
 
     mode: str
     margin: float
     max_faces: int
-    fake_label: str
 
 
 def check_mode(mode: str) -> str:
@@ -180,10 +198,3 @@ def find_subjects(decoded: Decoded, mode: str, settings: FaceSettings, detector:
         regions=[region.scaled(sx, sy) for region in regions],
         original_size=decoded.original_size,
     )
-
-
-def deciding_face(probabilities: Sequence[dict[str, float]], fake_label: str) -> int:
-    """The index of the most-fake face: highest probability of ``fake_label``, else the most confident one."""
-    if all(fake_label in p for p in probabilities):
-        return max(range(len(probabilities)), key=lambda i: probabilities[i][fake_label])
-    return max(range(len(probabilities)), key=lambda i: max(probabilities[i].values()))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from handler.faces import FaceDetector, FaceSettings, find_subjects
+from handler.faces import FaceDetector, FaceSettings, Subjects, find_subjects
 from handler.images import ImageLimits, decode
-from handler.request import Subjects
 
 
 class MediaKind(Protocol):

@@ -38,7 +38,8 @@ class HandlerOptions:
     face_min_size: int = 32
     max_faces: int = 8
     face_detect_side: int = 640
-    # The label whose probability picks the deciding face; without it, the most confident face decides.
+    # The label meaning fake: the decision's (handler/decision.py) and the one whose probability picks the
+    # deciding face or person; a model without it: the most confident one decides.
     fake_label: str = "Fake"
     # Videos (handler/video.py): frames sampled per clip, and the limits checked before decoding.
     video_frames: int = 32
@@ -86,7 +87,7 @@ class HandlerOptions:
 
     @property
     def faces(self) -> FaceSettings:
-        return FaceSettings(self.face_mode, self.face_margin, self.max_faces, self.fake_label)
+        return FaceSettings(self.face_mode, self.face_margin, self.max_faces)
 
     @property
     def video(self) -> VideoSettings:

@@ -67,7 +67,7 @@ def image_bytes(request: Mapping[str, Any]) -> bytes:
 
 # Per-request face mode: a multipart form field, or a request header (the field wins when both are sent).
 FACE_MODE_FIELD = "face_mode"
-FACE_MODE_HEADER = "x-face-mode"
+FACE_MODE_HEADER = "X-Face-Mode"
 
 
 def face_mode(request: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> str | None:
@@ -77,7 +77,7 @@ def face_mode(request: Mapping[str, Any], headers: Mapping[str, str] | None = No
     """
     value = request.get(FACE_MODE_FIELD)
     if value is None:
-        value = next((v for k, v in (headers or {}).items() if str(k).lower() == FACE_MODE_HEADER), None)
+        value = next((v for k, v in (headers or {}).items() if str(k).lower() == FACE_MODE_HEADER.lower()), None)
     if value is None:
         return None
     if isinstance(value, (bytes, bytearray)):
@@ -85,5 +85,5 @@ def face_mode(request: Mapping[str, Any], headers: Mapping[str, str] | None = No
     mode = str(value).strip().lower()[:32]
     if mode not in FACE_MODES:
         raise BadOption(f"face mode {mode!r} is not one of {', '.join(FACE_MODES)} "
-                        f"(form field {FACE_MODE_FIELD} or header X-Face-Mode)")
+                        f"(form field {FACE_MODE_FIELD} or header {FACE_MODE_HEADER})")
     return mode

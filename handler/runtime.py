@@ -159,6 +159,8 @@ def create_runtime(name: str, checkpoint: Path, device: torch.device, precision:
     (handler/selection.py); the runtime's ``chosen_by`` then says what was measured. A GPU worker always gets
     the torch runtime (an openvino archive also carries the safetensors weights).
     """
+    if device.type != "cpu":
+        name = "torch"  # the one place a GPU worker is pinned to torch (an openvino archive also carries the weights)
     if "auto" in (name, precision):
         image_size = int(json.loads((checkpoint / "config.json").read_text()).get("image_size", 224))
         choice, runtime = choose(checkpoint, device, lambda r, p: create_runtime(r, checkpoint, device, p, threads),
@@ -166,8 +168,6 @@ def create_runtime(name: str, checkpoint: Path, device: torch.device, precision:
         runtime.chosen_by = choice.reason
         logger.info("%s", choice.reason)
         return runtime
-    if device.type != "cpu":
-        name = "torch"
     try:
         factory = RUNTIMES[name]
     except KeyError:

@@ -10,12 +10,12 @@ import torch
 from ts.metrics.dimension import Dimension
 from ts.torch_handler.base_handler import BaseHandler
 
+from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
-from handler.request import Request
 
 logger = logging.getLogger(__name__)
 

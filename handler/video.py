@@ -9,11 +9,7 @@ Sampling: ``frames`` timestamps evenly spaced over the clip; one demux pass (no 
 packet's timestamp and keyframe flag, then the decoder seeks to a keyframe only when that skips frames
 it would otherwise decode, so short-GOP clips are read by seeking and long-GOP clips in one pass.
 
-Aggregation per person (the Deepfake Detection Challenge winner's "confident strategy"): with ``n``
-frame scores (probability of the fake label), if more than ``confident_min`` and more than ``n / 2.5``
-exceed ``high``, the person's probabilities are the mean over those frames; else if more than
-``low_share`` of them are below ``low``, the mean over those; else the mean over all. The most-fake
-person decides the video.
+Each person's verdict over their frames is handler/verdicts.py:over_frames.
 """
 
 from __future__ import annotations
@@ -26,7 +22,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from handler.errors import CorruptVideo, NoFaceFound, NoFrames, UnsupportedVideo, VideoTooLarge, VideoTooSlow
-from handler.faces import FaceDetector, FaceSettings, check_mode, crop_region, cut
+from handler.faces import FaceDetector, FaceSettings, check_mode, crop_region, cut, shrunk
 from handler.geometry import Box
 
 # Brands of ISO-BMFF files that are still images (HEIF/AVIF), not videos.
@@ -239,22 +235,11 @@ def link_people(detections: Sequence[Sequence[Box]], max_gap: int = 2) -> list[l
     return tracks
 
 
-def confident_frames(scores: Sequence[float], settings: VideoSettings) -> list[int]:
-    """Indices of the frames whose probabilities make up a person's verdict (the confident strategy)."""
-    n = len(scores)
-    high = [i for i, s in enumerate(scores) if s > settings.high]
-    if len(high) > settings.confident_min and len(high) > n / 2.5:
-        return high
-    low = [i for i, s in enumerate(scores) if s < settings.low]
-    if len(low) > settings.low_share * n:
-        return low
-    return list(range(n))
-
-
 @dataclass
 class VideoSubjects:
     """What gets classified for one video: ``crops`` (faces of every sampled frame, or whole frames), and
-    for each crop its owner (person index, or -1 for a whole frame) and its sampled frame."""
+    for each crop its owner (person index, or -1 for a whole frame) and its sampled frame. ``skipped``:
+    (time, box) of each face beyond the per-frame cap."""
 
     crops: list[Image.Image]
     owners: list[tuple[int, int]]
@@ -263,7 +248,7 @@ class VideoSubjects:
     people: int
     mode: str
     sampled: Sampled
-    skipped: int = 0
+    skipped: list[tuple[float, Box]] = field(default_factory=list)
     media: str = field(default="video")
 
     @property
@@ -273,10 +258,7 @@ class VideoSubjects:
 
 def _keep(image: Image.Image) -> Image.Image:
     """``image`` shrunk so its longer side is at most ``KEEP_SIDE``: the model sees 224 pixels."""
-    shrink = KEEP_SIDE / max(image.size)
-    if shrink >= 1:
-        return image
-    return image.resize((max(1, round(image.width * shrink)), max(1, round(image.height * shrink))), Image.Resampling.BILINEAR)
+    return shrunk(image, KEEP_SIDE)[0]
 
 
 class VideoMedia:
@@ -296,13 +278,12 @@ class VideoMedia:
         thumbnails: list[Image.Image] = []
         found: list[list[Box]] = []
         face_crops: list[list[Image.Image]] = []
-        skipped = 0
+        skipped: list[tuple[float, Box]] = []
 
         def on_frame(t: float, image: Image.Image) -> None:
-            nonlocal skipped
             times.append(t)
             boxes = self.detector().detect(image) if mode != "off" else []
-            skipped += max(0, len(boxes) - self.faces.max_faces)
+            skipped.extend((t, box) for box in boxes[self.faces.max_faces :])
             boxes = boxes[: self.faces.max_faces]
             found.append(boxes)
             face_crops.append([_keep(cut(image, crop_region(image.size, box, self.faces.margin))) for box in boxes])

@@ -32,7 +32,7 @@ import yaml
 from deepfake_service.packaging.archive import Int8Inputs
 from deepfake_service.packaging.openvino import convert_to_openvino
 from deepfake_service.packaging.quantize import prepare_int8
-from deepfake_service.project import DEMO_CHECKPOINT, KEY_FILE, MODEL_CONFIG, MODEL_NAME, ROOT
+from deepfake_service.project import DEMO_CHECKPOINT, KEY_FILE, MODEL_NAME, ROOT, read_model_config
 from deepfake_service.serving.process import terminate_group
 from deepfake_service.serving.properties import free_port
 from deepfake_service.serving.server import Server
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> None:
 
     output = args.output
     output.mkdir(parents=True, exist_ok=True)
-    shipped = yaml.safe_load(MODEL_CONFIG.read_text())
+    shipped = read_model_config()
     default_modes = [(shipped["handler"]["runtime"], shipped["handler"]["precision"]), ("openvino", "int8")]
     tuned_modes = [tuple(m.split(":")) for m in args.e2e_modes.split(",") if m] or list(dict.fromkeys(default_modes))
     delays = tuple(int(d) for d in args.batch_delays.split(",") if d)

@@ -32,6 +32,7 @@ from deepfake_service.project import (
     MODEL_NAME,
     MODEL_VERSION,
     ROOT,
+    read_model_config,
 )
 from deepfake_service.serving.process import serving
 from deepfake_service.serving.properties import loopback_config
@@ -41,7 +42,7 @@ from handler.hardware import cpu_description
 
 def model_config(target: Path, base: Path = MODEL_CONFIG, **overrides) -> Path:
     """``base`` model-config.yaml with top-level settings overridden (``handler`` merges key by key)."""
-    config = yaml.safe_load(base.read_text())
+    config = read_model_config(base)
     config["handler"].update(overrides.pop("handler", {}))
     config.update(overrides)
     target.write_text(yaml.safe_dump(config))

@@ -4,7 +4,7 @@ Environment:
   LOADTEST_KEY_FILE  TorchServe's key_file.json (default: the run folder's); re-read at every user start
   LOADTEST_IMAGES    folder of images to send (default: 16 generated 256x256 JPEGs)
   LOADTEST_MODEL     model name (default: the project's, deepfake_service/project.py)
-  LOADTEST_FACE_MODE face mode sent as X-Face-Mode (auto | faces | off; default: the model's)
+  LOADTEST_FACE_MODE face mode sent in the X-Face-Mode header (auto | faces | off; default: the model's)
 
   locust -f loadtest/locustfile.py --headless -u 8 -r 8 -t 60s --host http://127.0.0.1:8080
   (add --exclude-tags bad to send only valid images)
@@ -13,7 +13,6 @@ Environment:
 from __future__ import annotations
 
 import io
-import json
 import os
 import random
 import sys
@@ -25,7 +24,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Locust puts only loadtest/ on the path
 from deepfake_service.project import KEY_FILE as KEY_FILE_NAME  # noqa: E402
-from deepfake_service.project import MODEL_NAME, RUN_DIR
+from deepfake_service.project import MODEL_NAME, RUN_DIR  # noqa: E402
+from deepfake_service.serving.server import read_key_file  # noqa: E402
+from handler.payload import FACE_MODE_HEADER  # noqa: E402
 
 MODEL = os.environ.get("LOADTEST_MODEL", MODEL_NAME)
 KEY_FILE = Path(os.environ.get("LOADTEST_KEY_FILE", RUN_DIR / KEY_FILE_NAME))
@@ -62,10 +63,10 @@ class PredictUser(FastHttpUser):
     """Sends images back to back, as a client with its own upload queue would."""
 
     def on_start(self) -> None:
-        key = json.loads(KEY_FILE.read_text())["inference"]["key"]
+        key = read_key_file(KEY_FILE)["inference"]
         self.auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream"}
         if FACE_MODE:
-            self.auth["X-Face-Mode"] = FACE_MODE
+            self.auth[FACE_MODE_HEADER] = FACE_MODE
         self.order = random.Random(id(self))
 
     @task(20)

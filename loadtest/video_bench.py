@@ -23,9 +23,9 @@ import requests
 from PIL import Image
 
 from deepfake_service.project import MODEL_NAME, handler_options
+from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.faces import crop_region, cut
-from handler.request import Request
 from handler.video import sample_frames
 from loadtest.harness import announce_cpu, bench_parser, built_server, save_figure, write_csv
 

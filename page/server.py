@@ -27,13 +27,13 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
 from flask import Flask, Response, jsonify, request, send_from_directory
 from PIL import Image
 
-from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR
+from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR, handler_options
 from deepfake_service.serving.server import ServeError, read_key_file
 from handler.faces import FACE_MODES
+from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
 from handler.video import container_format
 from page.guard import (
     TOKEN_HEADER,
@@ -63,8 +63,8 @@ SECURITY_HEADERS = {
 def shipped_upload_cap() -> int:
     """The larger of ``max_image_bytes`` and ``video_max_bytes`` in config/model-config.yaml: the page refuses
     what the handler would refuse whatever the file is (the handler still applies each cap to its kind)."""
-    handler = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]
-    return max(int(handler["max_image_bytes"]), int(handler.get("video_max_bytes", 0)))
+    options = handler_options()
+    return max(options.max_image_bytes, options.video_max_bytes)
 
 
 def error(status: int, name: str, detail: str) -> tuple[Response, int]:
@@ -103,7 +103,7 @@ def create_app(
     def forward(path: str, payload: bytes, face_mode: str | None) -> requests.Response:
         headers = {**auth(), "Content-Type": "application/octet-stream"}
         if face_mode:
-            headers["X-Face-Mode"] = face_mode
+            headers[FACE_MODE_HEADER] = face_mode
         return session.post(f"{endpoint}/{path}/{model}", data=payload, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
 
     @app.after_request
@@ -162,9 +162,9 @@ def create_app(
         upload = request.files.get("image")
         if upload is None:
             return error(400, "no image in request", "send the image as a multipart file field named image")
-        face_mode = request.form.get("face_mode") or None
+        face_mode = request.form.get(FACE_MODE_FIELD) or None
         if face_mode is not None and face_mode not in FACE_MODES:
-            return error(400, "bad option", f"face_mode must be one of {', '.join(FACE_MODES)}")
+            return error(400, "bad option", f"{FACE_MODE_FIELD} must be one of {', '.join(FACE_MODES)}")
         payload = upload.read(max_upload_bytes + 1)
         if len(payload) > max_upload_bytes:
             return error(413, "payload too large", f"uploads are limited to {max_upload_bytes} bytes")

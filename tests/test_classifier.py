@@ -9,13 +9,13 @@ import torch
 from transformers import AutoImageProcessor
 
 from deepfake_service.samples import imagegen
+from handler.analysis import Request
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.errors import EmptyInput, ImageTooLarge, MissingImage, UnsupportedMediaType
-from handler.faces import deciding_face
 from handler.images import decode_image
 from handler.options import HandlerOptions
-from handler.request import Request
+from handler.verdicts import most_fake
 from tests.tiny import TINY_LABELS
 
 
@@ -131,5 +131,5 @@ def test_a_client_error_from_the_adapter_is_that_requests_answer(classifier):
 
 def test_the_most_fake_face_decides_and_without_the_label_the_most_confident_one():
     faces = [{"Real": 0.9, "Fake": 0.1}, {"Real": 0.4, "Fake": 0.6}, {"Real": 0.3, "Fake": 0.7}]
-    assert deciding_face(faces, "Fake") == 2
-    assert deciding_face([{"a": 0.55, "b": 0.45}, {"a": 0.1, "b": 0.9}], "Fake") == 1
+    assert most_fake(faces, "Fake") == 2
+    assert most_fake([{"a": 0.55, "b": 0.45}, {"a": 0.1, "b": 0.9}], "Fake") == 1

@@ -13,10 +13,10 @@ import torch
 from deepfake_service.packaging.archive import BuildError, build_mar
 from deepfake_service.samples import imagegen
 from deepfake_service.training.calibration import decide, fit_temperature, nll, tempered, threshold_for_fpr
+from handler.analysis import Analysis, Request
 from handler.classifier import DeepfakeClassifier
 from handler.decision import DECISION_FILE, Decision, DecisionError, read_decision
 from handler.options import HandlerOptions
-from handler.request import Request
 from tests.servers import model_config
 from tests.tiny import TINY_LABELS
 
@@ -111,12 +111,18 @@ def decided_checkpoint(tiny_checkpoint, tmp_path):
     return folder
 
 
+def subjects_of(classifier, request):
+    analysis = Analysis(request)
+    classifier.find_subjects(analysis)
+    return analysis.subjects
+
+
 def test_a_decided_checkpoint_answers_calibrated_probabilities_and_verdicts(decided_checkpoint, tiny_checkpoint):
     options = HandlerOptions(fake_label="synthetic")
     decided = DeepfakeClassifier.from_checkpoint(decided_checkpoint, options)
     plain = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options)
     images = [imagegen.jpeg(seed=s) for s in range(12)]
-    pixels = plain.preprocess([plain.subjects(Request(image, "off")).crops[0] for image in images])
+    pixels = plain.preprocess([subjects_of(plain, Request(image, "off")).crops[0] for image in images])
     logits = plain.runtime.predict(pixels)
     expected, softmax = torch.softmax(logits.double() / 3.0, dim=-1), torch.softmax(logits.double(), dim=-1)
     for row, plain_row, calibrated, uncalibrated in zip(expected, softmax, decided.predict_batch(images), plain.predict_batch(images)):

@@ -14,10 +14,10 @@ from skimage import data as photos
 
 from deepfake_service.samples import imagegen
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
+from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.explain import attention_rollout
 from handler.options import HandlerOptions
-from handler.request import Request
 from tests.tiny import SERVED_NAME
 
 TOKENS = 1 + 16  # [CLS] + a 4 x 4 patch grid
@@ -79,6 +79,28 @@ def test_explanation_gives_the_same_verdict_and_a_map_per_face(auto):
     scale = 256 / 512
     assert alpha[round((y + h / 2) * scale), round((x + w / 2) * scale)] > 0  # painted over the face
     assert alpha[5, 5] == 0 and alpha[250, 250] == 0  # transparent far from it
+
+
+def test_explanations_are_chunked_like_predictions_and_say_what_computed_them(tiny_checkpoint):
+    """Three explained photos with a 2-crop forward batch: passes of 2 and 1, each answer its own map."""
+    classifier = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(runtime="torch", precision="fp32"),
+                                                    forward_batch=2)
+    sizes, original = [], classifier.explainer.explain
+
+    def recording(pixels):
+        sizes.append(len(pixels))
+        return original(pixels)
+
+    classifier.explainer.explain = recording
+    payloads = [imagegen.jpeg(seed=seed, width=40 + 8 * seed) for seed in range(3)]
+    answers = classifier.predict_batch([Request(p, explain=True) for p in payloads])
+    assert sizes == [2, 1]
+    for payload, answer in zip(payloads, answers):
+        (whole,) = answer["explanation"]["maps"]
+        assert whole["region"] == [0, 0, *answer["image_size"]]
+        assert (answer["runtime"], answer["precision"]) == (classifier.explainer.name, classifier.explainer.precision)
+        alone = classifier.predict_batch([Request(payload, explain=True)])[0]
+        assert alone["explanation"]["maps"] == answer["explanation"]["maps"]
 
 
 def test_whole_image_explanation_covers_the_image(auto):

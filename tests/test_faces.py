@@ -8,13 +8,13 @@ from PIL import Image
 from skimage import data as photos
 
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
+from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.errors import BadOption, NoFaceFound
 from handler.faces import Box, HaarDetector, square_crop
 from handler.images import decode
 from handler.options import HandlerOptions
 from handler.payload import face_mode
-from handler.request import Request
 from tests.photos import ASTRONAUT_FACE, MIRRORED_FACE, as_box
 
 

@@ -246,5 +246,8 @@ def test_the_provenance_panel_shows_a_signed_ai_declaration_beside_the_verdict(p
     details = page.inner_text("#provenance-details")
     assert "Valid, unverified (no trust list configured)" in details and "Test Generator" in details
     assert page.inner_text("#verdict") == "Real"  # the model's verdict (tiny, uncalibrated) is not changed by it
-    assert "Absence proves nothing" in page.inner_text("#provenance")
+    assert "Absence proves nothing" not in page.inner_text("#provenance")  # something was found
     shot(page, "provenance_signed")
+    upload(page, "plain.jpg", imagegen.jpeg(seed=4, width=96, height=96))
+    analyze(page)
+    assert page.inner_text("#provenance").count("Absence proves nothing") == 1

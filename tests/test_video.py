@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from deepfake_service.samples import imagegen, videogen
+from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.geometry import Box
 from handler.options import HandlerOptions
-from handler.request import Request
-from handler.video import VideoSettings, confident_frames, container_format, link_people
+from handler.verdicts import confident_frames
+from handler.video import VideoSettings, container_format, link_people
 
 FRAMES = 8
 
@@ -108,6 +109,15 @@ def test_forward_passes_are_never_larger_than_the_batch_size(video_classifier, t
     finally:
         runtime.predict = original
     assert sum(sizes) == 2 * FRAMES and max(sizes) <= 4
+
+
+def test_faces_beyond_the_cap_are_listed_with_their_time_and_box(tiny_checkpoint, two_people):
+    options = HandlerOptions(face_mode="auto", video_frames=FRAMES, fake_label="synthetic", max_faces=1)
+    answer = answer_of(DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options), two_people)
+    assert answer["faces_skipped"], answer["faces_skipped"]
+    for skipped in answer["faces_skipped"]:
+        assert set(skipped) == {"t", "box"} and 0 <= skipped["t"] <= answer["duration_s"] and len(skipped["box"]) == 4
+    assert all(person["frames_seen"] <= FRAMES for person in answer["people"])  # one face a frame
 
 
 def test_a_video_in_a_batch_leaves_the_images_answers_untouched(video_classifier, two_people):

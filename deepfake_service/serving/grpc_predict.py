@@ -15,6 +15,7 @@ from types import ModuleType
 
 from deepfake_service.project import ROOT
 from deepfake_service.serving.server import read_key_file
+from handler.payload import FACE_MODE_FIELD
 
 STUB_DIR = ROOT / "build" / "grpc"
 PROTOS = ("proto/inference.proto", "proto/management.proto", "google/rpc/status.proto")
@@ -77,7 +78,7 @@ class GrpcClient:
         import grpc
 
         messages, services = stubs()
-        fields = {"data": image, **({"face_mode": face_mode.encode()} if face_mode else {})}
+        fields = {"data": image, **({FACE_MODE_FIELD: face_mode.encode()} if face_mode else {})}
         request = messages.PredictionsRequest(model_name=model, model_version=version or "", input=fields)
         with grpc.insecure_channel(self.address) as channel:  # loopback; put TLS in front to go further
             try:

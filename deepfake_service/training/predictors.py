@@ -18,12 +18,12 @@ import requests
 
 from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR, handler_options
 from deepfake_service.serving.server import read_key_file
+from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
 from handler.payload import FACE_MODE_HEADER
-from handler.request import Request
 
 RETRIES = 3  # attempts per file when the server answers 5xx or the connection fails
 
