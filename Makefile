@@ -11,6 +11,9 @@ DEMO := checkpoints/demo
 CHECKPOINT ?=
 # SERVE_FLAGS=--enable-model-api lets scripts.rollout register new versions.
 SERVE_FLAGS ?=
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu installs PyTorch's CPU-only build. Empty: PyPI's
+# torch==2.13.0, which on x86_64 Linux is the CUDA build with several GB of nvidia-* wheels.
+TORCH_INDEX ?=
 
 .PHONY: serve stop test bench bench-faces bench-video bench-provenance soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
@@ -68,7 +71,8 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt '.[quantize,train,grpc,test]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+		-c constraints.txt '.[quantize,train,grpc,test]'
 	touch $@
 
 demo-checkpoint: $(DEMO)/model.safetensors
