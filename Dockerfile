@@ -18,6 +18,8 @@ COPY config/ config/
 COPY page/ page/
 RUN /opt/venv/bin/python -m scripts.demo_checkpoint --output checkpoints/demo \
     && /opt/venv/bin/python -m scripts.build_mar --checkpoint checkpoints/demo --export-dir /srv/model_store \
+    && /opt/venv/bin/python -m scripts.kserve_layout --mar /srv/model_store/deepfake-detector.mar --config-only \
+       --model-store-path /srv/model_store --output /srv/kserve \
     && sed 's#^inference_address=.*#inference_address=http://0.0.0.0:8080#' config/config.properties > /srv/config.properties
 
 FROM ${PYTHON_IMAGE}

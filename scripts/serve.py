@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--model-store", type=Path, default=MODEL_STORE, help="folder of .mar files (default: %(default)s)")
         command.add_argument("--model", action="append", dest="models", metavar="NAME=FILE.mar",
                              help=f"model to load (repeatable; default: {MODEL_NAME}={MODEL_NAME}.mar)")
+        command.add_argument("--snapshot", action="store_true",
+                             help="load what the config's model_snapshot lists instead of --model (the KServe layout: scripts.kserve_layout)")
         command.add_argument("--run-dir", type=Path, default=RUN_DIR, help="working folder for logs and key_file.json (default: %(default)s)")
         command.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for readiness (default: %(default)s)")
         command.add_argument("--page-port", type=int, default=PAGE_PORT, help="upload page port; 0: no page (default: %(default)s)")
@@ -45,11 +47,14 @@ def main(argv: list[str] | None = None) -> None:
     sub.choices["probe"].add_argument("--readiness", action="store_true", help="also fail while draining (after the preStop hook)")
     sub.choices["key"].add_argument("--kind", default="inference", choices=["inference", "management", "API"])
     args = parser.parse_args(argv)
+    if getattr(args, "snapshot", False) and args.models:
+        parser.error("--snapshot loads what the config lists; leave out --model")
     try:
         if args.command in ("start", "run"):
             page_options = [*(["--token-file", str(args.page_token_file)] if args.page_token_file else []),
                             *(["--identity-header", args.page_identity_header] if args.page_identity_header else [])]
-            settings = StackSettings(args.config, args.model_store, args.models or StackSettings().models, args.run_dir,
+            models = [] if args.snapshot else args.models or StackSettings().models
+            settings = StackSettings(args.config, args.model_store, models, args.run_dir,
                                      args.timeout, args.enable_model_api)
             page = [UploadPage(args.page_port, args.page_host, page_options)] if args.page_port else []
             if args.command == "start":

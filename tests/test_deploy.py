@@ -12,9 +12,11 @@ import yaml
 from deepfake_service.packaging.archive import build_mar
 from deepfake_service.project import ROOT
 from deepfake_service.samples import imagegen
-from deepfake_service.serving.kserve import lay_out
-from deepfake_service.serving.process import DRAINING, serving
+from deepfake_service.serving.kserve import KSERVE_PORT, lay_out
+from deepfake_service.serving.probe import probe
+from deepfake_service.serving.process import DRAINING
 from deepfake_service.serving.properties import free_port, read_properties, write_properties
+from deepfake_service.serving.stack import StackSettings, start_stack, stop_stack
 from tests.servers import model_config
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -75,34 +77,56 @@ def test_probe_passes_with_the_key_and_readiness_fails_while_draining(server):
         marker.unlink()
 
 
-def test_inferenceservice_uses_the_pytorch_runtime_over_v2():
+def test_inferenceservice_runs_the_projects_image_as_a_custom_predictor_over_v2():
+    """Not KServe's TorchServe runtime (modelFormat: pytorch), which KServe is removing."""
     service = yaml.safe_load((ROOT / "deploy" / "kserve" / "inferenceservice.yaml").read_text())
     assert (service["apiVersion"], service["kind"]) == ("serving.kserve.io/v1beta1", "InferenceService")
-    model = service["spec"]["predictor"]["model"]
-    assert model["modelFormat"]["name"] == "pytorch" and model["protocolVersion"] == "v2"
+    predictor = service["spec"]["predictor"]
+    assert "model" not in predictor
+    (container,) = predictor["containers"]
+    assert container["name"] == "kserve-container" and container["image"] == load("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert [p["containerPort"] for p in container["ports"]] == [KSERVE_PORT]
+    command = container["command"]
+    assert command[:5] == ["python", "-m", "scripts.serve", "run", "--snapshot"]
+    config = command[command.index("--config") + 1]
+    store = command[command.index("--model-store") + 1]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    # The image writes that config, over the model store the image carries.
+    assert config == "/srv/kserve/config/config.properties" and "--output /srv/kserve" in dockerfile
+    assert f"--model-store-path {store}" in dockerfile and f"--export-dir {store}" in dockerfile
+    assert container["securityContext"]["runAsNonRoot"] is True
 
 
-def test_kserve_layout_is_served_by_torchserve_over_v2(tiny_checkpoint, tmp_path):
+def test_the_kserve_config_is_served_as_the_container_runs_it(tiny_checkpoint, tmp_path):
+    """scripts.kserve_layout --config-only, then `scripts.serve run --snapshot`'s path: start_stack loads
+    what the snapshot lists and the v2 envelope answers without a key."""
     settings = model_config(tmp_path / "model-config.yaml", handler={"runtime": "torch", "precision": "fp32"})
-    mar = build_mar(tiny_checkpoint, "tiny-kserve", "2.0", model_config=settings, export_dir=tmp_path / "built")
-    layout = lay_out(mar, tmp_path / "kserve")
-    assert sorted(p.relative_to(layout).as_posix() for p in layout.rglob("*") if p.is_file()) == [
-        "config/config.properties", "model-store/tiny-kserve.mar"]
+    store = tmp_path / "store"
+    mar = build_mar(tiny_checkpoint, "tiny-kserve", "2.0", model_config=settings, export_dir=store)
+    layout = lay_out(mar, tmp_path / "kserve", model_store=str(store), copy_archive=False)
+    assert [p.relative_to(layout).as_posix() for p in layout.rglob("*") if p.is_file()] == ["config/config.properties"]
     properties = read_properties(layout / "config" / "config.properties")
-    assert properties["service_envelope"] == "kservev2"
+    assert properties["service_envelope"] == "kservev2" and properties["disable_token_authorization"] == "true"
+    assert properties["inference_address"] == f"http://0.0.0.0:{KSERVE_PORT}"
+    assert properties["management_address"].startswith("http://127.0.0.1:") and properties["enable_model_api"] == "false"
     snapshot = json.loads(properties["model_snapshot"])
-    assert snapshot["models"]["tiny-kserve"]["2.0"]["marName"] == "tiny-kserve.mar"
-    # Serve exactly that layout, moved onto free loopback ports (in a pod KServe's model server calls 8085).
+    assert snapshot["models"]["tiny-kserve"]["2.0"] == {**snapshot["models"]["tiny-kserve"]["2.0"], "marName": "tiny-kserve.mar", "batchSize": 1}
+    # Serve exactly that config, moved onto free loopback ports (in a pod KServe's ingress calls 8085).
     for kind in ("inference", "management", "metrics"):
         properties[f"{kind}_address"] = f"http://127.0.0.1:{free_port()}"
-    properties.update(grpc_inference_address="127.0.0.1", grpc_inference_port=str(free_port()), grpc_management_port=str(free_port()))
-    properties.pop("model_store")
+    properties.update(grpc_inference_port=str(free_port()), grpc_management_port=str(free_port()))
     config = write_properties(properties, tmp_path / "local.properties")
-    with serving(config, layout / "model-store", [], tmp_path / "run", timeout=180) as server:
+    stack = StackSettings(config=config, model_store=store, models=[], run_dir=tmp_path / "run", timeout=180)
+    assert stack.model_names == ["tiny-kserve"]
+    server = start_stack(stack)
+    try:
         server_models = requests.get(f"{server.management_url}/models", timeout=30).json()["models"]
         assert [m["modelName"] for m in server_models] == ["tiny-kserve"]
+        assert probe(server.run_dir, readiness=True) is None
         body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
                             "data": [base64.b64encode(imagegen.jpeg(seed=3)).decode()]}]}
         answer = requests.post(f"{server.inference_url}/v2/models/tiny-kserve/infer", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"][0]["version"] == "2.0"
+    finally:
+        stop_stack(stack.run_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -52,3 +53,11 @@ def listener_ports(properties: dict[str, str]) -> dict[str, tuple[str, int]]:
         if port:
             listeners[f"{kind}_port"] = (properties.get(f"{kind}_address", "127.0.0.1"), int(port))
     return listeners
+
+
+def snapshot_models(properties: dict[str, str]) -> list[str]:
+    """The model names a config's ``model_snapshot`` loads at start (none without a snapshot)."""
+    try:
+        return sorted(json.loads(properties["model_snapshot"])["models"])
+    except (KeyError, ValueError, TypeError):
+        return []

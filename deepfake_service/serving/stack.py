@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 
 from deepfake_service.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE, RUN_DIR
 from deepfake_service.serving.process import running_pid, start, stop, wait_ready
-from deepfake_service.serving.properties import read_properties, write_properties
+from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
 from deepfake_service.serving.server import Server
 
 
@@ -31,6 +31,7 @@ class StackSettings:
 
     config: Path = CONFIG_PROPERTIES
     model_store: Path = MODEL_STORE
+    # NAME=FILE.mar to load; empty: what config.properties' model_snapshot lists (the KServe layout).
     models: list[str] = field(default_factory=lambda: [f"{MODEL_NAME}={MODEL_NAME}.mar"])
     run_dir: Path = RUN_DIR
     timeout: float = 300.0
@@ -38,7 +39,8 @@ class StackSettings:
 
     @property
     def model_names(self) -> list[str]:
-        return [m.split("=", 1)[0] for m in self.models]
+        """The models to wait for: ``models``, or with none given those the config's model_snapshot loads."""
+        return [m.split("=", 1)[0] for m in self.models] or snapshot_models(read_properties(self.config))
 
 
 def start_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -> Server:
