@@ -9,7 +9,6 @@ video.png; it asserts nothing.
 
 from __future__ import annotations
 
-import io
 import json
 import statistics
 import tempfile
@@ -23,6 +22,7 @@ import requests
 from PIL import Image
 
 from deepfake_service.project import MODEL_NAME, handler_options
+from deepfake_service.samples import videogen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.faces import crop_region, cut
@@ -30,29 +30,6 @@ from handler.video import sample_frames
 from loadtest.harness import announce_cpu, bench_parser, built_server, save_figure, write_csv
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
-
-
-def make_clip(size: tuple[int, int], seconds: int = 10, fps: int = 30) -> bytes:
-    """A 10-s H.264 clip (x264 veryfast, its default keyframe interval of 250 frames) of scikit-image's
-    astronaut walking across a plain background, her face about a sixth of the frame height."""
-    import av
-    from skimage import data as photos
-
-    side = size[1] * 9 // 10
-    person = Image.fromarray(photos.astronaut()).resize((side, side), Image.Resampling.BICUBIC)
-    buffer = io.BytesIO()
-    with av.open(buffer, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=fps, options={"preset": "veryfast"})
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        frames = seconds * fps
-        for index in range(frames):
-            canvas = Image.new("RGB", size, (40, 60, 80))
-            canvas.paste(person, (round((size[0] - side) * index / frames), size[1] // 20))
-            for packet in stream.encode(av.VideoFrame.from_image(canvas)):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return buffer.getvalue()
 
 
 def _timed(action) -> tuple[float, object]:
@@ -162,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     cpu = announce_cpu()
-    clips = {name: make_clip(size) for name, size in SIZES.items()}
+    clips = {name: videogen.walking_clip(size) for name, size in SIZES.items()}
     classifier = DeepfakeClassifier.from_checkpoint(args.checkpoint, handler_options())
     print(f"In-process, shipped settings ({classifier.runtime.name} {classifier.runtime.precision}, "
           f"{classifier.video.frames} frames per clip):", flush=True)
