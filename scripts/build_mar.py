@@ -2,7 +2,7 @@
 
 The archive holds handler/ (the inference core and adapter), checkpoint/ (config.json,
 preprocessor_config.json, *.safetensors, and openvino_model.xml/.bin when the handler section of
-model-config.yaml picks the openvino runtime) and model-config.yaml (workers, batching, handler options).
+model-config.yaml picks the openvino runtime or auto) and model-config.yaml (workers, batching, handler options).
 """
 
 from __future__ import annotations

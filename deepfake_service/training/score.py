@@ -1,4 +1,4 @@
-"""Score a folder of unlabelled images into a CSV, with a checkpoint folder or a running endpoint.
+"""Score a folder of unlabelled images and videos into a CSV, with a checkpoint folder or a running endpoint.
 
 The library behind ``python -m scripts.score`` (see its ``--help``).
 """
