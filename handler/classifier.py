@@ -69,7 +69,6 @@ class DeepfakeClassifier:
         # The most crops one forward pass takes (the worker's batchSize): a video's many crops are split.
         self.forward_batch = forward_batch
         self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector), ImageMedia(limits, faces, self.detector))
-        self.answers = AnswerContext(identity, self.decision, self.video)
 
     @classmethod
     def from_checkpoint(
@@ -119,17 +118,27 @@ class DeepfakeClassifier:
             self._explainer = Explainer(*self._explainer_source)
         return self._explainer
 
+    @property
+    def answers(self) -> AnswerContext:
+        """What every answer of this model shares (handler/answers.py)."""
+        return AnswerContext(self.identity, self.decision, self.video)
+
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> ``pixel_values[N, 3, H, W]`` exactly as the checkpoint's processor makes them."""
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     def classify(self, images: Sequence[Image.Image]) -> list[Verdict]:
         """Classify RGB images with the runtime, in forward passes of at most ``forward_batch`` images."""
-        found: list[Verdict] = []
+        return [verdict for chunk in self._passes(images, explain=False) for verdict, _ in chunk]
+
+    def _passes(self, images: Sequence[Image.Image], explain: bool):
+        """Per forward pass of at most ``forward_batch`` images: (verdict, attention map or None) per image,
+        from the runtime or, with ``explain``, the explainer."""
         for start in range(0, len(images), self.forward_batch):
-            chunk = images[start : start + self.forward_batch]
-            found += verdicts(self.labels, self.runtime.predict(self.preprocess(chunk)), self.decision)
-        return found
+            pixels = self.preprocess(images[start : start + self.forward_batch])
+            logits, maps = self.explainer.explain(pixels) if explain else (self.runtime.predict(pixels), None)
+            found = verdicts(self.labels, logits, self.decision)
+            yield [(verdict, None if maps is None else maps[i]) for i, verdict in enumerate(found)]
 
     def predict_batch(self, requests: Sequence[Request | bytes]) -> list[Answer | ClientError]:
         """Answer each request; a bad one gets its ``ClientError`` at its own index (bytes stand for a
@@ -164,16 +173,13 @@ class DeepfakeClassifier:
         to the analysis its crop came from."""
         if not analyses:
             return  # the explainer is loaded on the first request that asks for it
+        owners = [analysis for analysis in analyses for _ in analysis.subjects.crops]
+        results = (found for chunk in self._passes([c for a in analyses for c in a.subjects.crops], explain) for found in chunk)
+        for analysis, (verdict, attention) in zip(owners, results):
+            analysis.verdicts.append(verdict)
+            if attention is not None:
+                analysis.maps.append(attention)
         engine = self.explainer if explain else self.runtime
-        crops = [(analysis, crop) for analysis in analyses for crop in analysis.subjects.crops]
-        for start in range(0, len(crops), self.forward_batch):
-            chunk = crops[start : start + self.forward_batch]
-            pixels = self.preprocess([crop for _, crop in chunk])
-            logits, maps = engine.explain(pixels) if explain else (engine.predict(pixels), None)
-            for index, ((analysis, _), verdict) in enumerate(zip(chunk, verdicts(self.labels, logits, self.decision))):
-                analysis.verdicts.append(verdict)
-                if maps is not None:
-                    analysis.maps.append(maps[index])
         for analysis in analyses:
             analysis.computed_by = (engine.name, engine.precision)
 

@@ -16,7 +16,9 @@ from deepfake_service.serving.kserve import KSERVE_PORT, lay_out
 from deepfake_service.serving.probe import probe
 from deepfake_service.serving.process import DRAINING
 from deepfake_service.serving.properties import free_port, read_properties, write_properties
-from deepfake_service.serving.stack import StackSettings, start_stack, stop_stack
+from deepfake_service.serving.server import recorded
+from deepfake_service.serving.stack import StackSettings, stop_stack
+from scripts import serve
 from tests.servers import model_config
 
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -98,8 +100,8 @@ def test_inferenceservice_runs_the_projects_image_as_a_custom_predictor_over_v2(
 
 
 def test_the_kserve_config_is_served_as_the_container_runs_it(tiny_checkpoint, tmp_path):
-    """scripts.kserve_layout --config-only, then `scripts.serve run --snapshot`'s path: start_stack loads
-    what the snapshot lists and the v2 envelope answers without a key."""
+    """scripts.kserve_layout --config-only, then the container's command (`scripts.serve ... --snapshot`):
+    it loads what the snapshot lists and the v2 envelope answers without a key."""
     settings = model_config(tmp_path / "model-config.yaml", handler={"runtime": "torch", "precision": "fp32"})
     store = tmp_path / "store"
     mar = build_mar(tiny_checkpoint, "tiny-kserve", "2.0", model_config=settings, export_dir=store)
@@ -116,17 +118,29 @@ def test_the_kserve_config_is_served_as_the_container_runs_it(tiny_checkpoint, t
         properties[f"{kind}_address"] = f"http://127.0.0.1:{free_port()}"
     properties.update(grpc_inference_port=str(free_port()), grpc_management_port=str(free_port()))
     config = write_properties(properties, tmp_path / "local.properties")
-    stack = StackSettings(config=config, model_store=store, models=[], run_dir=tmp_path / "run", timeout=180)
-    assert stack.model_names == ["tiny-kserve"]
-    server = start_stack(stack)
+    assert StackSettings(config=config, models=[]).model_names == ["tiny-kserve"]
+    run_dir = tmp_path / "run"
+    serve.main(["start", "--snapshot", "--config", str(config), "--model-store", str(store), "--run-dir", str(run_dir),
+                "--page-port", "0", "--timeout", "180"])
     try:
+        server = recorded(run_dir)
         server_models = requests.get(f"{server.management_url}/models", timeout=30).json()["models"]
         assert [m["modelName"] for m in server_models] == ["tiny-kserve"]
-        assert probe(server.run_dir, readiness=True) is None
+        assert probe(run_dir, readiness=True) is None
         body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
                             "data": [base64.b64encode(imagegen.jpeg(seed=3)).decode()]}]}
         answer = requests.post(f"{server.inference_url}/v2/models/tiny-kserve/infer", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"][0]["version"] == "2.0"
     finally:
-        stop_stack(stack.run_dir)
+        stop_stack(run_dir)
+
+
+def test_snapshot_without_a_snapshot_in_the_config_stops_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        serve.main(["start", "--snapshot", "--run-dir", str(tmp_path / "run"), "--page-port", "0"])
+    assert "no model to serve" in str(stopped.value.code) and "model_snapshot" in str(stopped.value.code)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit):
+        serve.main(["start", "--snapshot", "--model", "a=a.mar"])
+    assert "leave out --model" in capsys.readouterr().err

@@ -101,6 +101,11 @@ def test_a_plain_make_serve_keeps_the_archive_when_its_checkpoint_changed_or_wen
     (checkpoint / "config.json").write_text((checkpoint / "config.json").read_text().replace("authentic", "genuine"))
     kept = ensure_archive(None, "tiny", store, torch_config)
     assert kept.action == "kept" and "files changed since" in kept.reason and f"CHECKPOINT={checkpoint}" in kept.reason
+    (checkpoint / "model.safetensors").unlink()
+    unusable = ensure_archive(None, "tiny", store, torch_config)
+    assert unusable.action == "kept" and "unusable now" in unusable.reason and "safetensors" in unusable.reason
+    with pytest.raises(BuildError, match="safetensors"):
+        ensure_archive(str(checkpoint), "tiny", store, torch_config)
     shutil.rmtree(checkpoint)
     gone = ensure_archive(None, "tiny", store, torch_config)
     assert gone.action == "kept" and "which is gone" in gone.reason

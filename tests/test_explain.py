@@ -81,10 +81,24 @@ def test_explanation_gives_the_same_verdict_and_a_map_per_face(auto):
     assert alpha[5, 5] == 0 and alpha[250, 250] == 0  # transparent far from it
 
 
+class NamedRuntime:
+    """The classifier's torch runtime under another name, so answers show which engine computed them."""
+
+    name, precision, fallback, chosen_by = "openvino", "bf16", None, None
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def predict(self, pixels):
+        return self.runtime.predict(pixels)
+
+
 def test_explanations_are_chunked_like_predictions_and_say_what_computed_them(tiny_checkpoint):
-    """Three explained photos with a 2-crop forward batch: passes of 2 and 1, each answer its own map."""
+    """Three explained photos and a plain one with a 2-crop forward batch: explanations in passes of 2 and
+    1, each answer its own map, each answer naming the engine that computed it."""
     classifier = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(runtime="torch", precision="fp32"),
                                                     forward_batch=2)
+    classifier.runtime = NamedRuntime(classifier.runtime)
     sizes, original = [], classifier.explainer.explain
 
     def recording(pixels):
@@ -93,12 +107,13 @@ def test_explanations_are_chunked_like_predictions_and_say_what_computed_them(ti
 
     classifier.explainer.explain = recording
     payloads = [imagegen.jpeg(seed=seed, width=40 + 8 * seed) for seed in range(3)]
-    answers = classifier.predict_batch([Request(p, explain=True) for p in payloads])
+    *answers, plain = classifier.predict_batch([Request(p, explain=True) for p in payloads] + [Request(payloads[0])])
     assert sizes == [2, 1]
+    assert (plain["runtime"], plain["precision"]) == ("openvino", "bf16") and "explanation" not in plain
     for payload, answer in zip(payloads, answers):
         (whole,) = answer["explanation"]["maps"]
         assert whole["region"] == [0, 0, *answer["image_size"]]
-        assert (answer["runtime"], answer["precision"]) == (classifier.explainer.name, classifier.explainer.precision)
+        assert (answer["runtime"], answer["precision"]) == ("torch", "fp32")
         alone = classifier.predict_batch([Request(payload, explain=True)])[0]
         assert alone["explanation"]["maps"] == answer["explanation"]["maps"]
 

@@ -118,25 +118,31 @@ def digest_files(paths: list[Path], root: Path) -> str:
 
 
 def build_inputs(checkpoint: Path, model_config: Path, options: HandlerOptions) -> dict[str, str]:
-    """Content hashes of what an archive is built from: the checkpoint files it packs, the model
-    config and the handler code. Equal hashes give an equivalent archive."""
+    """Content hashes of what an archive is built from: the model's own files in the checkpoint folder,
+    the model config, the files the model config names in that folder (face model, trust list) and the
+    handler code. Equal hashes give an equivalent archive. Raises ``CheckpointError`` for a folder without
+    safetensors weights."""
     checkpoint = checkpoint.resolve()
-    packed = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json", DECISION_FILE)]
-    packed += weight_files(checkpoint) + ([checkpoint / options.face_model] if options.face_model else [])
-    packed += [checkpoint / options.provenance_trust_list] if _packed_trust_list(options) else []
+    model = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json", DECISION_FILE)]
+    model += weight_files(checkpoint)
+    named = [checkpoint / options.face_model] if options.face_model else []
+    named += [checkpoint / options.provenance_trust_list] if _packed_trust_list(options) else []
     handler = [p for p in HANDLER_PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
     return {
-        "checkpoint_sha256": digest_files([p for p in packed if p.is_file()], checkpoint),
+        "checkpoint_sha256": digest_files([p for p in model if p.is_file()], checkpoint),
         "model_config_sha256": hashlib.sha256(model_config.read_bytes()).hexdigest(),
+        "config_files_sha256": digest_files([p for p in named if p.is_file()], checkpoint),
         "handler_sha256": digest_files(handler, HANDLER_PACKAGE),
     }
 
 
 def read_build_record(mar: Path) -> dict | None:
-    """The build record inside an archive, or None (no archive, or one built without a record)."""
+    """The build record inside an archive, or None (no archive, one built without a record, or a record
+    without the fields every build writes)."""
     try:
         with zipfile.ZipFile(mar) as archive:
-            return json.loads(archive.read(BUILD_RECORD))
+            record = json.loads(archive.read(BUILD_RECORD))
+        return record if isinstance(record, dict) and {"built_by", "checkpoint"} <= set(record) else None
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
 

@@ -8,8 +8,9 @@ archive (``build.json``: content hashes of the checkpoint, the model config and 
   - same inputs: keep it;
   - built by ``make serve`` itself, a checkpoint asked for: rebuild it when anything differs;
   - built by ``make serve`` itself, no checkpoint asked for: it stays the archive of the checkpoint it
-    records. Rebuilt from that checkpoint when only the model config or the handler changed; kept as
-    built (saying so) when that checkpoint is gone or its files changed since;
+    records. Rebuilt from that checkpoint when only the model config, the files it names (face model,
+    trust list) or the handler changed; kept as built (saying so) when that checkpoint is gone, unusable,
+    or its model files changed since;
   - built by another command (``scripts.build_mar``, ``scripts.rollout``) or without a record: keep
     it when no checkpoint was asked for (it is served as it is); refuse, with one line saying what to
     run, when another checkpoint was asked for.
@@ -25,6 +26,7 @@ from deepfake_service.packaging.archive import BuildError, build_inputs, build_m
 from deepfake_service.packaging.demo import write_demo_checkpoint
 from deepfake_service.packaging.fetch import fetch_checkpoint, hub_folder
 from deepfake_service.project import DEMO_CHECKPOINT, MODEL_CONFIG, MODEL_NAME, MODEL_STORE, MODEL_VERSION, ROOT, archive_path
+from handler.checkpoint import CheckpointError
 
 BUILT_BY = "make serve"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -82,7 +84,10 @@ def ensure_archive(
     if archive.is_file() and not spec:
         return _refresh(archive, record, name, store, model_config, version)
     checkpoint, source = resolve_checkpoint(spec)
-    wanted = build_inputs(checkpoint, model_config, load_options(model_config))
+    try:
+        wanted = build_inputs(checkpoint, model_config, load_options(model_config))
+    except CheckpointError as exc:
+        raise BuildError(str(exc)) from exc
     if record is not None and all(record.get(k) == v for k, v in wanted.items()):
         return Outcome(archive, "kept", checkpoint, f"up to date with {_shown(checkpoint)}")
     if archive.is_file() and not ours:
@@ -106,7 +111,10 @@ def _refresh(archive: Path, record: dict, name: str, store: Path, model_config: 
         write_demo_checkpoint(DEMO_CHECKPOINT)  # deterministic: the same demo the archive was built from
     if not (checkpoint / "config.json").is_file():
         return Outcome(archive, "kept", checkpoint, f"built from {_shown(checkpoint)}, which is gone; served as built")
-    wanted = build_inputs(checkpoint, model_config, load_options(model_config))
+    try:
+        wanted = build_inputs(checkpoint, model_config, load_options(model_config))
+    except CheckpointError as exc:
+        return Outcome(archive, "kept", checkpoint, f"built from {_shown(checkpoint)}, which is unusable now ({exc}); served as built")
     changed = _changed(record, wanted)
     if not changed:
         return Outcome(archive, "kept", checkpoint, f"up to date with {_shown(checkpoint)}")
@@ -118,7 +126,7 @@ def _refresh(archive: Path, record: dict, name: str, store: Path, model_config: 
 
 
 def _changed(record: dict, wanted: dict[str, str]) -> list[str]:
-    """Which build inputs differ from the record: checkpoint, model config, handler."""
+    """Which build inputs differ from the record: checkpoint, model config, config files, handler."""
     return [k.removesuffix("_sha256").replace("_", " ") for k, v in wanted.items() if record.get(k) != v]
 
 

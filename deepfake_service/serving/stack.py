@@ -12,7 +12,7 @@ from typing import Protocol, Sequence
 from deepfake_service.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE, RUN_DIR
 from deepfake_service.serving.process import running_pid, start, stop, wait_ready
 from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
-from deepfake_service.serving.server import Server
+from deepfake_service.serving.server import ServeError, Server
 
 
 class Companion(Protocol):
@@ -46,7 +46,11 @@ class StackSettings:
 def start_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -> Server:
     """Start TorchServe and wait until every model is ready, then the companions; prints the URLs.
 
-    Raises ``ServeError`` (with everything stopped again) when either does not come up."""
+    Raises ``ServeError`` (with everything stopped again) when either does not come up, and before
+    starting anything when no model is named and the config has no model_snapshot."""
+    if not settings.model_names:
+        raise ServeError(f"no model to serve: name one with --model, or give a config whose model_snapshot lists "
+                         f"them (python -m scripts.kserve_layout writes one); {settings.config} has none")
     config = settings.config
     if settings.enable_model_api:
         settings.run_dir.mkdir(parents=True, exist_ok=True)
