@@ -16,7 +16,8 @@ COPY deepfake_service/ deepfake_service/
 COPY scripts/ scripts/
 COPY config/ config/
 COPY page/ page/
-RUN /opt/venv/bin/python -m scripts.demo_checkpoint --output checkpoints/demo \
+RUN /opt/venv/bin/python -m scripts.fetch_face_detector \
+    && /opt/venv/bin/python -m scripts.demo_checkpoint --output checkpoints/demo \
     && /opt/venv/bin/python -m scripts.build_mar --checkpoint checkpoints/demo --export-dir /srv/model_store \
     && /opt/venv/bin/python -m scripts.kserve_layout --mar /srv/model_store/deepfake-detector.mar --config-only \
        --model-store-path /srv/model_store --output /srv/kserve \

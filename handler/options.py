@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from handler.faces import DETECTORS, FACE_MODES, FaceSettings
+from handler.faces import BLAZEFACE_FILE, DETECTORS, FACE_MODES, FaceSettings
 from handler.images import ImageLimits
 from handler.video import VideoSettings
 
@@ -31,7 +31,8 @@ class HandlerOptions:
     # The face stage (handler/faces.py). "off" here keeps archives built without these keys as they were.
     face_mode: str = field(default="off", metadata={"choices": FACE_MODES})
     face_detector: str = field(default="haar", metadata={"choices": DETECTORS})
-    # YuNet's ONNX file, relative to the checkpoint folder ("" for none).
+    # The detector's file, relative to the checkpoint folder: YuNet's ONNX file; for blazeface "" means
+    # face_detection_full_range.tflite (the build packs it from models/, where make venv puts it).
     face_model: str = ""
     # Added on each side of a face box, as a fraction of its longer side; the crop is square.
     face_margin: float = field(default=0.2, metadata={"min": 0.0})
@@ -84,6 +85,11 @@ class HandlerOptions:
             if choices and value not in choices:
                 raise OptionsError(f"handler option {key!r} must be one of {list(choices)}, got {value!r}")
         return cls(**section)
+
+    @property
+    def face_model_file(self) -> str:
+        """The face detector's file name in the checkpoint folder ("" when the detector needs none)."""
+        return self.face_model or (BLAZEFACE_FILE if self.face_detector == "blazeface" else "")
 
     @property
     def faces(self) -> FaceSettings:

