@@ -203,25 +203,31 @@ def _decode(container, stream, targets: list[int], keyframes: list[int], start: 
         on_frame(float((picked.pts - start) * stream.time_base), image)
 
 
-def _affinity(last: Box, box: Box) -> float:
-    """How likely ``box`` continues a track that ended at ``last``: IoU, else a little for a near centre."""
+MAX_GAP = 8  # sampled frames a person may go unseen and still continue their track
+
+
+def _affinity(last: Box, box: Box, gap: int = 1) -> float:
+    """How likely ``box`` continues a track last seen ``gap`` sampled frames ago at ``last``: their IoU,
+    else a little for a centre within reach (a reach that grows with the gap, since people move), less the
+    longer the gap; 0 for boxes of very different sizes or out of reach."""
     iou = last.iou(box)
     if iou > 0.1:
-        return iou
+        return iou / gap
     distance = ((last.x + last.w / 2 - box.x - box.w / 2) ** 2 + (last.y + last.h / 2 - box.y - box.h / 2) ** 2) ** 0.5
-    reach = 1.5 * max(last.w, last.h, box.w, box.h)
+    reach = (1.5 + 0.75 * (gap - 1)) * max(last.w, last.h, box.w, box.h)
     size_ratio = min(last.w, box.w) / max(last.w, box.w)
-    return 0.1 * (1 - distance / reach) if distance < reach and size_ratio > 0.5 else 0.0
+    return 0.1 * (1 - distance / reach) / gap if distance < reach and size_ratio > 0.5 else 0.0
 
 
-def link_people(detections: Sequence[Sequence[Box]], max_gap: int = 2) -> list[list[tuple[int, Box]]]:
-    """Faces per sampled frame -> people: each a list of (frame index, box), linked greedily by box overlap
-    (or a near centre) with the track's last box, allowing ``max_gap - 1`` missed frames in between."""
+def link_people(detections: Sequence[Sequence[Box]], max_gap: int = MAX_GAP) -> list[list[tuple[int, Box]]]:
+    """Faces per sampled frame -> people: each a list of (frame index, box), linked greedily (best affinity
+    first) with each track's last box, bridging up to ``max_gap - 1`` sampled frames where the face was
+    missed, so one person stays one person."""
     tracks: list[list[tuple[int, Box]]] = []
     for index, boxes in enumerate(detections):
         pairs = sorted(
-            ((_affinity(track[-1][1], box), t, b) for t, track in enumerate(tracks) if index - track[-1][0] <= max_gap
-             for b, box in enumerate(boxes)),
+            ((_affinity(track[-1][1], box, index - track[-1][0]), t, b) for t, track in enumerate(tracks)
+             if index - track[-1][0] <= max_gap for b, box in enumerate(boxes)),
             reverse=True,
         )
         used_tracks, used_boxes = set(), set()

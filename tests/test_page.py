@@ -128,12 +128,14 @@ def test_a_video_shows_each_person_first_seen_with_a_line_over_time(page):
     assert page.inner_text("#verdict") in {"Real", "Fake", "Uncertain"}
     assert "2 people in 20 frames" in page.inner_text("#analyzed-note")
     assert page.locator(".person").count() == 2
-    page.wait_for_selector("#person-1 canvas[data-drawn='true']")  # both first-seen frames drawn, boxes on them
+    page.wait_for_selector("#person-1 canvas[data-drawn='true']")  # both people's first-seen face crops drawn
     assert page.get_attribute("#person-0 canvas", "data-drawn") == "true"
     points = page.get_attribute("#person-0 polyline", "points").split()
     assert len(points) == 20 and all(0 <= float(p.split(",")[1]) <= 40 for p in points)
     assert "first seen at" in page.inner_text("#person-0")
     assert page.is_hidden("#heatmap") and page.locator(".face-box").count() == 0
+    assert page.is_hidden("#heatmap-toggle")  # videos are not explained
+    assert page.get_attribute("#person-0 canvas", "width") == page.get_attribute("#person-0 canvas", "height")
     shot(page, "video_two_people")
 
 

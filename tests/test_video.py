@@ -143,6 +143,18 @@ def test_the_confident_strategy_on_hand_made_frame_scores():
     assert confident_frames(real, SETTINGS) == list(range(30))
 
 
+def test_a_track_bridges_several_missed_frames_and_two_people_stay_two():
+    """The left person drifts right and is missed in 5 sampled frames; the right one stays put."""
+    left = [Box(100 + 12 * i, 200, 88, 88) for i in range(14)]
+    right = Box(900, 210, 90, 90)
+    detections = [[left[i], right] if i not in (3, 4, 5, 6, 7) else [right] for i in range(14)]
+    people = link_people(detections)
+    assert len(people) == 2
+    assert [frame for frame, _ in people[0]] == [0, 1, 2, 8, 9, 10, 11, 12, 13]
+    assert [box for _, box in people[1]] == [right] * 14
+    assert len(link_people(detections, max_gap=2)) == 3  # without bridging the left person splits
+
+
 def test_faces_are_linked_across_a_missed_frame_and_not_across_the_frame():
     a, b = Box(10, 10, 50, 50), Box(300, 10, 50, 50)
     detections = [[a, b], [Box(16, 10, 50, 50)], [Box(22, 11, 50, 50), Box(306, 10, 50, 50)], [Box(28, 10, 50, 50)]]

@@ -172,6 +172,7 @@ function render(body) {
   }));
   if (body.media === "video") $("boxes").replaceChildren(); else drawBoxes(body);
   $("heatmap").hidden = true;
+  $("heatmap-toggle").parentElement.hidden = body.media === "video";  // videos are not explained
   if (body.explanation) {
     $("heatmap").src = `data:image/png;base64,${body.explanation.overlay_png}`;
     $("heatmap").hidden = !$("heatmap-toggle").checked;
@@ -226,8 +227,8 @@ function personItem(body, person) {
   li.className = "person";
   li.id = `person-${person.id}`;
   const canvas = document.createElement("canvas");
-  canvas.width = 160;
-  canvas.height = Math.round((160 * body.image_size[1]) / body.image_size[0]);
+  canvas.width = 96;  // the person's face, square, as first seen
+  canvas.height = 96;
   const text = document.createElement("div");
   const line = document.createElement("div");
   line.className = `line ${person.verdict}`;
@@ -267,17 +268,22 @@ async function drawFirstFrames(body) {
     if (!canvas) continue;
     await seek(video, person.first_t);
     const context = canvas.getContext("2d");
+    // The face crop the model saw: a square around the box with a 20 % margin, kept inside the frame.
+    const [x, y, w, h] = person.first_box;
+    const [width, height] = body.image_size;
+    const side = Math.min(Math.max(w, h) * 1.4, width, height);
+    const left = Math.min(Math.max(0, x + w / 2 - side / 2), width - side);
+    const top = Math.min(Math.max(0, y + h / 2 - side / 2), height - side);
+    const kx = (video.videoWidth || width) / width;
+    const ky = (video.videoHeight || height) / height;
     try {
-      context.drawImage(video, 0, 0, canvas.width, canvas.height);
+      context.drawImage(video, left * kx, top * ky, side * kx, side * ky, 0, 0, canvas.width, canvas.height);
     } catch (err) {
       continue;
     }
-    const [x, y, w, h] = person.first_box;
-    const sx = canvas.width / body.image_size[0];
-    const sy = canvas.height / body.image_size[1];
     context.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue(`--${person.verdict}`).trim() || "#fff";
-    context.lineWidth = 2;
-    context.strokeRect(x * sx, y * sy, w * sx, h * sy);
+    context.lineWidth = 3;
+    context.strokeRect(1.5, 1.5, canvas.width - 3, canvas.height - 3);
     canvas.dataset.drawn = "true";
   }
 }
