@@ -53,8 +53,9 @@ class Subjects:
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, image: Image.Image) -> list[Box]:
-        """Faces in an RGB image, largest first, in that image's pixels."""
+    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
+        """Faces in an RGB image, largest first, in that image's pixels. ``scale``: the image's pixels per
+        original pixel (below 1 for a JPEG decoded at reduced size), so ``min_face`` stays in original pixels."""
 
 
 def shrunk(image: Image.Image, side: int) -> tuple[Image.Image, float]:
@@ -94,9 +95,9 @@ class HaarDetector:
         self.detect_side, self.min_face = detect_side, min_face
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
-    def detect(self, image: Image.Image) -> list[Box]:
+    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
         small, shrink = shrunk(image, self.detect_side)
-        side = max(HAAR_WINDOW, round(self.min_face * shrink))
+        side = max(HAAR_WINDOW, round(self.min_face * scale * shrink))
         if min(small.size) < side:
             return []
         found = self._cascade.detectMultiScale(
@@ -119,13 +120,13 @@ class YuNetDetector:
         self._detector = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score_threshold, 0.3, 5000)
         self.detect_side, self.min_face = detect_side, min_face
 
-    def detect(self, image: Image.Image) -> list[Box]:
+    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
         small, shrink = shrunk(image, self.detect_side)
         self._detector.setInputSize(small.size)
         bgr = np.ascontiguousarray(np.asarray(small)[:, :, ::-1])
         _, found = self._detector.detect(bgr)
         rows = [] if found is None else [tuple(map(float, row[:4])) for row in found]
-        return [b for b in _back(rows, shrink, image) if max(b.w, b.h) >= self.min_face]
+        return [b for b in _back(rows, shrink, image) if max(b.w, b.h) >= self.min_face * scale]
 
 
 class BlazeFaceDetector:
@@ -159,9 +160,11 @@ class BlazeFaceDetector:
         self._anchors = np.stack(np.meshgrid(cells, cells), axis=-1).reshape(-1, 2)  # (x, y), row by row
         self.min_face, self.score_threshold, self.overlap = min_face, score_threshold, overlap
 
-    def scales(self, size: tuple[int, int]) -> list[float]:
-        """Model pixels per image pixel at each pyramid level, coarsest first."""
-        longest, finest = max(size), max(self.SIDE, self.SMALLEST * self.min_face)
+    def scales(self, size: tuple[int, int], min_face: float | None = None) -> list[float]:
+        """Model pixels per image pixel at each pyramid level, coarsest first, down to faces of ``min_face``
+        image pixels (default: the detector's)."""
+        longest = max(size)
+        finest = max(float(self.SIDE), self.SMALLEST * (self.min_face if min_face is None else min_face))
         sides = [float(longest)]
         while sides[-1] / 2 >= finest:
             sides.append(sides[-1] / 2)
@@ -175,19 +178,20 @@ class BlazeFaceDetector:
         starts = list(range(0, length - self.SIDE + 1, self.STRIDE))
         return starts + ([length - self.SIDE] if starts[-1] + self.SIDE < length else [])
 
-    def detect(self, image: Image.Image) -> list[Box]:
+    def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
         rgb = image.convert("RGB")
+        smallest = self.min_face * scale
         tiles, places = [], []
-        for scale in self.scales(rgb.size):
-            size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
-            level = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 127.5 - 1.0
+        for level in self.scales(rgb.size, smallest):
+            size = (max(1, round(rgb.width * level)), max(1, round(rgb.height * level)))
+            pixels = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) / 127.5 - 1.0
             for top in self._starts(size[1]):
                 for left in self._starts(size[0]):
                     tile = np.zeros((self.SIDE, self.SIDE, 3), np.float32)  # padding: black, as MediaPipe letterboxes
-                    part = level[top : top + self.SIDE, left : left + self.SIDE]
+                    part = pixels[top : top + self.SIDE, left : left + self.SIDE]
                     tile[: part.shape[0], : part.shape[1]] = part
                     tiles.append(tile)
-                    places.append((left, top, scale))
+                    places.append((left, top, level))
         result = self._compiled(np.stack(tiles))
         count = len(tiles)
         raw = result[self._boxes].reshape(count, -1, 16)[:, :, :4]
@@ -195,15 +199,15 @@ class BlazeFaceDetector:
         tile_of, anchor_of = np.nonzero(scores > self.score_threshold)
         if not len(tile_of):
             return []
-        left, top, scale = np.asarray(places, dtype=np.float64)[tile_of].T
+        left, top, level = np.asarray(places, dtype=np.float64)[tile_of].T
         found = raw[tile_of, anchor_of].astype(np.float64)
-        centre_x = (found[:, 0] + self._anchors[anchor_of, 0] + left) / scale
-        centre_y = (found[:, 1] + self._anchors[anchor_of, 1] + top) / scale
-        width, height = found[:, 2] / scale, found[:, 3] / scale
+        centre_x = (found[:, 0] + self._anchors[anchor_of, 0] + left) / level
+        centre_y = (found[:, 1] + self._anchors[anchor_of, 1] + top) / level
+        width, height = found[:, 2] / level, found[:, 3] / level
         rows = np.stack([centre_x - width / 2, centre_y - height / 2, width, height], axis=1)
         kept = _suppress(rows, scores[tile_of, anchor_of], self.overlap)
         boxes = _back([tuple(rows[i]) for i in kept], 1.0, image)
-        return [b for b in boxes if max(b.w, b.h) >= self.min_face]
+        return [b for b in boxes if max(b.w, b.h) >= smallest]
 
 
 def _suppress(rows: np.ndarray, scores: np.ndarray, overlap: float) -> list[int]:
@@ -277,7 +281,8 @@ def find_subjects(decoded: Decoded, mode: str, settings: FaceSettings, detector:
     are listed as skipped. Raises ``NoFaceFound`` in mode faces when no face is found.
     """
     image = decoded.image
-    found = detector().detect(image) if check_mode(mode) != "off" else []
+    sx, sy = decoded.scale
+    found = detector().detect(image, 1 / max(sx, sy)) if check_mode(mode) != "off" else []
     if not found:
         if mode == "faces":
             raise NoFaceFound(
@@ -287,7 +292,6 @@ def find_subjects(decoded: Decoded, mode: str, settings: FaceSettings, detector:
         return Subjects([image], [], [], mode, [Box(0, 0, *decoded.original_size)], decoded.original_size)
     kept, extra = found[: settings.max_faces], found[settings.max_faces :]
     regions = [crop_region(image.size, box, settings.margin) for box in kept]
-    sx, sy = decoded.scale
     return Subjects(
         crops=[cut(image, region) for region in regions],
         boxes=[box.scaled(sx, sy) for box in kept],

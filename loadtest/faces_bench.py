@@ -1,7 +1,11 @@
-"""What the face stage costs: ms per image in-process, and end-to-end throughput with faces on vs off.
+"""What the face stage finds and costs: recall and false boxes per detector on the generated face set,
+ms per image in-process, and end-to-end throughput with faces on vs off.
 
-In-process: decode (shipped limits, JPEG draft included), Haar detection and cropping, timed apart, on
-small and large photos built from scikit-image's public-domain astronaut (one face) and coffee (none).
+Recall: each detector (haar, blazeface; yunet when its file is in the checkpoint folder) on
+deepfake_service/samples/faceset.py's cases (rotations, small faces in large frames, a group, a 4K frame,
+a dark JPEG, face-free photos): faces found (IoU >= 0.3), false boxes, median ms.
+In-process: decode (shipped limits, JPEG draft included), the shipped detector and cropping, timed apart,
+on small and large photos built from scikit-image's public-domain astronaut (one face) and coffee (none).
 End to end: the shipped archive (config/model-config.yaml) of --checkpoint behind a real TorchServe,
 Locust sending those photos with X-Face-Mode auto, then off. Prints figures and writes
 results/faces/faces.csv, e2e.csv, faces.json and faces.png; it asserts nothing.
@@ -20,8 +24,11 @@ from pathlib import Path
 
 from PIL import Image
 
+from deepfake_service.packaging.face_detector import blazeface_path
+from deepfake_service.packaging.fetch import YUNET_FILE
 from deepfake_service.project import handler_options
-from handler.faces import create_detector, square_crop
+from deepfake_service.samples.faceset import face_cases, matched
+from handler.faces import FaceDetector, create_detector, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
@@ -61,9 +68,34 @@ def _median_ms(action, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats: int) -> list[dict]:
+def detector_for(name: str, options: HandlerOptions, checkpoint: Path) -> FaceDetector:
+    """Detector ``name`` with the shipped sizes; its file from models/ (blazeface) or the checkpoint folder."""
+    files = {"blazeface": blazeface_path(), "yunet": checkpoint / (options.face_model or YUNET_FILE)}
+    return create_detector(name, files.get(name), options.face_detect_side, options.face_min_size)
+
+
+def recall(options: HandlerOptions, checkpoint: Path, repeats: int) -> list[dict]:
+    """Per detector and case: faces found, false boxes and median ms on the generated face set."""
+    names = ["haar", "blazeface"] + (["yunet"] if (checkpoint / (options.face_model or YUNET_FILE)).is_file() else [])
+    rows = []
+    for name in names:
+        detector = detector_for(name, options, checkpoint)
+        for case in face_cases():
+            detector.detect(case.image)  # warm-up
+            ms, found = _median_ms(lambda: detector.detect(case.image), max(1, repeats // 4))
+            hits, false = matched(found, case.faces)
+            rows.append({"detector": name, "case": case.name, "kind": case.kind, "size": "x".join(map(str, case.image.size)),
+                         "faces": len(case.faces), "found": hits, "false_boxes": false, "ms": round(ms, 1)})
+        mine = [r for r in rows if r["detector"] == name]
+        print(f"  {name:9s} found {sum(r['found'] for r in mine)}/{sum(r['faces'] for r in mine)} faces, "
+              f"{sum(r['false_boxes'] for r in mine)} false boxes, median of per-case ms "
+              f"{statistics.median(r['ms'] for r in mine):.1f}", flush=True)
+    return rows
+
+
+def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats: int, checkpoint: Path) -> list[dict]:
     """Median ms per photo for decode, detection and cropping with the shipped options."""
-    detector = create_detector(options.face_detector, None, options.face_detect_side, options.face_min_size)
+    detector = detector_for(options.face_detector, options, checkpoint)
     rows = []
     for name, payload in photos.items():
         decode_ms, decoded = _median_ms(lambda: decode(payload, options.limits), repeats)
@@ -124,15 +156,18 @@ def main(argv: list[str] | None = None) -> None:
     options = handler_options()
     photos = photo_set()
     announce_cpu()
-    print("Face stage in-process (shipped options):", flush=True)
-    costs = face_stage_costs(photos, options, args.repeats)
+    print("Recall on the generated face set (deepfake_service/samples/faceset.py):", flush=True)
+    found = recall(options, args.checkpoint, args.repeats)
+    write_csv(found, args.output / "recall.csv")
+    print(f"Face stage in-process (shipped options, detector {options.face_detector}):", flush=True)
+    costs = face_stage_costs(photos, options, args.repeats, args.checkpoint)
     write_csv(costs, args.output / "faces.csv")
     e2e = []
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory(prefix="faces-bench-") as workdir:
             e2e = end_to_end(args.checkpoint, photos, args.users, args.seconds, Path(workdir))
         write_csv(e2e, args.output / "e2e.csv")
-    report = {"cpu": cpu_description(), "face_stage": costs, "end_to_end": e2e}
+    report = {"cpu": cpu_description(), "recall": found, "face_stage": costs, "end_to_end": e2e}
     (args.output / "faces.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}/faces.csv, faces.json, {plot(costs, e2e, args.output / 'faces.png').name}")
 

@@ -68,3 +68,16 @@ def test_a_classifier_with_blazeface_answers_per_face(tiny_checkpoint):
     assert answer["analyzed"] == "faces" and len(answer["faces"]) == 2
     left = min(answer["faces"], key=lambda face: face["box"][0])
     assert ASTRONAUT_FACE.iou(type(ASTRONAUT_FACE)(*left["box"])) > 0.5
+
+
+def test_small_faces_survive_a_reduced_jpeg_decode(tiny_checkpoint):
+    """The shipped jpeg_draft_side decodes the 1920x1080 group at 960x540: face_min_size stays in original
+    pixels, so its 48-82 px faces (24-41 decoded pixels) are all still found, boxes in original pixels."""
+    from deepfake_service.samples.imagegen import photo_jpeg
+
+    (group,) = [case for case in face_cases() if case.kind == "group"]
+    options = HandlerOptions(face_mode="auto", face_detector="blazeface", face_model=str(blazeface_path()), jpeg_draft_side=448)
+    answer = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options).predict_batch([photo_jpeg(group.image)])[0]
+    found = [type(ASTRONAUT_FACE)(*face["box"]) for face in answer["faces"]]
+    assert answer["image_size"] == [1920, 1080]
+    assert matched(found, group.faces) == (6, 0), [b.as_list() for b in found]
