@@ -13,6 +13,7 @@ import gc
 import hashlib
 import json
 import logging
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +31,12 @@ AUTO = "auto"
 PROBE_BATCH = 4  # images per timed forward pass
 PROBE_SECONDS = 3.0  # timed passes per candidate stop after this long (at least one pass runs)
 PROBE_MAX_PASSES = 5
+# Warm-up passes run until one takes within SETTLED of the one before (bf16 kernels need more than one
+# pass to be built and cached), at most PROBE_MAX_WARMUP.
+PROBE_MAX_WARMUP = 4
+SETTLED = 0.15
+# A probe taken while other processes used more than this share of the CPU is used but not cached.
+BUSY_SHARE = 0.25
 
 
 class Forward(Protocol):
@@ -49,11 +56,36 @@ class Choice:
     precision: str
     measured: dict[str, float] = field(default_factory=dict)
     cached: bool = False
+    others_cpu: float = 0.0  # share of the CPU other processes used while the probe ran
 
     @property
     def reason(self) -> str:
         rates = ", ".join(f"{mode} {rate:.1f} img/s" for mode, rate in sorted(self.measured.items(), key=lambda kv: -kv[1]))
-        return f"auto chose {self.runtime} {self.precision} ({'cached probe' if self.cached else 'probe'}: {rates or 'one candidate'})"
+        busy = (f"; not cached: other processes used {self.others_cpu:.0%} of the CPU while it ran, the next load probes again"
+                if self.others_cpu > BUSY_SHARE and not self.cached else "")
+        return f"auto chose {self.runtime} {self.precision} ({'cached probe' if self.cached else 'probe'}: {rates or 'one candidate'}{busy})"
+
+
+class CpuMeter:
+    """The share of the whole CPU that processes other than this one used since the meter was made."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self._process = psutil.Process()
+        self._start = (time.monotonic(), self._process.cpu_times(), psutil.cpu_times())
+
+    def others(self) -> float:
+        wall, mine, everyone = self._start
+        elapsed = (time.monotonic() - wall) * (self._psutil.cpu_count() or 1)
+        if elapsed <= 0:
+            return 0.0
+        now_mine, now_all = self._process.cpu_times(), self._psutil.cpu_times()
+        used_by_me = (now_mine.user - mine.user) + (now_mine.system - mine.system)
+        idle = (now_all.idle - everyone.idle) + (getattr(now_all, "iowait", 0.0) - getattr(everyone, "iowait", 0.0))
+        busy = sum(now_all) - sum(everyone) - idle
+        return max(0.0, min(1.0, (busy - used_by_me) / elapsed))
 
 
 def validated_int8(checkpoint: Path) -> str | None:
@@ -77,15 +109,27 @@ def candidates(checkpoint: Path, device: torch.device, runtime: str = AUTO, prec
     return [(r, p) for r, p in found if runtime in (AUTO, r) and precision in (AUTO, p)]
 
 
-def probe(runtime: Forward, pixels: torch.Tensor, seconds: float = PROBE_SECONDS, max_passes: int = PROBE_MAX_PASSES) -> float:
-    """Images/s of ``runtime`` on ``pixels``: one warm-up pass, then timed passes until ``seconds`` have
-    passed or ``max_passes`` ran (at least one)."""
+def _timed_pass(runtime: Forward, pixels: torch.Tensor) -> float:
+    started = time.perf_counter()
     runtime.predict(pixels)
-    started, passes = time.perf_counter(), 0
-    while passes < max_passes and (passes == 0 or time.perf_counter() - started < seconds):
-        runtime.predict(pixels)
-        passes += 1
-    return passes * len(pixels) / (time.perf_counter() - started)
+    return time.perf_counter() - started
+
+
+def probe(runtime: Forward, pixels: torch.Tensor, seconds: float = PROBE_SECONDS, max_passes: int = PROBE_MAX_PASSES) -> float:
+    """Images/s of ``runtime`` on ``pixels``: warm-up passes until one takes within ``SETTLED`` of the one
+    before (at most ``PROBE_MAX_WARMUP``), then timed passes until ``seconds`` have passed or ``max_passes``
+    ran (at least one); the median pass, so one disturbed pass does not decide."""
+    previous = _timed_pass(runtime, pixels)
+    for _ in range(PROBE_MAX_WARMUP - 1):
+        current = _timed_pass(runtime, pixels)
+        settled = abs(current - previous) <= SETTLED * previous
+        previous = current
+        if settled:
+            break
+    started, times = time.perf_counter(), []
+    while len(times) < max_passes and (not times or time.perf_counter() - started < seconds):
+        times.append(_timed_pass(runtime, pixels))
+    return len(pixels) / max(statistics.median(times), 1e-9)
 
 
 def cache_key(checkpoint: Path, device: torch.device, options: list[tuple[str, str]], threads: int) -> str:
@@ -126,6 +170,7 @@ def choose(
     if len(options) == 1:
         return Choice(*options[0]), build(*options[0])
     pixels = torch.rand(PROBE_BATCH, 3, image_size, image_size)
+    meter = CpuMeter()
     best, measured = None, {}
     for mode in options:
         candidate = build(*mode)
@@ -135,7 +180,10 @@ def choose(
         else:
             del candidate
         gc.collect()
-    choice = Choice(best[0][0], best[0][1], measured)
+    choice = Choice(best[0][0], best[0][1], measured, others_cpu=round(meter.others(), 3))
+    if choice.others_cpu > BUSY_SHARE:
+        logger.warning("%s", choice.reason)
+        return choice, best[1]
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(asdict(choice)))

@@ -14,7 +14,7 @@ from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from handler.runtime import create_runtime
-from handler.selection import PROBE_MAX_PASSES, candidates, choose, probe
+from handler.selection import PROBE_MAX_PASSES, PROBE_MAX_WARMUP, candidates, choose, probe
 
 CPU = torch.device("cpu")
 
@@ -74,14 +74,48 @@ def test_the_probe_is_bounded_in_passes_and_time():
 
     started = time.monotonic()
     rate = probe(Slow(), torch.zeros(4, 3, 8, 8), seconds=0.12)
-    assert Slow.calls <= 1 + PROBE_MAX_PASSES and time.monotonic() - started < 2.0
+    assert Slow.calls <= PROBE_MAX_WARMUP + PROBE_MAX_PASSES and time.monotonic() - started < 2.0
     assert 0 < rate <= 4 / 0.05
     Slow.calls = 0
     probe(Slow(), torch.zeros(4, 3, 8, 8), seconds=60)  # a long budget still stops after max passes
-    assert Slow.calls == 1 + PROBE_MAX_PASSES
+    assert 2 + PROBE_MAX_PASSES <= Slow.calls <= PROBE_MAX_WARMUP + PROBE_MAX_PASSES  # steady passes settle at once
+
+
+def test_warm_up_lasts_until_passes_settle_and_one_slow_pass_does_not_decide():
+    class Warming:
+        times = [0.2, 0.12, 0.05, 0.05] + [0.02, 0.02, 0.3, 0.02, 0.02]  # slow first passes, then one hiccup
+
+        def predict(self, pixels):
+            time.sleep(Warming.times.pop(0))
+            return torch.zeros(len(pixels), 2)
+
+    rate = probe(Warming(), torch.zeros(4, 3, 8, 8), seconds=60)
+    assert Warming.times == []  # four warm-up passes (settled on the fourth), five timed
+    assert 4 / 0.03 < rate <= 4 / 0.02  # the median timed pass, not the hiccup nor the warm-up
+
+
+def test_a_probe_taken_while_the_cpu_was_busy_is_used_but_not_cached(with_ir, tmp_path, monkeypatch, caplog):
+    class Busy:
+        def others(self):
+            return 0.6
+
+    monkeypatch.setattr("handler.selection.CpuMeter", Busy)
+    choice, runtime = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path, seconds=0.05)
+    assert (runtime.name, runtime.precision) == (choice.runtime, choice.precision)
+    assert not list(tmp_path.glob("runtime-choice-*.json"))
+    assert "not cached: other processes used 60% of the CPU" in choice.reason
+    assert "the next load probes again" in caplog.text
+
+
+class Quiet:
+    """The CPU as a probe wants it: no other process busy."""
+
+    def others(self):
+        return 0.0
 
 
 def test_the_choice_is_cached_per_host_and_archive(with_ir, tmp_path, monkeypatch):
+    monkeypatch.setattr("handler.selection.CpuMeter", Quiet)
     first, _ = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path, seconds=0.05)
     assert not first.cached and list(tmp_path.glob("runtime-choice-*.json"))
 
