@@ -21,6 +21,7 @@ import psutil
 import requests
 from PIL import Image
 
+from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import MODEL_NAME, handler_options
 from deepfake_service.samples import videogen
 from handler.analysis import Request
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     cpu = announce_cpu()
     clips = {name: videogen.walking_clip(size) for name, size in SIZES.items()}
-    classifier = DeepfakeClassifier.from_checkpoint(args.checkpoint, handler_options())
+    classifier = DeepfakeClassifier.from_checkpoint(args.checkpoint, with_detector_file(handler_options(), args.checkpoint))
     print(f"In-process, shipped settings ({classifier.runtime.name} {classifier.runtime.precision}, "
           f"{classifier.video.frames} frames per clip):", flush=True)
     costs = stage_costs(classifier, clips, args.repeats)

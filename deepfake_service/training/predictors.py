@@ -16,6 +16,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import requests
 
+from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR, handler_options
 from deepfake_service.serving.server import read_key_file
 from handler.analysis import Request
@@ -57,7 +58,7 @@ class CheckpointPredictor:
     """The handler core on a checkpoint folder: same decoding, limits and preprocessing as a worker."""
 
     def __init__(self, checkpoint: Path, options: HandlerOptions, face_mode: str | None = None) -> None:
-        self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, options)
+        self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, with_detector_file(options, checkpoint))
         self.face_mode = face_mode
 
     def predict(self, paths: Sequence[Path]) -> list[Scored]:
