@@ -107,7 +107,7 @@ def test_detector_is_built_only_when_a_request_needs_faces(tiny_checkpoint):
     class CountingDetector:
         name = "counting"
 
-        def detect(self, image):
+        def detect(self, image, scale=1.0):
             return []
 
     def factory():
