@@ -1,4 +1,4 @@
-"""The face stage: find faces (one narrow seam, ``detect(image) -> boxes``) and crop each, squared,
+"""The face stage: find faces (one narrow seam, ``detect(image, scale) -> boxes``) and crop each, squared,
 with a margin, since the model was trained on face crops.
 
 Detectors:
