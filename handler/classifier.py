@@ -11,6 +11,8 @@ A bad request ends at the stage that refused it and is answered alone; its batch
 
 from __future__ import annotations
 
+import logging
+import uuid
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,7 +24,7 @@ from handler.analysis import Analysis, Request
 from handler.answers import Answer, AnswerContext, ModelIdentity, answer
 from handler.checkpoint import load_image_processor, read_checkpoint_info
 from handler.decision import Decision, read_decision
-from handler.errors import BadOption, ClientError
+from handler.errors import BadOption, ClientError, RequestFailed
 from handler.explain import Explainer
 from handler.faces import FaceDetector, FaceSettings, create_detector
 from handler.images import ImageLimits
@@ -32,6 +34,8 @@ from handler.provenance import ProvenanceReader, ProvenanceSettings, load_trust_
 from handler.runtime import Runtime, create_runtime
 from handler.verdicts import Verdict, verdicts
 from handler.video import VideoMedia, VideoSettings
+
+logger = logging.getLogger(__name__)
 
 
 class DeepfakeClassifier:
@@ -166,6 +170,8 @@ class DeepfakeClassifier:
             analysis.subjects = kind.subjects(request.payload, request.face_mode or self.faces.mode)
         except ClientError as error:
             analysis.error = error
+        except Exception:  # noqa: BLE001 - a surprise on this request's bytes must not fail its batch-mates
+            analysis.error = _failed("finding what to classify")
 
     def forward(self, analyses: Sequence[Analysis], explain: bool = False) -> None:
         """The forward stage: every crop of ``analyses`` through the runtime (or the explainer, which also
@@ -186,4 +192,14 @@ class DeepfakeClassifier:
     def read_provenance(self, analysis: Analysis) -> None:
         """The provenance stage: content credentials and declared AI metadata beside the verdict."""
         if analysis.open and self.provenance.settings.enabled:
-            analysis.provenance = self.provenance.read(analysis.request.payload, analysis.subjects.media)
+            try:
+                analysis.provenance = self.provenance.read(analysis.request.payload, analysis.subjects.media)
+            except Exception:  # noqa: BLE001 - as in find_subjects
+                analysis.error = _failed("reading provenance")
+
+
+def _failed(stage: str) -> RequestFailed:
+    """The error for one request whose ``stage`` raised unexpectedly, logged with its traceback and id."""
+    error_id = uuid.uuid4().hex[:12]
+    logger.exception("%s failed for one request (error id %s); the rest of its batch goes on", stage, error_id)
+    return RequestFailed(error_id)

@@ -23,6 +23,19 @@ class ClientError(Exception):
         return json.dumps({"error": self.error, "detail": self.detail})
 
 
+class RequestFailed(ClientError):
+    """Not the client's fault: analysing this one request raised something unexpected. It is answered
+    alone with a 500 whose ``error_id`` the worker's log line also carries; its batch-mates go on."""
+
+    status = 500
+    error = "internal error"
+
+    def __init__(self, error_id: str) -> None:
+        super().__init__(f"analysing this request failed unexpectedly (error id {error_id}); the other requests "
+                         "of its batch were answered. Report the error id: the worker log has the details.")
+        self.error_id = error_id
+
+
 class EmptyInput(ClientError):
     status = 400
     error = "empty input"

@@ -104,7 +104,7 @@ def sample_frames(payload: bytes, settings: VideoSettings, on_frame: Callable[[f
             raise VideoTooSlow(f"sampling took over {settings.budget_s:g} s; send a shorter or smaller clip")
 
     try:
-        with av.open(io.BytesIO(payload), mode="r", format=demuxer) as container:
+        with av.open(io.BytesIO(payload), mode="r", format=demuxer, metadata_errors="ignore") as container:
             stream, stamps, keyframes = _probe(container, settings, check_budget)
             base = stream.time_base
             start, end = min(stamps), max(stamps)
@@ -114,7 +114,7 @@ def sample_frames(payload: bytes, settings: VideoSettings, on_frame: Callable[[f
             if duration > settings.max_seconds:
                 raise VideoTooLarge(f"the video lasts {duration:.1f} s; at most {settings.max_seconds:g} s are accepted")
             targets = _targets(stamps, settings.frames, start, end)
-        with av.open(io.BytesIO(payload), mode="r", format=demuxer) as container:
+        with av.open(io.BytesIO(payload), mode="r", format=demuxer, metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             sampled = Sampled(duration, (stream.codec_context.width, stream.codec_context.height), stream.codec_context.name)

@@ -12,7 +12,7 @@ from deepfake_service.samples import imagegen
 from handler.analysis import Request
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
-from handler.errors import EmptyInput, ImageTooLarge, MissingImage, UnsupportedMediaType
+from handler.errors import EmptyInput, ImageTooLarge, MissingImage, RequestFailed, UnsupportedMediaType
 from handler.images import decode_image
 from handler.options import HandlerOptions
 from handler.verdicts import most_fake
@@ -133,3 +133,24 @@ def test_the_most_fake_face_decides_and_without_the_label_the_most_confident_one
     faces = [{"Real": 0.9, "Fake": 0.1}, {"Real": 0.4, "Fake": 0.6}, {"Real": 0.3, "Fake": 0.7}]
     assert most_fake(faces, "Fake") == 2
     assert most_fake([{"a": 0.55, "b": 0.45}, {"a": 0.1, "b": 0.9}], "Fake") == 1
+
+
+def test_an_unexpected_failure_on_one_request_is_its_own_500_with_an_error_id(classifier, caplog):
+    class Exploding:
+        name = "image"
+
+        def accepts(self, payload):
+            return payload.startswith(b"BOOM")
+
+        def subjects(self, payload, mode):
+            raise RuntimeError("a library's surprise")
+
+    media = classifier.media
+    classifier.media = (Exploding(), *media)
+    try:
+        good, failed, other = classifier.predict_batch([imagegen.jpeg(seed=1), b"BOOM and more", imagegen.png(seed=2)])
+    finally:
+        classifier.media = media
+    assert isinstance(failed, RequestFailed) and failed.status == 500 and failed.error_id in failed.detail
+    assert f"error id {failed.error_id}" in caplog.text and "a library's surprise" in caplog.text
+    assert good["label"] in TINY_LABELS.values() and other["label"] in TINY_LABELS.values()

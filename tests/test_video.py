@@ -185,6 +185,11 @@ def test_each_limit_and_bad_file_is_a_4xx_naming_it(tiny_checkpoint, payload, op
     assert says in result.detail
 
 
+def test_container_metadata_that_is_not_utf8_does_not_stop_the_video(video_classifier):
+    answer = answer_of(video_classifier, videogen.with_bad_metadata(videogen.clip(count=8)))
+    assert answer["media"] == "video" and answer["frames_analyzed"] == FRAMES
+
+
 def test_a_truncated_tail_keeps_the_frames_before_it(video_classifier):
     # Fragmented MP4 (as recorders and streams write it), a fragment per 5 frames: a cut keeps those before it.
     payload = videogen.clip(people=1, count=30, gop=5, options={"movflags": "frag_keyframe+empty_moov"})

@@ -120,3 +120,9 @@ def rotation_tag(mp4: bytes, degrees: int) -> bytes:
     cos, sin = {90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
     matrix = [cos << 16, sin << 16, 0, (-sin) << 16, cos << 16, 0, 0, 0, 1 << 30]
     return mp4[:matrix_at] + struct.pack(">9i", *matrix) + mp4[matrix_at + 36 :]
+
+
+def with_bad_metadata(mp4: bytes) -> bytes:
+    """``mp4`` with its encoder tag's value made invalid UTF-8 (what a mutated or hostile file carries)."""
+    at = mp4.index(b"Lavf")
+    return mp4[:at] + b"\xff\xfe\xfd\xfc" + mp4[at + 4 :]
