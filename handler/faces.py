@@ -145,7 +145,7 @@ class BlazeFaceDetector:
     SMALLEST = 12  # the smallest face found reliably is 1/SMALLEST of a tile's side
     STRIDE = 144  # tile step inside a level: a quarter overlap
 
-    def __init__(self, model: Path, min_face: int, score_threshold: float = 0.6, overlap: float = 0.3, threads: int = 0):
+    def __init__(self, model: Path, min_face: int, score_threshold: float = 0.6, overlap: float = 0.3):
         import openvino as ov
 
         if not model.is_file():
@@ -153,8 +153,7 @@ class BlazeFaceDetector:
         core = ov.Core()
         network = core.read_model(str(model))
         network.reshape({network.inputs[0]: ov.PartialShape([-1, self.SIDE, self.SIDE, 3])})
-        config = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
-        self._compiled = core.compile_model(network, "CPU", config)
+        self._compiled = core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
         self._boxes, self._scores = self._compiled.outputs[0], self._compiled.outputs[1]
         cells = (np.arange(self.GRID, dtype=np.float32) + 0.5) * (self.SIDE / self.GRID)
         self._anchors = np.stack(np.meshgrid(cells, cells), axis=-1).reshape(-1, 2)  # (x, y), row by row

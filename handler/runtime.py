@@ -37,7 +37,6 @@ from handler.selection import choose
 logger = logging.getLogger(__name__)
 
 
-
 class Runtime(Protocol):
     """``predict(pixels[N, 3, H, W] float32) -> logits[N, num_labels] float32 on CPU``.
 

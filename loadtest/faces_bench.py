@@ -68,19 +68,23 @@ def _median_ms(action, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+def yunet_file(options: HandlerOptions, checkpoint: Path) -> Path:
+    return checkpoint / (options.face_model or YUNET_FILE)
+
+
 def detector_for(name: str, options: HandlerOptions, checkpoint: Path) -> FaceDetector:
     """Detector ``name`` with the shipped sizes; its file from models/ (blazeface) or the checkpoint folder."""
-    files = {"blazeface": blazeface_path(), "yunet": checkpoint / (options.face_model or YUNET_FILE)}
+    files = {"blazeface": blazeface_path(), "yunet": yunet_file(options, checkpoint)}
     return create_detector(name, files.get(name), options.face_detect_side, options.face_min_size)
 
 
 def recall(options: HandlerOptions, checkpoint: Path, repeats: int) -> list[dict]:
     """Per detector and case: faces found, false boxes and median ms on the generated face set."""
-    names = ["haar", "blazeface"] + (["yunet"] if (checkpoint / (options.face_model or YUNET_FILE)).is_file() else [])
-    rows = []
+    names = ["haar", "blazeface"] + (["yunet"] if yunet_file(options, checkpoint).is_file() else [])
+    cases, rows = face_cases(), []
     for name in names:
         detector = detector_for(name, options, checkpoint)
-        for case in face_cases():
+        for case in cases:
             detector.detect(case.image)  # warm-up
             ms, found = _median_ms(lambda: detector.detect(case.image), max(1, repeats // 4))
             hits, false = matched(found, case.faces)

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepfake_service.packaging.face_detector import blazeface_path
+from deepfake_service.packaging.face_detector import blazeface_path, detector_file
 from deepfake_service.packaging.openvino import convert_to_openvino
 from deepfake_service.packaging.quantize import QuantizationError, prepare_int8
 from deepfake_service.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE, handler_options
@@ -89,22 +89,11 @@ def _packed_trust_list(options: HandlerOptions) -> bool:
     return bool(options.provenance_trust_list) and not Path(options.provenance_trust_list).is_absolute()
 
 
-def face_model_source(checkpoint: Path, options: HandlerOptions) -> Path | None:
-    """Where the build takes the face detector's file from: the checkpoint folder, or for blazeface's
-    default file models/ (make venv puts it there); None when the detector needs no file."""
-    name = options.face_model_file
-    if not name:
-        return None
-    if options.face_detector == "blazeface" and not options.face_model and not (checkpoint / name).is_file():
-        return blazeface_path()
-    return checkpoint / name
-
-
 def stage_face_model(checkpoint: Path, options: HandlerOptions, target: Path) -> None:
     """Copy the configured face detector file (BlazeFace's TFLite, YuNet's ONNX) into the archive's
     checkpoint folder."""
-    source = face_model_source(checkpoint, options)
-    if options.face_detector == "blazeface" and source == blazeface_path():
+    source = detector_file(checkpoint, options)
+    if source == blazeface_path():  # the shipped detector's default file, from models/
         if not source.is_file():
             raise BuildError(f"{source} is missing: run python -m scripts.fetch_face_detector (make venv does), "
                              "or set face_detector: haar")
@@ -149,7 +138,7 @@ def build_inputs(checkpoint: Path, model_config: Path, options: HandlerOptions) 
     checkpoint = checkpoint.resolve()
     model = [checkpoint / n for n in ("config.json", "preprocessor_config.json", "model.safetensors.index.json", DECISION_FILE)]
     model += weight_files(checkpoint)
-    source = face_model_source(checkpoint, options)
+    source = detector_file(checkpoint, options)
     named = [source] if source is not None else []
     named += [checkpoint / options.provenance_trust_list] if _packed_trust_list(options) else []
     handler = [p for p in HANDLER_PACKAGE.rglob("*.py") if "__pycache__" not in p.parts]

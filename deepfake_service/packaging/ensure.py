@@ -78,17 +78,17 @@ def ensure_archive(
     archive = archive_path(name, store)
     record = read_build_record(archive) if archive.is_file() else None
     ours = record is not None and record.get("built_by") == BUILT_BY
-    if archive.is_file() and not spec and not ours:
+    if archive.is_file() and not spec:
+        if ours:
+            return _refresh(archive, record, name, store, model_config, version)
         origin = f"built by {record['built_by']} from {record['checkpoint']}" if record else "built without a record"
         return Outcome(archive, "kept-foreign", Path(record["checkpoint"]) if record else archive, f"{origin}; served as it is")
-    if archive.is_file() and not spec:
-        return _refresh(archive, record, name, store, model_config, version)
     checkpoint, source = resolve_checkpoint(spec)
     try:
         wanted = build_inputs(checkpoint, model_config, load_options(model_config))
     except CheckpointError as exc:
         raise BuildError(str(exc)) from exc
-    if record is not None and all(record.get(k) == v for k, v in wanted.items()):
+    if record is not None and not _changed(record, wanted):
         return Outcome(archive, "kept", checkpoint, f"up to date with {_shown(checkpoint)}")
     if archive.is_file() and not ours:
         origin = f"by {record['built_by']} from {record['checkpoint']}" if record else "without a build record"

