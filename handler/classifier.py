@@ -24,7 +24,7 @@ from handler.analysis import Analysis, Request
 from handler.answers import Answer, AnswerContext, ModelIdentity, answer
 from handler.checkpoint import load_image_processor, read_checkpoint_info
 from handler.decision import Decision, read_decision
-from handler.errors import BadOption, ClientError, RequestFailed
+from handler.errors import BadOption, ClientError, RequestFailed, VideoElsewhere
 from handler.explain import Explainer
 from handler.faces import FaceDetector, FaceSettings, create_detector
 from handler.images import ImageLimits
@@ -55,6 +55,7 @@ class DeepfakeClassifier:
         video: VideoSettings | None = None,
         forward_batch: int = 8,
         provenance: ProvenanceReader | None = None,
+        video_endpoint: str | None = None,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -72,6 +73,8 @@ class DeepfakeClassifier:
         self.provenance = provenance or ProvenanceReader(ProvenanceSettings(enabled=False))
         # The most crops one forward pass takes (the worker's batchSize): a video's many crops are split.
         self.forward_batch = forward_batch
+        # Where videos go when this worker does not analyse them (handler/roles.py); None: here.
+        self.video_endpoint = video_endpoint
         self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector), ImageMedia(limits, faces, self.detector))
 
     @classmethod
@@ -84,6 +87,7 @@ class DeepfakeClassifier:
         name: str = "model",
         version: str = "1.0",
         forward_batch: int = 8,
+        video_endpoint: str | None = None,
     ) -> "DeepfakeClassifier":
         """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders and ``DecisionError``
         for an unusable ``decision.json``."""
@@ -103,6 +107,7 @@ class DeepfakeClassifier:
             video=options.video,
             forward_batch=forward_batch,
             provenance=ProvenanceReader(ProvenanceSettings(options.provenance, load_trust_list(options.provenance_trust_list, info.path))),
+            video_endpoint=video_endpoint,
         )
 
     def detector(self) -> FaceDetector:
@@ -165,6 +170,8 @@ class DeepfakeClassifier:
         request = analysis.request
         try:
             kind = next(k for k in self.media if k.accepts(request.payload))
+            if kind.name == "video" and self.video_endpoint:
+                raise VideoElsewhere(self.video_endpoint)
             if request.explain and kind.name != "image":
                 raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
             analysis.subjects = kind.subjects(request.payload, request.face_mode or self.faces.mode)

@@ -18,9 +18,13 @@ class ClientError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def fields(self) -> dict:
+        """Fields the body carries beside ``error`` and ``detail`` (none unless a kind says so)."""
+        return {}
+
     def to_json(self) -> str:
-        """The response body for this error: ``{"error": ..., "detail": ...}``."""
-        return json.dumps({"error": self.error, "detail": self.detail})
+        """The response body for this error: ``{"error": ..., "detail": ...}`` and the kind's own fields."""
+        return json.dumps({"error": self.error, "detail": self.detail, **self.fields()})
 
 
 class RequestFailed(ClientError):
@@ -79,6 +83,20 @@ class NoFaceFound(ClientError):
 class UnsupportedVideo(ClientError):
     status = 415
     error = "unsupported video"
+
+
+class VideoElsewhere(ClientError):
+    """A video sent to the image registration, whose workers do not analyse videos (handler/roles.py)."""
+
+    status = 415
+    error = "video on the image endpoint"
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"videos are analysed by their own workers: send this video to {endpoint}")
+        self.endpoint = endpoint
+
+    def fields(self) -> dict:
+        return {"endpoint": self.endpoint}
 
 
 class CorruptVideo(ClientError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -16,6 +17,7 @@ from handler.errors import ClientError
 from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
+from handler.roles import worker_role
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,12 @@ class DeepfakeHandler(BaseHandler):
         properties = context.system_properties
         options = HandlerOptions.from_mapping(context.model_yaml_config.get("handler"))
         model = context.manifest["model"]
+        # The registration's name (context.model_name), not the archive's: one archive serves as <name>
+        # for images and <name>-video for videos (handler/roles.py).
+        name = getattr(context, "model_name", None) or model["modelName"]
+        self.role = worker_role(name, context.model_yaml_config)
+        if self.role.nice:
+            os.nice(self.role.nice)  # video workers leave the CPU to image workers when both are busy
         self.device = worker_device(properties)
         self.classifier = DeepfakeClassifier.from_checkpoint(
             Path(properties["model_dir"]) / options.checkpoint,
@@ -87,13 +95,17 @@ class DeepfakeHandler(BaseHandler):
             name=model["modelName"],
             version=model.get("modelVersion", "1.0"),
             forward_batch=int(context.model_yaml_config.get("batchSize", 8)),
+            video_endpoint=self.role.video_endpoint,
         )
         self.initialized = True
         runtime = self.classifier.runtime
         logger.info(
-            "loaded %s version %s on %s (runtime %s, precision %s%s%s, demo=%s; CPU %s)",
+            "loaded %s version %s as %s (answers %s%s) on %s (runtime %s, precision %s%s%s, demo=%s; CPU %s)",
             model["modelName"],
             model.get("modelVersion"),
+            name,
+            {"image": "images; videos go to " + str(self.role.video_endpoint), "video": "videos", "both": "images and videos"}[self.role.kind],
+            f", nice +{self.role.nice}" if self.role.nice else "",
             self.device,
             runtime.name,
             runtime.precision,

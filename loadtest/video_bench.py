@@ -1,8 +1,10 @@
 """What a video costs: per 10-s H.264 clip at 480p, 720p and 1080p, seconds to demux and sample, to detect
 faces, to classify the crops and in total (in-process, shipped handler settings), then videos/s with 4
 concurrent clients against the shipped archive behind a real TorchServe, and the worker's RSS growth while it
-answers the 1080p clip. Prints figures and writes results/video/video.csv, e2e.csv, video.json and
-video.png; it asserts nothing.
+answers the 1080p clip; then mixed traffic: 256-px JPEG (the astronaut) latencies from 4 image clients alone and beside one
+client sending the 10-s 720p clip, with videos on their own workers (the shipped archive) and, to compare,
+on one registration (the archive without its video section). Prints figures and writes
+results/video/video.csv, e2e.csv, mixed.csv, video.json and video.png; it asserts nothing.
 
   python -m loadtest.video_bench --checkpoint checkpoints/demo      (make bench-video)
 """
@@ -20,15 +22,17 @@ from pathlib import Path
 import psutil
 import requests
 from PIL import Image
+from skimage import data as photos
 
 from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import MODEL_NAME, handler_options
-from deepfake_service.samples import videogen
+from deepfake_service.samples import imagegen, videogen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.faces import crop_region, cut
+from handler.roles import video_twin
 from handler.video import sample_frames
-from loadtest.harness import announce_cpu, bench_parser, built_server, save_figure, write_csv
+from loadtest.harness import announce_cpu, bench_parser, built_server, model_config, save_figure, write_csv
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -68,7 +72,7 @@ def stage_costs(classifier: DeepfakeClassifier, clips: dict[str, bytes], repeats
 
 
 def worker_rss(server) -> int:
-    described = requests.get(f"{server.management_url}/models/{MODEL_NAME}", headers=server.headers("management"), timeout=30)
+    described = requests.get(f"{server.management_url}/models/{video_twin(MODEL_NAME)}", headers=server.headers("management"), timeout=30)
     pids = [w["pid"] for w in described.json()[0]["workers"] if w.get("pid")]
     return sum(psutil.Process(pid).memory_info().rss for pid in pids)
 
@@ -78,7 +82,7 @@ def served(checkpoint: Path, clips: dict[str, bytes], clients: int, per_client: 
     RSS growth while it answers the largest clip."""
     rows = []
     with built_server(workdir, checkpoint) as server:
-        url = f"{server.inference_url}/predictions/{MODEL_NAME}"
+        url = f"{server.inference_url}/predictions/{video_twin(MODEL_NAME)}"  # videos' own workers
 
         def post(payload: bytes) -> tuple[int, float]:
             started = time.perf_counter()
@@ -116,6 +120,61 @@ def served(checkpoint: Path, clips: dict[str, bytes], clients: int, per_client: 
     return rows
 
 
+def _image_load(url: str, headers: dict, image: bytes, clients: int, seconds: float) -> list[float]:
+    """Latencies of ``clients`` image clients posting ``image`` back to back for ``seconds``."""
+    deadline = time.monotonic() + seconds
+
+    def client() -> list[float]:
+        latencies = []
+        while time.monotonic() < deadline and len(latencies) < 10_000:
+            started = time.perf_counter()
+            if requests.post(url, data=image, headers=headers, timeout=120).status_code == 200:
+                latencies.append(time.perf_counter() - started)
+        return latencies
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        return sorted(x for found in pool.map(lambda _: client(), range(clients)) for x in found)
+
+
+def mixed(checkpoint: Path, clip: bytes, workdir: Path, seconds: float = 30.0, clients: int = 4) -> list[dict]:
+    """Image latency alone and with one client sending ``clip`` back to back, per design."""
+    image = imagegen.photo_jpeg(Image.fromarray(photos.astronaut()).resize((256, 256)))  # one face
+    rows = []
+    for design, video_section in (("video workers", True), ("one registration", False)):
+        config = model_config(workdir / f"{len(rows)}.yaml", **({} if video_section else {"video": None}))
+        with built_server(workdir / f"mixed-{len(rows)}", checkpoint, config=config) as server:
+            headers = server.headers()
+            images = f"{server.inference_url}/predictions/{MODEL_NAME}"
+            videos = f"{server.inference_url}/predictions/{video_twin(MODEL_NAME) if video_section else MODEL_NAME}"
+            for url, payload in ((images, image), (videos, clip)):  # warm-up (and the runtime probes)
+                requests.post(url, data=payload, headers=headers, timeout=300)
+            alone = _image_load(images, headers, image, clients, seconds)
+            stop, videos_done = threading.Event(), []
+
+            def video_client() -> None:
+                while not stop.is_set() and len(videos_done) < 1000:
+                    started = time.perf_counter()
+                    status = requests.post(videos, data=clip, headers=headers, timeout=300).status_code
+                    videos_done.append((status, time.perf_counter() - started))
+
+            sender = threading.Thread(target=video_client, daemon=True)
+            sender.start()
+            beside = _image_load(images, headers, image, clients, seconds)
+            stop.set()
+            sender.join(timeout=300)
+            for phase, latencies in (("images alone", alone), ("with 1 video client", beside)):
+                row = {"design": design, "phase": phase, "images": len(latencies), "images_per_s": round(len(latencies) / seconds, 2),
+                       "p50_ms": round(1000 * statistics.median(latencies)), "p95_ms": round(1000 * latencies[int(0.95 * (len(latencies) - 1))])}
+                rows.append(row)
+            rows[-1]["videos"] = sum(status == 200 for status, _ in videos_done)
+            rows[-1]["video_s"] = round(statistics.median([s for _, s in videos_done]), 2) if videos_done else None
+            rows[-1]["p95_ratio"] = round(rows[-1]["p95_ms"] / rows[-2]["p95_ms"], 2)
+            print(f"  {design}: images alone p50 {rows[-2]['p50_ms']} ms p95 {rows[-2]['p95_ms']} ms ({rows[-2]['images_per_s']}/s); "
+                  f"with one video client p50 {rows[-1]['p50_ms']} ms p95 {rows[-1]['p95_ms']} ms ({rows[-1]['images_per_s']}/s), "
+                  f"p95 x{rows[-1]['p95_ratio']}; {rows[-1]['videos']} clips answered, {rows[-1]['video_s']} s each", flush=True)
+    return rows
+
+
 def plot(costs: list[dict], path: Path) -> Path:
     import matplotlib
 
@@ -137,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, "video", 3, "clip")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients end to end (default: %(default)s)")
     parser.add_argument("--per-client", type=int, default=2, help="clips each client sends (default: %(default)s)")
+    parser.add_argument("--mixed-seconds", type=float, default=30.0, help="seconds per mixed-traffic phase (default: %(default)s)")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     cpu = announce_cpu()
@@ -146,12 +206,16 @@ def main(argv: list[str] | None = None) -> None:
           f"{classifier.video.frames} frames per clip):", flush=True)
     costs = stage_costs(classifier, clips, args.repeats)
     write_csv(costs, args.output / "video.csv")
-    e2e = []
+    e2e, traffic = [], []
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory(prefix="video-bench-") as workdir:
             e2e = served(args.checkpoint, clips, args.clients, args.per_client, Path(workdir))
+            print("Mixed traffic (256-px JPEGs, 4 image clients; one client sending the 720p clip):", flush=True)
+            traffic = mixed(args.checkpoint, clips["720p"], Path(workdir), args.mixed_seconds)
         write_csv(e2e, args.output / "e2e.csv")
-    report = {"cpu": cpu, "runtime": [classifier.runtime.name, classifier.runtime.precision], "stages": costs, "end_to_end": e2e}
+        write_csv(traffic, args.output / "mixed.csv")
+    report = {"cpu": cpu, "runtime": [classifier.runtime.name, classifier.runtime.precision], "stages": costs, "end_to_end": e2e,
+              "mixed": traffic}
     (args.output / "video.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}/video.csv, video.json, {plot(costs, args.output / 'video.png').name}")
 

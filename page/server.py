@@ -3,7 +3,8 @@
 GET  /             the page (page/static/index.html, app.css, app.js; nothing from the internet)
 GET  /api/info     model name, version, demo flag, upload limits
 POST /api/analyze  multipart ``image`` (+ optional ``face_mode``) -> TorchServe /explanations/<model>
-                   (/predictions for videos, or for everything with --no-explanations)
+                   (/predictions/<model> with --no-explanations; videos: /predictions/<video model>,
+                   the registration whose own workers analyse videos, handler/roles.py)
 GET  /healthz      200 when this process answers
 
 The key is re-read from TorchServe's key_file.json for every call (keys expire and can be rotated) and
@@ -34,6 +35,7 @@ from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT,
 from deepfake_service.serving.server import ServeError, read_key_file
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
+from handler.roles import video_twin
 from handler.video import container_format
 from page.guard import (
     TOKEN_HEADER,
@@ -85,9 +87,10 @@ def create_app(
     access: Access = Access(),
     limiter: Limiter | None = None,
     explanations: bool = True,
+    video_model: str | None = None,
 ) -> Flask:
     """The page app; ``key_file`` is TorchServe's key_file.json, read per call; ``access`` and ``limiter``
-    guard /api/* (page/guard.py)."""
+    guard /api/* (page/guard.py); videos go to ``video_model`` (default: ``model``)."""
     limiter = limiter or Limiter(rate=60, concurrency=4)
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # keep the model's label order (config.id2label) in probabilities
@@ -100,11 +103,11 @@ def create_app(
     def auth() -> dict[str, str]:
         return {"Authorization": f"Bearer {read_key_file(key_file)['inference']}"}
 
-    def forward(path: str, payload: bytes, face_mode: str | None) -> requests.Response:
+    def forward(path: str, payload: bytes, face_mode: str | None, to: str = model) -> requests.Response:
         headers = {**auth(), "Content-Type": "application/octet-stream"}
         if face_mode:
             headers[FACE_MODE_HEADER] = face_mode
-        return session.post(f"{endpoint}/{path}/{model}", data=payload, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+        return session.post(f"{endpoint}/{path}/{to}", data=payload, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
 
     @app.after_request
     def secure(response: Response) -> Response:
@@ -183,10 +186,11 @@ def create_app(
         return response, status
 
     def analyze_upload(payload: bytes, face_mode: str | None) -> tuple[Response, int]:
-        # Images get the attention map too; videos are answered by /predictions (no explanation for them).
-        path = "explanations" if explanations and not container_format(payload) else "predictions"
+        # Images get the attention map too; videos go to their own registration's /predictions.
+        video = container_format(payload) is not None
+        path = "explanations" if explanations and not video else "predictions"
         try:
-            answer = forward(path, payload, face_mode)
+            answer = forward(path, payload, face_mode, video_model or model if video else model)
         except requests.Timeout:
             return error(504, "model server timeout", f"no answer within {READ_TIMEOUT:.0f} s")
         except (requests.RequestException, ServeError) as exc:
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inference-url", default="http://127.0.0.1:8080", help="TorchServe inference address (default: %(default)s)")
     parser.add_argument("--model", default=MODEL_NAME, help="(default: %(default)s)")
+    parser.add_argument("--video-model", help="the registration videos go to (default: the model's video twin, "
+                                               "<model>-video; give the model's own name when the server has none)")
     parser.add_argument("--key-file", type=Path, default=RUN_DIR / KEY_FILE, help="(default: %(default)s)")
     parser.add_argument("--host", default=PAGE_HOST, help="(default: %(default)s)")
     parser.add_argument("--port", type=int, default=PAGE_PORT, help="(default: %(default)s)")
@@ -232,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"page: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     app = create_app(args.inference_url, args.model, args.key_file, args.max_upload_bytes, access,
-                     Limiter(args.rate, args.concurrency), explanations=not args.no_explanations)
+                     Limiter(args.rate, args.concurrency), explanations=not args.no_explanations,
+                     video_model=args.video_model or video_twin(args.model))
     print(f"upload page on http://{args.host}:{args.port}/ -> {args.inference_url} model {args.model}", flush=True)
     # waitress's own cap is the hard bound (plain-text 413); below it Flask answers oversize uploads in JSON.
     serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=READ_TIMEOUT + 10,

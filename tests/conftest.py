@@ -48,7 +48,8 @@ def server(tiny_checkpoint, tmp_path_factory):
     """
     from tests.servers import running_server
 
-    settings = dict(batchSize=4, maxBatchDelay=400, handler={"runtime": "torch", "precision": "fp32"})
+    settings = dict(batchSize=4, maxBatchDelay=400, handler={"runtime": "torch", "precision": "fp32"},
+                    video={"minWorkers": 1, "maxWorkers": 1, "batchSize": 5, "maxBatchDelay": 400, "nice": 10})
     with running_server(tmp_path_factory.mktemp("serving"), tiny_checkpoint, SERVED_NAME, SERVED_VERSION, **settings) as running:
         yield running
 

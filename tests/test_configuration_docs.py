@@ -15,7 +15,7 @@ DOC = ROOT / "docs" / "configuration.md"
 
 def documented() -> dict[str, str]:
     """``key -> shipped`` from every table row of the form | `key` | shipped | meaning |."""
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", DOC.read_text(), re.MULTILINE)
+    rows = re.findall(r"^\| `([\w.]+)` \| ([^|]+) \|", DOC.read_text(), re.MULTILINE)
     return {key: value.strip() for key, value in rows}
 
 
@@ -34,14 +34,21 @@ def test_every_handler_option_is_documented_with_its_shipped_value():
         assert table[option.name] == shown(shipped[option.name]), option.name
 
 
+def worker_settings() -> dict:
+    """TorchServe's settings and the video section's (as ``video.<key>``) of the shipped model-config.yaml."""
+    config = yaml.safe_load(MODEL_CONFIG.read_text())
+    settings = {k: v for k, v in config.items() if k not in ("handler", "video")}
+    return {**settings, **{f"video.{k}": v for k, v in config["video"].items()}}
+
+
 def test_every_worker_setting_is_documented_with_its_shipped_value():
-    shipped = {k: v for k, v in yaml.safe_load(MODEL_CONFIG.read_text()).items() if k != "handler"}
+    shipped = worker_settings()
     table = documented()
     for key, value in shipped.items():
         assert table.get(key) == shown(value), f"{key}: {DOC.name} says {table.get(key)!r}, {MODEL_CONFIG.name} says {value!r}"
 
 
 def test_the_docs_name_no_setting_that_does_not_exist():
-    known = {f.name for f in fields(HandlerOptions)} | set(yaml.safe_load(MODEL_CONFIG.read_text()))
+    known = {f.name for f in fields(HandlerOptions)} | set(worker_settings())
     known |= {"CHECKPOINT", "SERVE_FLAGS", "PYTHON", "SOAK_MINUTES"}
     assert set(documented()) <= known, set(documented()) - known

@@ -11,7 +11,7 @@ import yaml
 
 from deepfake_service.packaging.archive import build_mar
 from deepfake_service.project import ROOT
-from deepfake_service.samples import imagegen
+from deepfake_service.samples import imagegen, videogen
 from deepfake_service.serving.kserve import KSERVE_PORT, lay_out
 from deepfake_service.serving.probe import probe
 from deepfake_service.serving.process import DRAINING
@@ -112,26 +112,31 @@ def test_the_kserve_config_is_served_as_the_container_runs_it(tiny_checkpoint, t
     assert properties["inference_address"] == f"http://0.0.0.0:{KSERVE_PORT}"
     assert properties["management_address"].startswith("http://127.0.0.1:") and properties["enable_model_api"] == "false"
     snapshot = json.loads(properties["model_snapshot"])
-    assert snapshot["models"]["tiny-kserve"]["2.0"] == {**snapshot["models"]["tiny-kserve"]["2.0"], "marName": "tiny-kserve.mar", "batchSize": 1}
+    assert sorted(snapshot["models"]) == ["tiny-kserve", "tiny-kserve-video"]  # videos on their own workers
+    for name in snapshot["models"]:
+        assert snapshot["models"][name]["2.0"] == {**snapshot["models"][name]["2.0"], "marName": "tiny-kserve.mar", "batchSize": 1}
     # Serve exactly that config, moved onto free loopback ports (in a pod KServe's ingress calls 8085).
     for kind in ("inference", "management", "metrics"):
         properties[f"{kind}_address"] = f"http://127.0.0.1:{free_port()}"
     properties.update(grpc_inference_port=str(free_port()), grpc_management_port=str(free_port()))
     config = write_properties(properties, tmp_path / "local.properties")
-    assert StackSettings(config=config, models=[]).model_names == ["tiny-kserve"]
+    assert StackSettings(config=config, models=[]).model_names == ["tiny-kserve", "tiny-kserve-video"]
     run_dir = tmp_path / "run"
     serve.main(["start", "--snapshot", "--config", str(config), "--model-store", str(store), "--run-dir", str(run_dir),
                 "--page-port", "0", "--timeout", "180"])
     try:
         server = recorded(run_dir)
         server_models = requests.get(f"{server.management_url}/models", timeout=30).json()["models"]
-        assert [m["modelName"] for m in server_models] == ["tiny-kserve"]
+        assert sorted(m["modelName"] for m in server_models) == ["tiny-kserve", "tiny-kserve-video"]
         assert probe(run_dir, readiness=True) is None
         body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
                             "data": [base64.b64encode(imagegen.jpeg(seed=3)).decode()]}]}
         answer = requests.post(f"{server.inference_url}/v2/models/tiny-kserve/infer", json=body, timeout=60)
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"][0]["version"] == "2.0"
+        body["inputs"][0]["data"] = [base64.b64encode(videogen.clip(count=4)).decode()]
+        answer = requests.post(f"{server.inference_url}/v2/models/tiny-kserve-video/infer", json=body, timeout=60)
+        assert answer.status_code == 200 and answer.json()["outputs"][0]["data"][0]["media"] == "video", answer.text
     finally:
         stop_stack(run_dir)
 

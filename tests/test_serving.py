@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -129,7 +130,50 @@ def test_prometheus_metrics_count_inference_requests(server):
     assert re.search(rf'ts_inference_requests_total\{{[^}}]*model_name="{NAME}"[^}}]*\}} [1-9]', metrics.text)
 
 
+def test_a_video_sent_for_images_is_a_415_naming_the_video_endpoint(server):
+    from deepfake_service.samples import videogen
+
+    answer = octet(server, videogen.clip(count=4))
+    assert answer.status_code == 415
+    assert answer.json()["error"] == "video on the image endpoint"
+    assert answer.json()["endpoint"] == f"/predictions/{NAME}-video" and f"/predictions/{NAME}-video" in answer.json()["detail"]
+
+
+def test_videos_and_images_run_on_separate_workers(server):
+    from tests.servers import worker_pids
+
+    images, videos = worker_pids(server, NAME), worker_pids(server, f"{NAME}-video")
+    assert len(images) == 1 and len(videos) == 1 and set(images).isdisjoint(videos)
+    described = requests.get(f"{server.management_url}/models/{NAME}-video", headers=server.headers("management"), timeout=TIMEOUT)
+    assert described.json()[0]["batchSize"] == 5  # the archive's video: section, not its image batching (4)
+    log = (server.run_dir / "logs" / "model_log.log").read_text()
+    assert f"as {NAME}-video (answers videos, nice +10)" in log
+
+
+def test_an_image_sent_while_a_video_is_analysed_is_answered_first(server):
+    from deepfake_service.samples import videogen
+
+    clip = videogen.clip(people=2, count=96, size=(1280, 720))  # many frames to sample, detect and classify
+    finished: dict[str, float] = {}
+
+    def send(kind: str, url: str, data: bytes) -> requests.Response:
+        answer = requests.post(url, data=data, headers=server.headers(), timeout=TIMEOUT)
+        finished[kind] = time.monotonic()
+        return answer
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        video = pool.submit(send, "video", f"{server.inference_url}/predictions/{NAME}-video", clip)
+        time.sleep(0.5)  # the video's worker is busy with it by now
+        started = time.monotonic()
+        image = pool.submit(send, "image", f"{server.inference_url}/predictions/{NAME}", imagegen.jpeg(seed=44))
+        assert image.result().status_code == 200 and video.result().status_code == 200, video.result().text[:300]
+    assert video.result().json()["media"] == "video"
+    assert finished["image"] < finished["video"], (
+        f"the image waited for the video: image after {finished['image'] - started:.2f} s, video {finished['video'] - started:.2f} s")
+
+
 def test_a_video_in_a_batch_with_images_is_answered_and_leaves_theirs_untouched(server, reference):
+    """On the video registration, which answers both kinds; a poisoned clip fails alone."""
     from deepfake_service.samples import videogen
 
     clip = videogen.clip(people=2)
@@ -139,7 +183,8 @@ def test_a_video_in_a_batch_with_images_is_answered_and_leaves_theirs_untouched(
 
     def send(data):
         gate.wait(timeout=TIMEOUT)
-        return predict(server, files={"data": ("upload", data, "application/octet-stream")})
+        return requests.post(f"{server.inference_url}/predictions/{NAME}-video", timeout=TIMEOUT, headers=server.headers(),
+                             files={"data": ("upload", data, "application/octet-stream")})
 
     before = len(batch_log(server))
     with ThreadPoolExecutor(max_workers=len(payloads)) as pool:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 from deepfake_service.dataset import (
     MEDIA_SUFFIXES,
@@ -274,8 +275,12 @@ def test_rollout_promotes_a_smoke_tested_version_and_rollback_restores_the_old(c
     assert (Path(server.properties["model_store"]) / "detector-v2.0.mar").is_file()
     assert versions(server, "detector").default == "2.0"
     assert predict(server, "detector", None, image)["version"] == "2.0"
+    assert versions(server, "detector-video") == versions(server, "detector")  # the video twin follows
+    twin = requests.get(f"{server.management_url}/models/detector-video/2.0", headers=server.headers("management"), timeout=30)
+    assert twin.json()[0]["batchSize"] == 1  # the archive's video section, not its image batching
     assert rollback(server, "detector") == "1.0"
     assert predict(server, "detector", None, image)["version"] == "1.0"
+    assert predict(server, "detector-video", None, image)["version"] == "1.0"
     assert versions(server, "detector").registered == ["1.0", "2.0"]  # 2.0 kept for a roll forward
 
 
@@ -308,11 +313,11 @@ def test_served_calibrated_answers_equal_the_core_with_the_same_decision(calibra
 
 def test_rollout_refuses_a_version_with_other_labels_and_keeps_the_default(versioned_server, tiny_checkpoint, tmp_path):
     server = versioned_server
-    before = versions(server, "detector")
+    before = versions(server, "detector"), versions(server, "detector-video")
     config = model_config(tmp_path / "mc.yaml", handler=TORCH_FP32)
     with pytest.raises(RolloutError, match="labels changed"):
         deploy(server, "detector", checkpoint=tiny_checkpoint, model_config=config)
-    assert versions(server, "detector") == before  # the failed version was unregistered again
+    assert (versions(server, "detector"), versions(server, "detector-video")) == before  # unregistered again
 
 
 def test_the_calibrate_command_reproduces_the_runs_operating_point(calibrated_run, tmp_path, capsys):

@@ -7,36 +7,25 @@ The library behind ``python -m scripts.kserve_layout`` (see its ``--help``).
 
 from __future__ import annotations
 
-import json
 import shutil
-import zipfile
 from pathlib import Path
-
-import yaml
 
 from deepfake_service.project import CONFIG_PROPERTIES
 from deepfake_service.serving.properties import read_properties, write_properties
+from deepfake_service.serving.registrations import model_snapshot
 
 KSERVE_PORT = 8085  # the predictor container's port (containerPort in the InferenceService)
 MODEL_STORE = "/mnt/models/model-store"  # where KServe's storage initializer puts the model-store folder
-
-
-def archive_settings(mar: Path) -> tuple[str, str, dict]:
-    """(model name, version, model-config.yaml) from inside an archive."""
-    with zipfile.ZipFile(mar) as archive:
-        manifest = json.loads(archive.read("MAR-INF/MANIFEST.json"))
-        config = yaml.safe_load(archive.read("model-config.yaml")) if "model-config.yaml" in archive.namelist() else {}
-    return manifest["model"]["modelName"], manifest["model"]["modelVersion"], config or {}
 
 
 def kserve_properties(mar: Path, source: Path, model_store: str = MODEL_STORE) -> dict[str, str]:
     """``source`` config.properties for a KServe predictor pod serving ``mar``: the v2 envelope, inference
     on the pod's port for KServe's ingress, management and gRPC kept on loopback (the model API stays
     off), metrics on the pod's port 8082 for scraping, and a model snapshot that loads the archive at
-    start with batchSize 1 (TorchServe's kservev2 envelope reads only the first request of a batch).
+    start, with its video twin (deepfake_service/serving/registrations.py), each with batchSize 1
+    (TorchServe's kservev2 envelope reads only the first request of a batch).
     Token authorization is off: KServe's ingress calls the container without TorchServe's key, so the
     InferenceService is protected at the ingress or mesh instead (docs/deployment.md)."""
-    name, version, config = archive_settings(mar)
     properties = read_properties(source)
     properties.update(
         inference_address=f"http://0.0.0.0:{KSERVE_PORT}",
@@ -49,24 +38,7 @@ def kserve_properties(mar: Path, source: Path, model_store: str = MODEL_STORE) -
         disable_token_authorization="true",
         model_store=model_store,
     )
-    snapshot = {
-        "name": "startup.cfg",
-        "modelCount": 1,
-        "models": {
-            name: {
-                version: {
-                    "defaultVersion": True,
-                    "marName": mar.name,
-                    "minWorkers": config.get("minWorkers", 1),
-                    "maxWorkers": config.get("maxWorkers", 1),
-                    "batchSize": 1,
-                    "maxBatchDelay": config.get("maxBatchDelay", 50),
-                    "responseTimeout": config.get("responseTimeout", 120),
-                }
-            }
-        },
-    }
-    properties["model_snapshot"] = json.dumps(snapshot, separators=(",", ":"))
+    properties["model_snapshot"] = model_snapshot([mar.name], mar.parent, batch_size=1)
     return properties
 
 

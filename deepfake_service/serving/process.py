@@ -19,7 +19,8 @@ import requests
 
 from deepfake_service.project import KEY_FILE
 from deepfake_service.serving.drain import drain
-from deepfake_service.serving.properties import read_properties, write_properties
+from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
+from deepfake_service.serving.registrations import model_snapshot
 from deepfake_service.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
@@ -49,7 +50,11 @@ def running_pid(run_dir: Path) -> int | None:
 
 
 def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> Server:
-    """Launch TorchServe detached in its own process group; returns at once (see ``wait_ready``)."""
+    """Launch TorchServe detached in its own process group; returns at once (see ``wait_ready``).
+
+    ``models`` (``NAME=FILE.mar``) become the config's model snapshot, each with its video twin when the
+    archive asks for one (deepfake_service/serving/registrations.py); with none, the config's own
+    model_snapshot says what to load. The config TorchServe runs with is written to the run folder."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     if running_pid(run_dir):
@@ -58,31 +63,35 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
     (run_dir / DRAINING).unlink(missing_ok=True)
     private_tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives, apart from other servers
     private_tmp.mkdir(exist_ok=True)
+    properties = {**read_properties(config), "model_store": str(model_store.resolve())}
+    if models:
+        properties["model_snapshot"] = model_snapshot(models, model_store)
+    server = Server(run_dir=run_dir, properties=properties)
+    write_properties(properties, run_dir / SERVING_PROPERTIES)
     env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp))
     command = [
         str(Path(sys.executable).parent / "torchserve"),
         "--start",
         "--foreground",
         "--ncs",
-        "--ts-config", str(config.resolve()),
+        "--ts-config", str(run_dir / SERVING_PROPERTIES),
         "--model-store", str(model_store.resolve()),
-        *(["--models", *models] if models else []),  # none: the config's model_snapshot says what to load
     ]
     with open(run_dir / "torchserve.out", "wb") as out:
         process = subprocess.Popen(
             command, cwd=run_dir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     (run_dir / PID_FILE).write_text(str(process.pid))
-    server = Server(run_dir=run_dir, properties={**read_properties(config), "model_store": str(model_store.resolve())})
-    write_properties(server.properties, run_dir / SERVING_PROPERTIES)
     return server
 
 
-def wait_ready(server: Server, model_names: list[str], timeout: float = 300.0) -> float:
-    """Poll until /ping is healthy and every model has a READY worker; returns seconds waited.
+def wait_ready(server: Server, model_names: list[str] | None = None, timeout: float = 300.0) -> float:
+    """Poll until /ping is healthy and every model (default: every registration the server started
+    with) has a READY worker; returns seconds waited.
 
     Raises ``ServeError`` when the server exits or the timeout passes.
     """
+    model_names = model_names or snapshot_models(server.properties)
     started = time.monotonic()
     deadline = started + timeout
     last = "no answer yet"
@@ -186,7 +195,7 @@ def serving(config: Path, model_store: Path, models: list[str], run_dir: Path, t
     """Start TorchServe, wait until ready, yield it, and always stop it."""
     server = start(config, model_store, models, run_dir)
     try:
-        wait_ready(server, [m.split("=", 1)[0] for m in models], timeout)
+        wait_ready(server, timeout=timeout)
         yield server
     finally:
         stop(run_dir)

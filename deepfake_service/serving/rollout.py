@@ -1,4 +1,5 @@
 """Roll a new model version out to a running TorchServe through its management API, and roll it back.
+A model's video twin (``<name>-video``, serving/registrations.py) gets each new version and default too.
 
 The library behind ``python -m scripts.rollout`` (see its ``--help``).
 """
@@ -15,7 +16,9 @@ from PIL import Image
 
 from deepfake_service.packaging.archive import BuildError, build_mar
 from deepfake_service.project import MODEL_CONFIG
+from deepfake_service.serving.registrations import registrations
 from deepfake_service.serving.server import Server
+from handler.roles import video_twin
 
 TIMEOUT = 300.0  # seconds for a synchronous registration (the worker loads the model)
 
@@ -97,9 +100,25 @@ def smoke_test(server: Server, name: str, version: str, serving: str, image: byt
     return answer
 
 
-def register(server: Server, mar: str, workers: int = 1) -> None:
+def register(server: Server, mar: str, workers: int = 1, name: str | None = None, settings: dict | None = None) -> None:
+    """Register ``mar`` (under its own name, or ``name``) with ``workers`` workers; ``settings`` (a
+    snapshot entry, serving/registrations.py) give its batch size and delay."""
     params = {"url": mar, "initial_workers": workers, "synchronous": "true"}
-    _check(requests.post(f"{server.management_url}/models", params=params, headers=server.headers("management"), timeout=TIMEOUT), f"register {mar}")
+    if name:
+        params["model_name"] = name
+    if settings:
+        params.update(batch_size=settings["batchSize"], max_batch_delay=settings["maxBatchDelay"],
+                      response_timeout=settings["responseTimeout"])
+    _check(requests.post(f"{server.management_url}/models", params=params, headers=server.headers("management"), timeout=TIMEOUT),
+           f"register {mar}" + (f" as {name}" if name else ""))
+
+
+def served_twin(server: Server, name: str) -> str | None:
+    """``name``'s video twin when the server has it registered (serving/registrations.py), else None."""
+    listed = _check(requests.get(f"{server.management_url}/models", params={"limit": 1000}, headers=server.headers("management"),
+                                 timeout=30), "list models")
+    twin = video_twin(name)
+    return twin if any(m["modelName"] == twin for m in listed.json().get("models", [])) else None
 
 
 def unregister(server: Server, name: str, version: str) -> None:
@@ -141,12 +160,21 @@ def deploy(
     if len(added) != 1:
         raise RolloutError(f"{mar} did not add one new version of {name} (registered: {after.registered})")
     new = added[0]
+    twin = served_twin(server, name)
+    registered = [name]
     try:
         answer = smoke_test(server, name, new, before.default, image or smoke_image())
+        if twin:  # the same archive again for videos, with the video section's batching (handler/roles.py)
+            settings = registrations([f"{name}={mar}"], Path(server.properties["model_store"]))[twin][new]
+            register(server, mar, settings["minWorkers"], twin, settings)
+            registered.append(twin)
+            smoke_test(server, twin, new, before.default, image or smoke_image())
     except RolloutError:
-        unregister(server, name, new)
+        for each in registered:
+            unregister(server, each, new)
         raise
-    set_default(server, name, new)
+    for each in registered:
+        set_default(server, each, new)
     return Deployed(new, answer)
 
 
@@ -160,9 +188,12 @@ def rollback(server: Server, name: str, to: str | None = None, retire: bool = Fa
         to = older[-1]
     if to not in state.registered:
         raise RolloutError(f"{name} version {to} is not registered (registered: {state.registered})")
-    set_default(server, name, to)
+    names = [name, *filter(None, [served_twin(server, name)])]  # the video twin follows the image registration
+    for each in names:
+        set_default(server, each, to)
     if retire and state.default != to:
-        unregister(server, name, state.default)
+        for each in names:
+            unregister(server, each, state.default)
     return to
 
 

@@ -13,6 +13,7 @@ from deepfake_service.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE,
 from deepfake_service.serving.process import running_pid, start, stop, wait_ready
 from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
 from deepfake_service.serving.server import ServeError, Server
+from handler.roles import is_video_twin, video_twin
 
 
 class Companion(Protocol):
@@ -57,6 +58,8 @@ def start_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         config = write_properties({**read_properties(config), "enable_model_api": "true"}, settings.run_dir / "config.properties")
     server = start(config, settings.model_store, settings.models, settings.run_dir)
+    names = snapshot_models(server.properties)  # with the video twins (serving/registrations.py)
+    names.sort(key=is_video_twin)
     try:
         seconds = wait_ready(server, names, settings.timeout)
         print(f"ready in {seconds:.1f} s")
@@ -93,10 +96,12 @@ def run_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -> 
 def usage(server: Server, model_names: list[str]) -> str:
     """URLs and copy-paste calls for a running server."""
     name = model_names[0]
+    videos = video_twin(name) if video_twin(name) in model_names else name
     return "\n".join(
         [
             f"TorchServe is ready (run folder {server.run_dir})",
-            f"  inference:  {server.inference_url}/predictions/{name}",
+            f"  images:     {server.inference_url}/predictions/{name}",
+            f"  videos:     {server.inference_url}/predictions/{videos}",
             f"  management: {server.management_url}/models/{name}",
             f"  metrics:    {server.metrics_url}/metrics",
             "Token authorization is on; every call needs the key (make key prints it):",

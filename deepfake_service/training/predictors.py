@@ -25,6 +25,8 @@ from handler.errors import ClientError
 from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
 from handler.payload import FACE_MODE_HEADER
+from handler.roles import video_twin
+from handler.video import container_format
 
 RETRIES = 3  # attempts per file when the server answers 5xx or the connection fails
 
@@ -70,7 +72,9 @@ class CheckpointPredictor:
 
 
 class EndpointPredictor:
-    """Posts files to ``<url>/predictions/<model>[/<version>]`` concurrently, so TorchServe batches them.
+    """Posts files to ``<url>/predictions/<model>[/<version>]`` concurrently, so TorchServe batches them;
+    videos (by content) to ``<url>/predictions/<video_model>[/<version>]``, the registration whose own
+    workers analyse them (default: the model's video twin, handler/roles.py).
 
     The key is re-read from ``key_file`` (TorchServe's key_file.json) before every chunk: keys expire
     and can be rotated while a long run goes on.
@@ -87,8 +91,10 @@ class EndpointPredictor:
         concurrency: int = 8,
         timeout: float = 120.0,
         face_mode: str | None = None,
+        video_model: str | None = None,
     ) -> None:
         self.endpoint = f"{url.rstrip('/')}/predictions/{model}" + (f"/{version}" if version else "")
+        self.video_endpoint = f"{url.rstrip('/')}/predictions/{video_model or video_twin(model)}" + (f"/{version}" if version else "")
         self.face_mode = face_mode
         self.key_file, self.key = key_file, key
         self.concurrency, self.timeout = concurrency, timeout
@@ -113,7 +119,8 @@ class EndpointPredictor:
         problem = "no answer"
         for attempt in range(RETRIES):
             try:
-                response = self._session().post(self.endpoint, data=payload, headers=headers, timeout=self.timeout)
+                endpoint = self.video_endpoint if container_format(payload) else self.endpoint
+                response = self._session().post(endpoint, data=payload, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
                 problem = f"request failed: {exc}"
             else:
@@ -159,6 +166,8 @@ def add_predictor_arguments(parser, face_mode: str | None) -> None:
     where.add_argument("--endpoint", help="a running TorchServe inference URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--model", default=MODEL_NAME, help="endpoint: model name (default: %(default)s)")
     parser.add_argument("--version", help="endpoint: model version (default: the default version)")
+    parser.add_argument("--video-model", help="endpoint: the registration videos go to (default: <model>-video, "
+                                              "the video twin make serve registers; the model's own name if the server has none)")
     parser.add_argument("--key-file", type=Path, default=RUN_DIR / KEY_FILE,
                         help="endpoint: TorchServe's key_file.json, re-read per chunk (default: run/key_file.json)")
     parser.add_argument("--concurrency", type=int, default=8, help="endpoint: requests in flight (default: %(default)s)")
@@ -180,4 +189,4 @@ def predictor_from_args(args) -> Predictor:
         return CheckpointPredictor(args.checkpoint, options, args.face_mode)
     key_file = args.key_file if args.key_file and args.key_file.is_file() else None
     return EndpointPredictor(args.endpoint, args.model, version=args.version, key_file=key_file,
-                             concurrency=args.concurrency, face_mode=args.face_mode)
+                             concurrency=args.concurrency, face_mode=args.face_mode, video_model=args.video_model)
