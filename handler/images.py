@@ -8,13 +8,22 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pi_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from handler.errors import CorruptImage, EmptyInput, ImageTooLarge, PayloadTooLarge, UnsupportedMediaType
 
+# HEIC/HEIF (phones' default) through libheif + libde265 inside the pi-heif wheel: decoders only, no
+# encoder; 10/12-bit pictures come out scaled to 8 bits, the primary image of a sequence, its rotation
+# and mirroring applied. Pillow decodes AVIF itself (libavif inside its wheel).
+pi_heif.register_heif_opener()
+
 # Pillow's JPEG opener also returns the multi-picture (MPO) files many phone cameras write.
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
-ACCEPTED_NAMES = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF", "HEIF")
+ACCEPTED_NAMES = "JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF or HEIC/HEIF"
+# ISO base media file brands of still images (the ftyp box at byte 4): AVIF, then HEIC/HEIF.
+AVIF_BRANDS = (b"avif", b"avis")
+HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1")
 
 # Leading bytes of accepted formats: bytes that start like one but do not parse are a damaged image,
 # not a wrong type.
@@ -125,6 +134,8 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
 def _claimed_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WebP"
+    if data[4:8] == b"ftyp" and data[8:12] in AVIF_BRANDS + HEIF_BRANDS:
+        return "AVIF" if data[8:12] in AVIF_BRANDS else "HEIC/HEIF"
     return next((name for magic, name in SIGNATURES.items() if data.startswith(magic)), None)
 
 

@@ -24,9 +24,10 @@ from PIL import Image
 from handler.errors import CorruptVideo, NoFaceFound, NoFrames, UnsupportedVideo, VideoTooLarge, VideoTooSlow
 from handler.faces import FaceDetector, FaceSettings, check_mode, crop_region, cut, shrunk
 from handler.geometry import Box
+from handler.images import AVIF_BRANDS, HEIF_BRANDS
 
 # Brands of ISO-BMFF files that are still images (HEIF/AVIF), not videos.
-IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis")
+IMAGE_BRANDS = AVIF_BRANDS + HEIF_BRANDS  # still images in the same box format as MP4/MOV
 KEEP_SIDE = 448  # crops and whole frames are kept at most this long (the model sees 224)
 
 

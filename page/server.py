@@ -49,7 +49,7 @@ from page.guard import (
 )
 
 STATIC = Path(__file__).resolve().parent / "static"
-ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff",
+ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff", "image/avif", "image/heic", "image/heif",
                   "video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo")
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
 INFO_TTL = 60.0  # seconds /api/info caches the model's identity

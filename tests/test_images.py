@@ -110,6 +110,55 @@ def test_jpeg_draft_leaves_small_and_non_jpeg_images_alone():
     assert decode_image(imagegen.png(width=1600, height=1200), limits).size == (1600, 1200)
 
 
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    from skimage import data as photos
+
+    return Image.fromarray(photos.astronaut()).resize((96, 64))
+
+
+def _close(decoded: Image.Image, source: Image.Image, tolerance: float = 12.0) -> bool:
+    import numpy as np
+
+    return float(np.abs(np.asarray(decoded, dtype=float) - np.asarray(source, dtype=float)).mean()) < tolerance
+
+
+@pytest.mark.parametrize("encode", [imagegen.avif, imagegen.heic], ids=["avif", "heic"])
+def test_avif_and_heic_photos_round_trip(photo, encode):
+    data = encode(photo)
+    image = decode_image(data, LIMITS)
+    assert (image.mode, image.size) == ("RGB", photo.size) and _close(image, photo)
+
+
+@pytest.mark.parametrize("bits", [10, 12])
+def test_high_bit_depth_heic_is_scaled_to_eight_bits_not_clipped(photo, bits):
+    image = decode_image(imagegen.heic(photo, quality=95, bit_depth=bits), LIMITS)
+    assert image.mode == "RGB" and _close(image, photo)
+
+
+@pytest.mark.parametrize("encode", [imagegen.avif, imagegen.heic], ids=["avif", "heic"])
+def test_avif_and_heic_exif_orientation_is_applied(encode):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    assert decode_image(encode(imagegen.pattern(40, 20), exif=exif.tobytes()), LIMITS).size == (20, 40)
+
+
+def test_a_heic_sequence_gives_its_first_picture():
+    red, _, blue = decode_image(imagegen.heic_sequence(), LIMITS).getpixel((8, 8))
+    assert red > 200 and blue < 50
+
+
+@pytest.mark.parametrize("encode", [imagegen.avif, imagegen.heic], ids=["avif", "heic"])
+def test_avif_and_heic_are_under_the_same_caps_and_a_cut_file_is_corrupt(photo, encode):
+    data = encode(photo)
+    with pytest.raises(ImageTooLarge):
+        decode_image(data, ImageLimits(max_bytes=1_000_000, max_pixels=96 * 64 - 1))
+    with pytest.raises(PayloadTooLarge):
+        decode_image(data, ImageLimits(max_bytes=len(data) - 1, max_pixels=1_000_000))
+    with pytest.raises(CorruptImage):
+        decode_image(data[:40], LIMITS)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "TIFF", "WEBP"])
 def test_header_only_file_of_an_accepted_format_is_corrupt_not_unsupported(fmt):
     data = imagegen.encode(imagegen.pattern(), fmt)

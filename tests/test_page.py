@@ -151,6 +151,15 @@ def test_a_non_image_shows_the_servers_error_and_the_page_stays_usable(page):
     assert page.is_visible("#result") and page.is_hidden("#error")
 
 
+def test_a_heic_photo_the_browser_gives_no_type_is_analysed(page):
+    from deepfake_service.samples import imagegen
+
+    upload(page, "phone.heic", imagegen.heic(Image.fromarray(photos.astronaut())), mime="")
+    analyze(page)
+    assert page.is_visible("#result") and page.is_hidden("#error")
+    assert page.inner_text("#verdict") in ("Real", "Fake", "Uncertain")
+
+
 def test_the_client_refuses_a_file_that_is_not_an_image_type(page):
     upload(page, "notes.txt", b"hello", mime="text/plain")
     assert "not a supported image" in page.inner_text("#error")

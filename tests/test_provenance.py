@@ -155,3 +155,14 @@ def test_score_writes_the_declaration_and_evaluate_counts_agreement(tiny_checkpo
         rows = {row["path"].rsplit("/", 1)[-1]: row for row in csv.DictReader(handle)}
     assert (rows["signed.jpg"]["declared_ai"], rows["signed.jpg"]["declared_by"], rows["signed.jpg"]["signer"]) == ("true", "c2pa", "Test Generator")
     assert rows["camera.jpg"]["declared_ai"] == "false" and rows["plain.jpg"]["declared_ai"] == ""
+
+
+@pytest.mark.parametrize("mime", ["image/avif", "image/heic"])
+def test_content_credentials_in_avif_and_heic_are_read_and_the_photo_decodes(untrusted, mime):
+    from handler.images import ImageLimits, decode_image
+
+    photo = imagegen.pattern(64, 48, seed=6)
+    signed = provenancegen.signed(imagegen.avif(photo) if mime == "image/avif" else imagegen.heic(photo), mime)
+    block = untrusted.read(signed, "image")
+    assert (block["c2pa"]["present"], block["c2pa"]["validation_state"], block["declared_ai"]) == (True, "Valid", True)
+    assert decode_image(signed, ImageLimits(max_bytes=10**7, max_pixels=10**7)).size == (64, 48)

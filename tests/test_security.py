@@ -38,7 +38,7 @@ def test_risky_features_are_off_and_limits_set():
 
 
 def test_decoder_allow_list_and_pixel_cap():
-    assert set(ACCEPTED_FORMATS) == {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"}
+    assert set(ACCEPTED_FORMATS) == {"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "AVIF", "HEIF"}
     cap = yaml.safe_load(MODEL_CONFIG.read_text())["handler"]["max_image_pixels"]
     assert cap <= Image.MAX_IMAGE_PIXELS // 2
 

@@ -199,3 +199,12 @@ def test_a_video_in_a_batch_with_images_is_answered_and_leaves_theirs_untouched(
     assert video["frames_analyzed"] == 20 and video["model"] == NAME  # 20 frames: fewer than video_frames, all taken
     assert answers[3].json()["error"] == "corrupt video"
     assert any(n > 1 for n, _ in batch_log(server)[before:]), "the video never shared a batch"
+
+
+def test_avif_and_heic_photos_are_answered_like_the_same_photo_as_png(server):
+    photo = imagegen.pattern(64, 48, seed=9)
+    answers = {name: octet(server, data) for name, data in
+               (("png", imagegen.encode(photo, "PNG")), ("avif", imagegen.avif(photo, quality=95)), ("heic", imagegen.heic(photo, quality=95)))}
+    assert {name: a.status_code for name, a in answers.items()} == {"png": 200, "avif": 200, "heic": 200}
+    for name in ("avif", "heic"):
+        assert answers[name].json()["image_size"] == [64, 48] and answers[name].json()["media"] == "image"

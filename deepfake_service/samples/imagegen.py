@@ -54,6 +54,39 @@ def animated(fmt: str, colors=((255, 0, 0), (0, 0, 255))) -> bytes:
     return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=100, loop=0)
 
 
+def heic(image: Image.Image, quality: int = 80, bit_depth: int = 8, exif: bytes | None = None) -> bytes:
+    """``image`` as HEIC (x265 through pillow-heif, a test dependency: serving only decodes);
+    ``bit_depth`` 10 or 12 stores the 8-bit levels scaled up to that many bits."""
+    import pillow_heif
+
+    if bit_depth == 8:
+        picture = pillow_heif.from_pillow(image.convert("RGB"))
+    else:
+        levels = (np.asarray(image.convert("RGB"), dtype=np.uint16) * 257).astype("<u2")  # 16-bit container
+        picture = pillow_heif.from_bytes(mode="RGB;16", size=image.size, data=levels.tobytes())
+    buffer = io.BytesIO()
+    picture.save(buffer, format="HEIF", quality=quality, **({"exif": exif} if exif else {}),
+                 **({"save_to_12bit": True} if bit_depth == 12 else {}))
+    return buffer.getvalue()
+
+
+def heic_sequence(colors=((255, 0, 0), (0, 0, 255))) -> bytes:
+    """A HEIC holding one picture per colour; the first is the primary image."""
+    import pillow_heif
+
+    pictures = pillow_heif.from_pillow(Image.new("RGB", (32, 32), colors[0]))
+    for color in colors[1:]:
+        pictures.add_from_pillow(Image.new("RGB", (32, 32), color))
+    buffer = io.BytesIO()
+    pictures.save(buffer, format="HEIF", quality=90)
+    return buffer.getvalue()
+
+
+def avif(image: Image.Image, quality: int = 80, exif: bytes | None = None) -> bytes:
+    """``image`` as AVIF (Pillow's own encoder)."""
+    return encode(image.convert("RGB"), "AVIF", quality=quality, **({"exif": exif} if exif else {}))
+
+
 def png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width`` x ``height`` pixels but whose data is tiny (a decompression bomb)."""
 

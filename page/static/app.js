@@ -76,10 +76,11 @@ function choose(file) {
   showError("");
   $("result").hidden = true;
   if (!file) return;
-  if (state.types.length && !state.types.includes(file.type)) {
+  // An empty type (browsers that do not know HEIC, say) is left to the server, which checks the bytes.
+  if (state.types.length && file.type && !state.types.includes(file.type)) {
     state.file = null;
     $("analyze").disabled = true;
-    showError(`"${file.name}" is not a supported image or video (${file.type || "unknown type"}); use JPEG, PNG, WebP, BMP, GIF, TIFF, MP4, MOV, WebM, MKV or AVI.`);
+    showError(`"${file.name}" is not a supported image or video (${file.type || "unknown type"}); use JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF, HEIC, MP4, MOV, WebM, MKV or AVI.`);
     return;
   }
   if (file.size > state.maxBytes) {
