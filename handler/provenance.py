@@ -7,7 +7,8 @@ chunks PNG generators write (Stable Diffusion web UIs: ``parameters``; ComfyUI: 
 of which only the tool's name and a short excerpt are returned, never a whole prompt.
 
 Everything here is untrusted input: every reader is capped and any failure becomes an entry in
-``errors`` on a normal answer. Nothing is fetched over the network: remote manifests and OCSP are off,
+``errors`` on a normal answer; a C2PA manifest that is there but cannot be read, or is stored remotely, is
+said so in its own block and in the statement. Nothing is fetched over the network: remote manifests and OCSP are off,
 and trust is checked only against the operator's PEM trust list (``provenance_trust_list``); without one
 the signer is reported as unverified.
 """
@@ -30,6 +31,8 @@ EXCERPT = 120  # characters of a generation-parameter chunk echoed back
 TEXT_CAP = 200  # characters of any other string read from the file
 XMP_SCAN = 4 * 1024 * 1024  # bytes searched for an XMP packet
 XMP_SOURCE = re.compile(rb"Iptc4xmpExt:DigitalSourceType(?:=\"|>|\s+rdf:resource=\")([^\"<]{1,300})")
+# Where a file whose C2PA manifest is stored elsewhere says it is (XMP dcterms:provenance).
+XMP_PROVENANCE = re.compile(rb"dcterms:provenance(?:=\"|>)([^\"<]{1,2000})")
 PNG_GENERATORS = {"parameters": "Stable Diffusion web UI (parameters chunk)", "prompt": "ComfyUI (prompt chunk)",
                   "workflow": "ComfyUI (workflow chunk)", "sd-metadata": "InvokeAI (sd-metadata chunk)",
                   "invokeai_metadata": "InvokeAI (invokeai_metadata chunk)"}
@@ -99,6 +102,9 @@ class ProvenanceReader:
         return block
 
     def _c2pa(self, payload: bytes) -> dict[str, Any]:
+        """The C2PA block: ``present`` False (none), None (format not readable by C2PA), or True with
+        ``state`` ``read`` (the manifest's fields), ``remote`` (the file points to a manifest stored at
+        ``url``, not fetched) or ``unreadable`` (a manifest is there but could not be read: ``reason``)."""
         import c2pa
 
         try:
@@ -110,7 +116,9 @@ class ProvenanceReader:
                 return {"present": False}
             if "NotSupported" in kind:
                 return {"present": None, "note": "format not supported by the C2PA reader"}
-            raise
+            if "RemoteManifest" in kind or str(exc).startswith("Remote:"):  # c2pa-python 0.38 raises the base class
+                return {"present": True, "state": "remote", "url": _remote_url(payload), "fetched": False}
+            return {"present": True, "state": "unreadable", "reason": f"{kind.strip('_')}: {_short(exc)}"}
         active = data.get("manifests", {}).get(data.get("active_manifest"), {})
         results = (data.get("validation_results") or {}).get("activeManifest") or {}
         codes = {kind: [entry.get("code") for entry in results.get(kind) or []] for kind in ("success", "failure")}
@@ -128,6 +136,7 @@ class ProvenanceReader:
                         sources.append(_term(str(action["digitalSourceType"])))
         return {
             "present": True,
+            "state": "read",
             "validation_state": data.get("validation_state"),
             "trust": trust,
             "signer": {"common_name": _short(signature.get("common_name")), "organization": _short(signature.get("issuer"))},
@@ -137,6 +146,12 @@ class ProvenanceReader:
             "ingredients": len(active.get("ingredients") or []),
             "failures": [c for c in codes["failure"] if c != "signingCredential.untrusted" or self.settings.trust_pem is not None],
         }
+
+
+def _remote_url(payload: bytes) -> str | None:
+    """The URL a file gives for its remote C2PA manifest (XMP ``dcterms:provenance``), if it gives one."""
+    found = XMP_PROVENANCE.search(payload[:XMP_SCAN])
+    return _short(found.group(1).decode("utf-8", "replace"), 500) if found else None
 
 
 def _xmp(payload: bytes) -> dict[str, Any] | None:
@@ -174,6 +189,15 @@ def _png(payload: bytes) -> dict[str, Any] | None:
 def summarise(block: dict[str, Any]) -> dict[str, Any]:
     """``declared_ai`` (True, False or None), the field it came from, and one sentence for people."""
     manifest, xmp, png = block.get("c2pa") or {}, block.get("xmp") or {}, block.get("png")
+    elsewhere = _unsigned(xmp, png)
+    if manifest.get("state") == "remote":
+        return {**_declared(xmp, png), "statement":
+                f"The file points to content credentials stored elsewhere ({manifest.get('url') or 'no URL given'}); they were "
+                f"not fetched, so what they declare and whether they validate is unknown.{elsewhere}"}
+    if manifest.get("state") == "unreadable":
+        return {**_declared(xmp, png), "statement":
+                f"The file carries content credentials that could not be read ({manifest.get('reason')}): they establish "
+                f"nothing, and a damaged or unknown manifest is itself worth a look.{elsewhere}"}
     if manifest.get("present"):
         signer = (manifest.get("signer") or {}).get("common_name") or "an unnamed signer"
         if manifest.get("validation_state") == "Invalid":
@@ -205,5 +229,29 @@ def summarise(block: dict[str, Any]) -> dict[str, Any]:
         return {"declared_ai": None, "declared_by": "c2pa", "statement":
                 f"Content credentials ({manifest.get('validation_state')}, {manifest.get('trust')}) are present but "
                 "declare no digital source type."}
+    if block.get("errors"):
+        return {"declared_ai": None, "declared_by": None, "statement":
+                f"No content credentials or AI metadata could be read, and part of the file's metadata was unreadable "
+                f"({'; '.join(block['errors'])})."}
     return {"declared_ai": None, "declared_by": None, "statement":
             "No content credentials or AI metadata found. Absence proves nothing: most platforms strip metadata on upload."}
+
+
+def _declared(xmp: dict, png: dict | None) -> dict[str, Any]:
+    """``declared_ai`` and ``declared_by`` from unsigned metadata, when the C2PA manifest could not say."""
+    if xmp.get("digital_source_type") in AI_SOURCE_TYPES:
+        return {"declared_ai": True, "declared_by": "xmp"}
+    if png:
+        return {"declared_ai": True, "declared_by": "png"}
+    if xmp.get("digital_source_type") in CAPTURE_SOURCE_TYPES:
+        return {"declared_ai": False, "declared_by": "xmp"}
+    return {"declared_ai": None, "declared_by": None}
+
+
+def _unsigned(xmp: dict, png: dict | None) -> str:
+    """A sentence on what unsigned metadata declares, for statements about a manifest that could not be read."""
+    if png:
+        return f" Unsigned PNG metadata names a generator ({png['generator']})."
+    if xmp.get("digital_source_type"):
+        return f" Unsigned XMP declares {xmp['digital_source_type']}."
+    return ""

@@ -138,10 +138,13 @@ def _probe(container, settings: VideoSettings, check_budget: Callable[[], None])
     if len(container.streams.video) > 1:
         raise UnsupportedVideo(f"the file has {len(container.streams.video)} video streams; one is accepted")
     stream = container.streams.video[0]
-    codec = stream.codec_context.name
+    context = stream.codec_context
+    if context is None:  # a codec id FFmpeg has no decoder for (a damaged stream header, say)
+        raise UnsupportedVideo(f"the video stream's codec is unknown; accepted: {', '.join(settings.codecs)}")
+    codec = context.name
     if codec not in settings.codecs:
         raise UnsupportedVideo(f"video codec {codec!r} is not accepted; accepted: {', '.join(settings.codecs)}")
-    width, height = stream.codec_context.width, stream.codec_context.height
+    width, height = context.width, context.height
     if width <= 0 or height <= 0:
         raise CorruptVideo("the video stream has no frame size")
     if width * height > settings.max_pixels:

@@ -197,9 +197,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients end to end (default: %(default)s)")
     parser.add_argument("--per-client", type=int, default=2, help="clips each client sends (default: %(default)s)")
     parser.add_argument("--mixed-seconds", type=float, default=30.0, help="seconds per mixed-traffic phase (default: %(default)s)")
+    parser.add_argument("--mixed-only", action="store_true", help="only the mixed-traffic figures")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     cpu = announce_cpu()
+    if args.mixed_only:
+        with tempfile.TemporaryDirectory(prefix="video-bench-") as workdir:
+            traffic = mixed(args.checkpoint, videogen.walking_clip(SIZES["720p"]), Path(workdir), args.mixed_seconds)
+        write_csv(traffic, args.output / "mixed.csv")
+        (args.output / "mixed.json").write_text(json.dumps({"cpu": cpu, "mixed": traffic}, indent=2) + "\n")
+        print(f"wrote {args.output}/mixed.csv, mixed.json")
+        return
     clips = {name: videogen.walking_clip(size) for name, size in SIZES.items()}
     classifier = DeepfakeClassifier.from_checkpoint(args.checkpoint, with_detector_file(handler_options(), args.checkpoint))
     print(f"In-process, shipped settings ({classifier.runtime.name} {classifier.runtime.precision}, "

@@ -31,10 +31,14 @@ def files() -> dict[str, bytes]:
         "camera jpeg": provenancegen.signed(imagegen.jpeg(seed=5, width=64, height=64), "image/jpeg", "digitalCapture"),
         "tampered": provenancegen.tampered(jpeg),
         "malformed": provenancegen.malformed(jpeg),
+        "remote": provenancegen.signed(imagegen.jpeg(seed=7, width=64, height=64), "image/jpeg", remote_url=REMOTE),
         "xmp": provenancegen.xmp_jpeg(),
         "parameters png": provenancegen.parameters_png(),
         "stripped": provenancegen.plain_jpeg(),
     }
+
+
+REMOTE = "https://manifests.example.com/abc.c2pa"
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +76,33 @@ def test_tampered_pixels_invalidate_the_credentials(untrusted, files):
     assert block["declared_ai"] is None and "do not validate" in block["statement"]
 
 
-def test_a_malformed_manifest_is_an_error_entry_not_a_failure(untrusted, files):
+def test_a_malformed_manifest_is_present_and_unreadable_with_its_reason_never_absent(untrusted, files):
     block = untrusted.read(files["malformed"], "image")
-    assert block["c2pa"] is None and block["errors"] and block["errors"][0].startswith("c2pa: ")
+    assert (block["c2pa"]["present"], block["c2pa"]["state"]) == (True, "unreadable") and block["c2pa"]["reason"]
+    assert block["declared_ai"] is None and block["errors"] == []
+    assert "could not be read" in block["statement"] and block["c2pa"]["reason"] in block["statement"]
+    assert "Absence proves nothing" not in block["statement"]
+
+
+def test_a_remote_manifest_reference_names_its_url_and_is_not_fetched(untrusted, files):
+    block = untrusted.read(files["remote"], "image")
+    assert block["c2pa"] == {"present": True, "state": "remote", "url": REMOTE, "fetched": False}
+    assert REMOTE in block["statement"] and "not fetched" in block["statement"]
+    assert "Absence proves nothing" not in block["statement"] and block["declared_ai"] is None
+
+
+def test_unsigned_metadata_still_speaks_beside_an_unreadable_manifest(untrusted, files):
+    jpeg = provenancegen.signed(provenancegen.xmp_jpeg(), "image/jpeg")
+    block = untrusted.read(provenancegen.malformed(jpeg), "image")
+    assert block["c2pa"]["state"] == "unreadable"
+    assert (block["declared_ai"], block["declared_by"]) == (True, "xmp") and "Unsigned XMP declares trainedAlgorithmicMedia" in block["statement"]
+
+
+def test_unreadable_metadata_is_never_called_absence(untrusted):
+    from handler.provenance import summarise
+
+    found = summarise({"c2pa": {"present": False}, "xmp": None, "png": None, "errors": ["exif: ValueError: bad"]})
+    assert "Absence proves nothing" not in found["statement"] and "exif: ValueError: bad" in found["statement"]
 
 
 def test_xmp_and_png_generator_metadata_are_declarations_without_echoing_the_prompt(untrusted, files):
@@ -130,7 +158,7 @@ def test_served_answers_carry_provenance_in_a_mixed_batch(server, files):
     blocks = {name: answer.json()["provenance"] for name, answer in zip(names, answers)}
     assert blocks["signed jpeg"]["declared_ai"] is True and blocks["signed jpeg"]["c2pa"]["validation_state"] == "Valid"
     assert blocks["tampered"]["c2pa"]["validation_state"] == "Invalid"
-    assert blocks["malformed"]["errors"] and blocks["malformed"]["c2pa"] is None
+    assert blocks["malformed"]["c2pa"]["state"] == "unreadable" and "could not be read" in blocks["malformed"]["statement"]
     assert blocks["stripped"]["declared_ai"] is None and blocks["parameters png"]["declared_by"] == "png"
 
 

@@ -70,8 +70,9 @@ def chain() -> Chain:
     return make_chain()
 
 
-def signed(payload: bytes, mime: str, source_type: str = "trainedAlgorithmicMedia") -> bytes:
-    """``payload`` with C2PA content credentials whose c2pa.created action declares ``source_type``."""
+def signed(payload: bytes, mime: str, source_type: str = "trainedAlgorithmicMedia", remote_url: str | None = None) -> bytes:
+    """``payload`` with C2PA content credentials whose c2pa.created action declares ``source_type``; with
+    ``remote_url`` the manifest is not embedded, only a reference to that URL (XMP dcterms:provenance)."""
     import c2pa
 
     keys = chain()
@@ -82,6 +83,9 @@ def signed(payload: bytes, mime: str, source_type: str = "trainedAlgorithmicMedi
     context = c2pa.Context.from_dict({"builder": {"thumbnail": {"enabled": False}}})
     output = io.BytesIO()
     with c2pa.Builder(manifest, context=context) as builder:
+        if remote_url:
+            builder.set_no_embed()
+            builder.set_remote_url(remote_url)
         builder.sign(signer, mime, io.BytesIO(payload), output)
     return output.getvalue()
 

@@ -194,8 +194,13 @@ function renderProvenance(block) {
   $("provenance-statement").textContent = block.statement;
   const rows = [];
   const c2pa = block.c2pa || {};
-  rows.push(["C2PA", c2pa.present ? `${c2pa.validation_state}, ${c2pa.trust}` : c2pa.present === false ? "none" : "not read"]);
-  if (c2pa.present) {
+  const c2paRow = {
+    read: () => `${c2pa.validation_state}, ${c2pa.trust}`,
+    remote: () => `stored elsewhere (${c2pa.url || "no URL given"}), not fetched`,
+    unreadable: () => `present but unreadable: ${c2pa.reason}`,
+  }[c2pa.state];
+  rows.push(["C2PA", c2paRow ? c2paRow() : c2pa.present === false ? "none" : "not read"]);
+  if (c2pa.state === "read") {
     rows.push(["signer", [c2pa.signer.common_name, c2pa.signer.organization].filter(Boolean).join(", ") || "unnamed"]);
     rows.push(["claim generator", c2pa.claim_generator || "—"]);
     rows.push(["source type", (c2pa.digital_source_types || []).join(", ") || "none declared"]);
