@@ -38,7 +38,8 @@ class Analysis:
     ``error``: the client error that ended it (it is the answer); ``subjects``: what gets classified (face
     crops, whole image, or a video's people and frames); ``verdicts``: one per crop, in crop order;
     ``computed_by``: the runtime and precision that computed them; ``maps``: one attention map per crop
-    (explanations only); ``provenance``: the provenance block (None when the reader is off)."""
+    (explanations only); ``provenance``: the provenance block (None when the reader is off); ``rechecks``:
+    one verdict per crop of its re-encoded copy (images with the consistency check on)."""
 
     request: Request
     error: ClientError | None = None
@@ -47,6 +48,7 @@ class Analysis:
     computed_by: tuple[str, str] | None = None
     maps: list[torch.Tensor] = field(default_factory=list)
     provenance: dict | None = None
+    rechecks: list[Verdict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.request.payload, ClientError):

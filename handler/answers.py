@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from handler.analysis import Analysis
+from handler.consistency import Consistency
 from handler.decision import Decision
 from handler.errors import ClientError
 from handler.explain import METHOD, overlay_png
@@ -37,6 +38,7 @@ class AnswerContext:
     identity: ModelIdentity
     decision: Decision
     video: VideoSettings
+    consistency: Consistency | None = None
 
 
 def answer(analysis: Analysis, context: AnswerContext) -> Answer | ClientError:
@@ -68,8 +70,13 @@ def image_answer(analysis: Analysis, context: AnswerContext) -> Answer:
     found = analysis.verdicts
     deciding = most_fake([v.probabilities for v in found], context.decision.fake_label)
     faces = [{"box": box.as_list(), **verdict.as_dict()} for box, verdict in zip(subjects.boxes, found)]
+    checked = {}
+    if analysis.rechecks and context.consistency is not None:
+        block = context.consistency.block(found[deciding], analysis.rechecks[deciding])
+        checked = {"consistency": block, **({} if block["agrees"] else {"verdict": "uncertain"})}
     return {
         **found[deciding].as_dict(),
+        **checked,
         **_made_by(analysis, context),
         "mode": subjects.mode,
         "analyzed": subjects.analyzed,

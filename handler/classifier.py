@@ -23,6 +23,7 @@ from PIL import Image
 from handler.analysis import Analysis, Request
 from handler.answers import Answer, AnswerContext, ModelIdentity, answer
 from handler.checkpoint import load_image_processor, read_checkpoint_info
+from handler.consistency import Consistency
 from handler.decision import Decision, read_decision
 from handler.errors import BadOption, ClientError, RequestFailed, VideoElsewhere
 from handler.explain import Explainer
@@ -33,7 +34,7 @@ from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings, load_trust_list
 from handler.runtime import Runtime, create_runtime
 from handler.verdicts import Verdict, verdicts
-from handler.video import VideoMedia, VideoSettings
+from handler.video import VideoMedia, VideoSettings, VideoSubjects
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class DeepfakeClassifier:
         forward_batch: int = 8,
         provenance: ProvenanceReader | None = None,
         video_endpoint: str | None = None,
+        consistency: Consistency | None = None,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -75,6 +77,8 @@ class DeepfakeClassifier:
         self.forward_batch = forward_batch
         # Where videos go when this worker does not analyse them (handler/roles.py); None: here.
         self.video_endpoint = video_endpoint
+        # The opt-in re-encoding check of images (handler/consistency.py); None: off.
+        self.consistency = consistency
         self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector), ImageMedia(limits, faces, self.detector))
 
     @classmethod
@@ -108,6 +112,7 @@ class DeepfakeClassifier:
             forward_batch=forward_batch,
             provenance=ProvenanceReader(ProvenanceSettings(options.provenance, load_trust_list(options.provenance_trust_list, info.path))),
             video_endpoint=video_endpoint,
+            consistency=Consistency(options.consistency_quality, _input_side(info.path)) if options.consistency_check else None,
         )
 
     def detector(self) -> FaceDetector:
@@ -130,7 +135,7 @@ class DeepfakeClassifier:
     @property
     def answers(self) -> AnswerContext:
         """What every answer of this model shares (handler/answers.py)."""
-        return AnswerContext(self.identity, self.decision, self.video)
+        return AnswerContext(self.identity, self.decision, self.video, self.consistency)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> ``pixel_values[N, 3, H, W]`` exactly as the checkpoint's processor makes them."""
@@ -186,10 +191,13 @@ class DeepfakeClassifier:
         to the analysis its crop came from."""
         if not analyses:
             return  # the explainer is loaded on the first request that asks for it
-        owners = [analysis for analysis in analyses for _ in analysis.subjects.crops]
-        results = (found for chunk in self._passes([c for a in analyses for c in a.subjects.crops], explain) for found in chunk)
-        for analysis, (verdict, attention) in zip(owners, results):
-            analysis.verdicts.append(verdict)
+        crops = [(analysis, crop, False) for analysis in analyses for crop in analysis.subjects.crops]
+        if self.consistency is not None and not explain:
+            crops += [(analysis, self.consistency.copy(crop), True) for analysis in analyses
+                      if not isinstance(analysis.subjects, VideoSubjects) for crop in analysis.subjects.crops]
+        results = (found for chunk in self._passes([crop for _, crop, _ in crops], explain) for found in chunk)
+        for (analysis, _, recheck), (verdict, attention) in zip(crops, results):
+            (analysis.rechecks if recheck else analysis.verdicts).append(verdict)
             if attention is not None:
                 analysis.maps.append(attention)
         engine = self.explainer if explain else self.runtime
@@ -203,6 +211,16 @@ class DeepfakeClassifier:
                 analysis.provenance = self.provenance.read(analysis.request.payload, analysis.subjects.media)
             except Exception:  # noqa: BLE001 - as in find_subjects
                 analysis.error = _failed("reading provenance")
+
+
+def _input_side(checkpoint: Path) -> int:
+    """The model's input side (config.json ``image_size``; 224 for ViT-B/16)."""
+    import json
+
+    try:
+        return int(json.loads((checkpoint / "config.json").read_text()).get("image_size", 224))
+    except (OSError, ValueError, TypeError):
+        return 224
 
 
 def _failed(stage: str) -> RequestFailed:

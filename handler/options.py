@@ -63,6 +63,10 @@ class HandlerOptions:
     # PEM trust anchors for C2PA signers: a file in the checkpoint folder (packed) or an absolute path on the
     # serving host; "" reports signers as unverified.
     provenance_trust_list: str = ""
+    # Opt-in: also classify one re-encoded copy of each image's crops (JPEG at consistency_quality, at the
+    # processor's input size) and answer "uncertain" when the deciding crop's verdict differs between the two.
+    consistency_check: bool = False
+    consistency_quality: int = field(default=75, metadata={"min": 1})
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> "HandlerOptions":

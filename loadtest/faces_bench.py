@@ -19,7 +19,6 @@ import io
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
@@ -32,7 +31,7 @@ from handler.faces import FaceDetector, create_detector, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
-from loadtest.harness import announce_cpu, bench_parser, built_server, locust_row, save_figure, write_csv
+from loadtest.harness import announce_cpu, bench_parser, built_server, locust_row, median_ms, save_figure, write_csv
 
 
 def photo_set() -> dict[str, bytes]:
@@ -59,15 +58,6 @@ def photo_set() -> dict[str, bytes]:
     return encoded
 
 
-def _median_ms(action, repeats: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        result = action()
-        times.append(1000 * (time.perf_counter() - started))
-    return statistics.median(times), result
-
-
 def yunet_file(options: HandlerOptions, checkpoint: Path) -> Path:
     return checkpoint / (options.face_model or YUNET_FILE)
 
@@ -86,7 +76,7 @@ def recall(options: HandlerOptions, checkpoint: Path, repeats: int) -> list[dict
         detector = detector_for(name, options, checkpoint)
         for case in cases:
             detector.detect(case.image)  # warm-up
-            ms, found = _median_ms(lambda: detector.detect(case.image), max(1, repeats // 4))
+            ms, found = median_ms(lambda: detector.detect(case.image), max(1, repeats // 4))
             hits, false = matched(found, case.faces)
             rows.append({"detector": name, "case": case.name, "kind": case.kind, "size": "x".join(map(str, case.image.size)),
                          "faces": len(case.faces), "found": hits, "false_boxes": false, "ms": round(ms, 1)})
@@ -102,9 +92,9 @@ def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats:
     detector = detector_for(options.face_detector, options, checkpoint)
     rows = []
     for name, payload in photos.items():
-        decode_ms, decoded = _median_ms(lambda: decode(payload, options.limits), repeats)
-        detect_ms, boxes = _median_ms(lambda: detector.detect(decoded.image), repeats)
-        crop_ms, _ = _median_ms(lambda: [square_crop(decoded.image, b, options.face_margin) for b in boxes], repeats)
+        decode_ms, decoded = median_ms(lambda: decode(payload, options.limits), repeats)
+        detect_ms, boxes = median_ms(lambda: detector.detect(decoded.image), repeats)
+        crop_ms, _ = median_ms(lambda: [square_crop(decoded.image, b, options.face_margin) for b in boxes], repeats)
         rows.append({
             "photo": name, "bytes": len(payload), "decoded": "x".join(map(str, decoded.image.size)), "faces": len(boxes),
             "decode_ms": round(decode_ms, 2), "detect_ms": round(detect_ms, 2), "crop_ms": round(crop_ms, 3),

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -205,6 +206,16 @@ def bench_parser(doc: str, output: str, repeats: int, what: str, served: bool = 
     if served:
         parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     return parser
+
+
+def median_ms(action, repeats: int) -> tuple[float, object]:
+    """The median milliseconds of ``repeats`` calls of ``action``, and its last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = action()
+        times.append(1000 * (time.perf_counter() - started))
+    return statistics.median(times), result
 
 
 def announce_cpu() -> dict:

@@ -8,14 +8,11 @@ writes results/provenance/provenance.csv; it asserts nothing.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 from PIL import Image
 
 from deepfake_service.samples import imagegen, provenancegen
 from handler.provenance import ProvenanceReader, ProvenanceSettings
-from loadtest.harness import announce_cpu, bench_parser, write_csv
+from loadtest.harness import announce_cpu, bench_parser, median_ms, write_csv
 
 
 def photo(width: int, height: int) -> bytes:
@@ -55,12 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         row = {"file": name, "bytes": len(payload)}
         for label, reader in readers.items():
             reader.read(payload, "image")  # the C2PA context is built once per worker
-            times = []
-            for _ in range(args.repeats):
-                started = time.perf_counter()
-                block = reader.read(payload, "image")
-                times.append(1000 * (time.perf_counter() - started))
-            row[f"ms_{label.replace(' ', '_')}"] = round(statistics.median(times), 3)
+            ms, block = median_ms(lambda: reader.read(payload, "image"), args.repeats)
+            row[f"ms_{label.replace(' ', '_')}"] = round(ms, 3)
             row["declared_ai"] = block["declared_ai"]
         rows.append(row)
         print(f"  {name:22s} {len(payload) / 1e6:6.2f} MB  {row['ms_no_trust_list']:7.2f} ms  "

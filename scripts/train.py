@@ -1,8 +1,8 @@
 """Fine-tune a ViT image classifier on a class-per-folder dataset with HF Trainer, leak-free.
 
 Steps: list the labelled images -> stratified train/test split (or the dataset's own Train/Test folders)
--> random oversampling of the *training* split only -> fine-tune (random rotation + sharpness augmentation
-on training images; test images only resized + normalised by the checkpoint's processor) -> evaluate on
+-> random oversampling of the *training* split only -> fine-tune (random rotation + sharpness augmentation, then
+delivery augmentation: JPEG re-compression, down-and-up scaling, WebP, blur, noise, on training images; test images only resized + normalised by the checkpoint's processor) -> evaluate on
 the held-out split. With --calibration-size, a further stratified share of the images (never trained
 on, never tested on) sets the operating point (scripts.calibrate) before the held-out evaluation. Defaults are those of the reference fine-tune of
 dima806/deepfake_vs_real_image_detection: 60/40 split, 2 epochs, batch 32, lr 1e-6, weight decay 0.02.
@@ -57,6 +57,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rotation-degrees", type=float, default=defaults.rotation_degrees, help="augmentation: random rotation range (default: %(default)s)")
     parser.add_argument("--sharpness-factor", type=float, default=defaults.sharpness_factor, help="augmentation: sharpness factor (default: %(default)s)")
     parser.add_argument("--sharpness-p", type=float, default=defaults.sharpness_p, help="augmentation: sharpness probability (default: %(default)s)")
+    parser.add_argument("--delivery-p", type=float, default=defaults.delivery_p,
+                        help="augmentation: probability an image is re-delivered (JPEG, down-and-up scaling, WebP, blur, noise; "
+                             "0: off) (default: %(default)s)")
+    parser.add_argument("--delivery-jpeg-quality", type=int, nargs=2, default=defaults.delivery_jpeg_quality, metavar=("LOW", "HIGH"),
+                        help="augmentation: JPEG quality range (default: %(default)s)")
+    parser.add_argument("--delivery-min-scale", type=float, default=defaults.delivery_min_scale,
+                        help="augmentation: smallest down-scaling before scaling back (default: %(default)s)")
+    parser.add_argument("--delivery-blur", type=float, default=defaults.delivery_blur, help="augmentation: largest blur radius (default: %(default)s)")
+    parser.add_argument("--delivery-noise", type=float, default=defaults.delivery_noise,
+                        help="augmentation: largest noise sigma in grey levels (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="split, oversampling, init and order (default: %(default)s)")
     parser.add_argument("--save-steps", type=int, default=defaults.save_steps, help="Trainer checkpoint every N steps (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="data loader processes (default: %(default)s)")
@@ -70,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
         uncertain_fpr=args.uncertain_fpr, given_splits=args.given_splits, epochs=args.epochs, max_steps=args.max_steps,
         batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
         rotation_degrees=args.rotation_degrees, sharpness_factor=args.sharpness_factor, sharpness_p=args.sharpness_p,
+        delivery_p=args.delivery_p, delivery_jpeg_quality=tuple(args.delivery_jpeg_quality), delivery_min_scale=args.delivery_min_scale,
+        delivery_blur=args.delivery_blur, delivery_noise=args.delivery_noise,
         seed=args.seed, save_steps=args.save_steps, workers=args.workers, resume=args.resume, progress=not args.no_progress,
     )
     try:

@@ -154,3 +154,4 @@ def test_an_unexpected_failure_on_one_request_is_its_own_500_with_an_error_id(cl
     assert isinstance(failed, RequestFailed) and failed.status == 500 and failed.error_id in failed.detail
     assert f"error id {failed.error_id}" in caplog.text and "a library's surprise" in caplog.text
     assert good["label"] in TINY_LABELS.values() and other["label"] in TINY_LABELS.values()
+

@@ -117,6 +117,21 @@ def test_the_three_verdicts_are_shown_apart_with_what_they_mean(page, three_answ
     shot(page, f"verdict_{verdict}")
 
 
+def test_an_answer_the_consistency_check_made_uncertain_says_why(page, three_answers):
+    from handler.consistency import Consistency
+    from handler.verdicts import Verdict
+
+    real = three_answers["real"]
+    moved = Verdict(real["label"], real["confidence"], real["probabilities"], "fake")
+    block = Consistency(75, 224).block(Verdict(real["label"], real["confidence"], real["probabilities"], "real"), moved)
+    body = json.dumps({**real, "verdict": "uncertain", "consistency": block})
+    page.route("**/api/analyze", lambda route: route.fulfill(status=200, content_type="application/json", body=body))
+    upload(page, "astronaut.jpg", jpeg(Image.fromarray(photos.astronaut())))
+    analyze(page)
+    assert page.inner_text("#verdict") == "Uncertain"
+    assert "moved from real to fake when the image was re-encoded (JPEG q75 at 224 px)" in page.inner_text("#decision-note")
+
+
 def test_a_video_shows_each_person_first_seen_with_a_line_over_time(page):
     from deepfake_service.samples import videogen
 

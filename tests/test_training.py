@@ -371,3 +371,85 @@ def test_evaluate_and_score_take_videos_beside_images_one_row_each(run, dataset,
         rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
     assert rows["pair.webm"]["verdict"] in {"real", "fake"} and rows["walk.mp4"]["label"] in {"Real", "Fake"}
     assert labelled_samples(folder) == [s for s in samples if s.path.suffix == ".jpg"]  # training reads images only
+
+
+def test_delivery_augmentation_is_on_by_default_and_visibly_applied():
+    import torch
+    from PIL import Image
+
+    from deepfake_service.training.train import Augment, Chain, Delivery, augmentation
+
+    settings = TrainSettings(data=Path("."), output=Path("."))
+    assert settings.delivery_p > 0 and isinstance(augmentation(settings), Chain)
+    assert isinstance(augmentation(TrainSettings(data=Path("."), output=Path("."), delivery_p=0)), Augment)
+    torch.manual_seed(3)
+    source = Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    delivery, seen = Delivery(p=1.0, jpeg_quality=(30, 40)), set()
+    for _ in range(40):
+        delivered = delivery(source)
+        assert (delivered.size, delivered.mode) == (source.size, "RGB") and delivery.steps
+        assert np.abs(np.asarray(delivered, dtype=float) - np.asarray(source, dtype=float)).mean() > 1.0, delivery.steps
+        seen.update(delivery.steps)
+    assert seen == set(Delivery.STEPS)
+    assert Delivery(p=0.0)(source) is source
+
+
+def test_robustness_with_and_without_delivery_augmentation_on_a_set_where_delivery_matters(base, tmp_path):
+    """A held-out set whose fake trace (a faint checkerboard) JPEG and rescaling wipe out; the same tiny
+    model trained without and with delivery augmentation; each report has AUC, flips and threshold
+    crossings per transform (the figures: docs/training.md)."""
+    from deepfake_service.training.example_dataset import delivery_dataset
+    from deepfake_service.training.robustness import robustness
+
+    data = delivery_dataset(tmp_path / "data", {"Real": 40, "Fake": 40}, size=32, seed=8, amplitude=30)  # the tiny model sees 32 px
+    reports = {}
+    for name, delivery_p in (("without", 0.0), ("with", 0.8)):
+        output = tmp_path / name
+        train(settings(data, output, base, epochs=40.0, learning_rate=3e-3, delivery_p=delivery_p))
+        held_out = read_split(output / "splits" / "test.csv")
+        predictor = CheckpointPredictor(output, handler_options(**TORCH_FP32), face_mode="off")
+        original = evaluate(predictor, held_out, progress=False)
+        reports[name] = robustness(predictor, held_out, original, progress=False)
+        assert json.loads((output / "training.json").read_text())["settings"]["delivery_p"] == delivery_p
+    for report in reports.values():
+        rows = {row["transform"]: row for row in report["transforms"]}
+        assert set(rows) >= {"none", "jpeg q50", "half size and back"}
+        for row in rows.values():
+            assert row["images"] == 32 and {"roc_auc", "flipped", "crossed_fake", "changes"} <= set(row)
+            assert 0 <= row["crossed_fake"] <= row["flipped"] <= 1
+    print({name: {row["transform"]: (row["roc_auc"], row["flipped"], row["crossed_fake"]) for row in report["transforms"]}
+           for name, report in reports.items()})
+
+
+def test_the_consistency_check_answers_uncertain_when_a_re_encoded_copy_moves_the_verdict(run):
+    """Blends of a reddish and a bluish image span the trained model's boundary; near it a JPEG q30 copy
+    gets the other verdict: those are answered uncertain with the reason, the rest keep their verdict."""
+    from PIL import Image
+
+    from handler.classifier import DeepfakeClassifier
+    from handler.options import HandlerOptions
+
+    checked = DeepfakeClassifier.from_checkpoint(run, HandlerOptions(face_mode="off", consistency_check=True, consistency_quality=30))
+    plain = DeepfakeClassifier.from_checkpoint(run, HandlerOptions(face_mode="off"))
+    rng = np.random.default_rng(4)
+    noise = rng.integers(40, 216, (48, 48, 3)).astype(np.int16)
+    red, blue = (np.clip(noise + tint, 0, 255) for tint in ([70, 0, -70], [-70, 0, 70]))
+    blends = [Image.fromarray(np.clip((1 - a) * red + a * blue, 0, 255).astype(np.uint8)) for a in np.linspace(0, 1, 81)]
+    payloads = [imagegen_png(image) for image in blends]
+    answers, references = checked.predict_batch(payloads), plain.predict_batch(payloads)
+    moved = [a for a in answers if not a["consistency"]["agrees"]]
+    kept = [(a, r) for a, r in zip(answers, references) if a["consistency"]["agrees"]]
+    assert moved and kept
+    for answer in moved:
+        assert answer["verdict"] == "uncertain" and "re-encoded (JPEG q30 at 32 px)" in answer["consistency"]["reason"]
+    for answer, reference in kept:
+        assert answer["verdict"] == reference["verdict"] == answer["consistency"]["verdict"] != "uncertain"
+    for answer, reference in zip(answers, references):
+        assert answer["probabilities"] == pytest.approx(reference["probabilities"], abs=1e-5)  # the original's scores
+    assert "consistency" not in references[0] and {a["verdict"] for _, a in kept} == {"real", "fake"}
+
+
+def imagegen_png(image) -> bytes:
+    from deepfake_service.samples import imagegen
+
+    return imagegen.encode(image, "PNG")

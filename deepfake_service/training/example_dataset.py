@@ -28,3 +28,20 @@ def two_class_dataset(root: Path, counts: dict[str, int], size: int = 48, seed: 
             Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8), "RGB").save(buffer, "JPEG", quality=90)
             (root / label / f"{label.lower()}_{index:03d}.jpg").write_bytes(buffer.getvalue())
     return root
+
+
+def delivery_dataset(root: Path, counts: dict[str, int], size: int = 64, seed: int = 0, amplitude: int = 10) -> Path:
+    """``root/<label>/*.png`` where delivery matters: every image is a smooth random picture; the second
+    label's ("fake") also carry a faint 2-pixel checkerboard of ``amplitude`` grey levels, the kind of
+    high-frequency trace generators leave and JPEG re-compression or down-and-up scaling wipes out. Saved
+    lossless, so the originals keep it. Deterministic for a seed; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    checker = ((np.indices((size, size)).sum(axis=0) % 2) * 2 - 1)[..., None] * amplitude
+    for number, (label, count) in enumerate(counts.items()):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            coarse = rng.integers(30, 226, (4, 4, 3), dtype=np.uint8)
+            smooth = np.asarray(Image.fromarray(coarse, "RGB").resize((size, size), Image.Resampling.BICUBIC), dtype=np.int16)
+            picture = smooth + (checker if number == 1 else 0)
+            Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8), "RGB").save(root / label / f"{label.lower()}_{index:03d}.png")
+    return root

@@ -1,6 +1,8 @@
 """Robustness to re-encoding: the held-out images re-saved as JPEG 90/70/50, shrunk to half and back,
-re-saved as WebP, and cropped by 5 %, each scored again; per transform the ROC-AUC and the share of
-verdicts that flip against the original image's.
+re-saved as WebP, and cropped by 5 %, each scored again; per transform the ROC-AUC, the share of
+verdicts that flip against the original image's, and the share that cross the fake threshold (fake
+before and not after, or the other way; with an uncalibrated model: the top label's change to or from
+the fake label).
 
 The library behind ``python -m scripts.evaluate --robustness``. A detector that learned compression
 rather than manipulation shows it here: AUC falls and verdicts flip on a plain JPEG re-save.
@@ -65,7 +67,7 @@ def robustness(predictor: Predictor, samples: list[Sample], original: Evaluation
     known = _fake_scores(original)
     rows = [{"transform": "none", "images": len(original.truth),
              "roc_auc": float(roc_auc_score(*known)) if known and 0 < known[0].sum() < len(known[0]) else None,
-             "flipped": 0.0, "changes": {}}]
+             "flipped": 0.0, "crossed_fake": 0.0, "changes": {}}]
     with tempfile.TemporaryDirectory(prefix="robustness-") as scratch:
         for number, (name, transform) in enumerate(TRANSFORMS.items()):
             folder = Path(scratch) / str(number)
@@ -90,8 +92,10 @@ def robustness(predictor: Predictor, samples: list[Sample], original: Evaluation
                     changes[f"{was} -> {now}"] = changes.get(f"{was} -> {now}", 0) + 1
             scores = _fake_scores(evaluation)
             auc = float(roc_auc_score(*scores)) if scores and 0 < scores[0].sum() < len(scores[0]) else None
+            crossed = sum((was == "fake") != (now == "fake") for was, now in pairs)
             rows.append({"transform": name, "images": len(evaluation.truth), "roc_auc": auc,
-                         "flipped": sum(changes.values()) / len(pairs) if pairs else None, "changes": dict(sorted(changes.items()))})
+                         "flipped": sum(changes.values()) / len(pairs) if pairs else None,
+                         "crossed_fake": crossed / len(pairs) if pairs else None, "changes": dict(sorted(changes.items()))})
     return {"fake_label": original.decision.get("fake_label"), "calibrated": bool(original.decision.get("calibrated")),
             "transforms": rows}
 
@@ -130,6 +134,8 @@ def write_robustness(predictor: Predictor, samples: list[Sample], original: Eval
     for row in result["transforms"]:
         auc = "n/a" if row["roc_auc"] is None else f"{row['roc_auc']:.4f}"
         flipped = "n/a" if row["flipped"] is None else f"{row['flipped']:.1%}"
+        crossed = "n/a" if row["crossed_fake"] is None else f"{row['crossed_fake']:.1%}"
         changes = ", ".join(f"{k} {v}" for k, v in row["changes"].items())
-        print(f"  {row['transform']:>20}: AUC {auc}  verdicts flipped {flipped}  ({row['images']} images){': ' + changes if changes else ''}")
+        print(f"  {row['transform']:>20}: AUC {auc}  verdicts flipped {flipped}  across the fake threshold {crossed}  "
+              f"({row['images']} images){': ' + changes if changes else ''}")
     return [folder / "robustness.json", plot_robustness(result, folder / "robustness.png")]

@@ -5,16 +5,18 @@ The library behind ``python -m scripts.train`` (see its ``--help``).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageEnhance, ImageFilter
 
 from deepfake_service.dataset import (
     DatasetError,
@@ -55,6 +57,13 @@ class TrainSettings:
     rotation_degrees: float = 90.0
     sharpness_factor: float = 2.0
     sharpness_p: float = 0.5
+    # How files travel (JPEG re-compression, down-and-up scaling, WebP, blur, noise): with probability
+    # delivery_p an image goes through one or more of these (Delivery below); 0 turns them off.
+    delivery_p: float = 0.8
+    delivery_jpeg_quality: tuple[int, int] = (30, 95)
+    delivery_min_scale: float = 0.5
+    delivery_blur: float = 1.0
+    delivery_noise: float = 4.0
     seed: int = 42
     save_steps: int = 500
     workers: int = field(default_factory=lambda: max(0, min(4, (os.cpu_count() or 1) - 1)))
@@ -77,11 +86,65 @@ class Augment:
         return image
 
 
+class Delivery:
+    """What happens to a file on its way to the service, applied with probability ``p``: each of JPEG
+    re-compression (quality drawn from ``jpeg_quality``), down-and-up scaling (to ``min_scale``..1 of the
+    size), a WebP re-save, a Gaussian blur (radius up to ``blur``) and Gaussian noise (sigma up to
+    ``noise`` grey levels) with probability 1/2 each, in an order a share-and-repost chain would take; at
+    least one. Draws from torch's RNG like ``Augment``. ``steps`` records what the last call did."""
+
+    STEPS = ("scale", "blur", "noise", "webp", "jpeg")
+
+    def __init__(self, p: float, jpeg_quality: tuple[int, int] = (30, 95), min_scale: float = 0.5, blur: float = 1.0,
+                 noise: float = 4.0) -> None:
+        self.p, self.jpeg_quality, self.min_scale, self.blur, self.noise = p, jpeg_quality, min_scale, blur, noise
+        self.steps: list[str] = []
+
+    def _uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * torch.rand(()).item()
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        self.steps = []
+        if torch.rand(()).item() >= self.p:
+            return image
+        chosen = [step for step in self.STEPS if torch.rand(()).item() < 0.5] or [self.STEPS[int(torch.randint(len(self.STEPS), ()))]]
+        for step in chosen:
+            image = getattr(self, f"_{step}")(image)
+        self.steps = chosen
+        return image
+
+    def _scale(self, image: Image.Image) -> Image.Image:
+        factor = self._uniform(self.min_scale, 1.0)
+        small = image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))), Image.Resampling.BILINEAR)
+        return small.resize(image.size, Image.Resampling.BILINEAR)
+
+    def _blur(self, image: Image.Image) -> Image.Image:
+        return image.filter(ImageFilter.GaussianBlur(self._uniform(0.2, max(0.2, self.blur))))
+
+    def _noise(self, image: Image.Image) -> Image.Image:
+        sigma = self._uniform(0.5, max(0.5, self.noise))
+        noise = torch.randn(image.height, image.width, 3).numpy() * sigma
+        return Image.fromarray(np.clip(np.asarray(image, dtype=np.float32) + noise, 0, 255).astype(np.uint8))
+
+    def _saved(self, image: Image.Image, fmt: str, quality: int) -> Image.Image:
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, quality=quality)
+        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+    def _webp(self, image: Image.Image) -> Image.Image:
+        return self._saved(image, "WEBP", round(self._uniform(50, 90)))
+
+    def _jpeg(self, image: Image.Image) -> Image.Image:
+        low, high = self.jpeg_quality
+        return self._saved(image, "JPEG", round(self._uniform(low, high)))
+
+
 class ImageFolderDataset(torch.utils.data.Dataset):
     """Samples decoded as the handler decodes them, optionally augmented, then the processor's
     resize + normalise, lazily per item."""
 
-    def __init__(self, samples: Sequence[Sample], label2id: dict[str, int], processor, augment: Augment | None = None):
+    def __init__(self, samples: Sequence[Sample], label2id: dict[str, int], processor,
+                 augment: Callable[[Image.Image], Image.Image] | None = None):
         self.samples, self.label2id, self.processor, self.augment = list(samples), label2id, processor, augment
         self.limits = handler_options().limits  # the served model's caps and JPEG draft
 
@@ -112,6 +175,28 @@ def class_order(dataset_labels: set[str], base_labels: Sequence[str], requested:
     if dataset_labels == set(PREFERRED_ORDER):
         return PREFERRED_ORDER
     return tuple(sorted(dataset_labels))
+
+
+def augmentation(settings: TrainSettings) -> Callable[[Image.Image], Image.Image]:
+    """The training images' augmentation: the seed's rotation and sharpness, then delivery (if on)."""
+    seed = Augment(settings.rotation_degrees, settings.sharpness_factor, settings.sharpness_p)
+    if settings.delivery_p <= 0:
+        return seed
+    delivery = Delivery(settings.delivery_p, settings.delivery_jpeg_quality, settings.delivery_min_scale,
+                        settings.delivery_blur, settings.delivery_noise)
+    return Chain(seed, delivery)
+
+
+class Chain:
+    """Augmentations applied one after the other (a class, not a closure: loader workers may pickle it)."""
+
+    def __init__(self, *steps: Callable[[Image.Image], Image.Image]) -> None:
+        self.steps = steps
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        for step in self.steps:
+            image = step(image)
+        return image
 
 
 def make_splits(settings: TrainSettings) -> tuple[list[Sample], list[Sample], list[Sample]]:
@@ -212,7 +297,7 @@ def train(settings: TrainSettings) -> dict:
         use_safetensors=True,
         local_files_only=Path(settings.base_model).is_dir(),
     )
-    augment = Augment(settings.rotation_degrees, settings.sharpness_factor, settings.sharpness_p)
+    augment = augmentation(settings)
     arguments = TrainingArguments(
         output_dir=str(trainer_dir),
         num_train_epochs=settings.epochs,

@@ -34,6 +34,9 @@ function fpr(rate) {
 // One sentence on what the verdict means, from the answer's decision block (docs/api.md).
 function decisionNote(body) {
   const d = body.decision || {};
+  if (body.consistency && !body.consistency.agrees) {
+    return `Uncertain: ${body.consistency.reason}. Have a person review it.`;
+  }
   if (!d.calibrated) {
     return "Uncalibrated model: the verdict is the top label. No operating point was set for it (no decision.json), so it never answers uncertain.";
   }
