@@ -6,9 +6,10 @@ crops, plus large photos):
   - decode + preprocessing ms per small and per large JPEG;
   - max |probability difference| and argmax agreement of every mode against torch fp32;
   - end-to-end throughput and p50/p95/p99 latency under headless Locust on loopback, at several user
-    counts, for the tuned configuration (config/model-config.yaml, or --e2e-modes) and a naive one
-    (batchSize 1, torch fp32, TorchServe's default worker count);
-  - the ratios: tuned / naive throughput and p95 at 8 users, end-to-end / in-process ceiling.
+    counts, for the tuned configuration (config/model-config.yaml, or --e2e-modes), the same with faces off,
+    a naive one (batchSize 1, torch fp32, TorchServe's default worker count), the seed's design and a
+    LitServe peer (loadtest/litserve_app.py);
+  - the ratios: tuned / naive, / seed and / LitServe throughput and p95 at 8 users, end-to-end / in-process ceiling.
 It prints tables and writes CSV files and PNG plots to --output. It asserts nothing.
 """
 
@@ -213,19 +214,19 @@ def ceiling(report: dict, mode: tuple[str, str]) -> float:
                and mode[1] in ("auto", r["precision"]))
 
 
-def seed_baseline(checkpoint: Path, users: list[int], seconds: int, images: Path, workdir: Path) -> list[dict]:
-    """The seed's design (loadtest/seed_app.py: Flask + gunicorn, one sync worker, torch fp32, one image per
-    request) on a free loopback port, loaded like the TorchServe configurations, then stopped."""
-    folder = workdir / "seed"
+def peer_baseline(label: str, command: list[str], env: dict[str, str], users: list[int], seconds: int, images: Path,
+                  workdir: Path, upload_field: str | None = None) -> list[dict]:
+    """Another server design (``command``, given its port as ``{port}``) on a free loopback port, answering
+    ``/ping`` and ``POST /predictions/<name>``, loaded like the TorchServe configurations, then stopped."""
+    folder = workdir / label.split()[0]
     (folder / "run").mkdir(parents=True)
     (folder / "run" / KEY_FILE).write_text(json.dumps({"inference": {"key": "unused"}}))  # the Locust file reads one
     port = free_port()
-    env = dict(os.environ, SEED_CHECKPOINT=str(checkpoint.resolve()))
-    command = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}", "--timeout", "300",
-               "loadtest.seed_app:app"]
     rows = []
-    with open(folder / "gunicorn.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(folder / "server.log", "wb") as log:
+        process = subprocess.Popen([part.format(port=port) for part in command], cwd=ROOT,
+                                   env=dict(os.environ, **{k: v.format(port=port) for k, v in env.items()}),
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         server = Server(folder / "run", {"inference_address": f"http://127.0.0.1:{port}"})
         deadline = time.monotonic() + 180
@@ -237,20 +238,36 @@ def seed_baseline(checkpoint: Path, users: list[int], seconds: int, images: Path
                 pass
             time.sleep(0.5)
         for count in users:
-            row = {"config": SEED, **locust_row(server, count, seconds, images, folder)}
+            row = {"config": label, **locust_row(server, count, seconds, images, folder, upload_field=upload_field)}
             rows.append(row)
-            print(f"  end-to-end {SEED:28s} {count:2d} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
+            print(f"  end-to-end {label:28s} {count:2d} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
                   f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)
     finally:
         terminate_group(process.pid, 30)
     return rows
 
 
+def seed_baseline(checkpoint: Path, users: list[int], seconds: int, images: Path, workdir: Path) -> list[dict]:
+    """The seed's design (loadtest/seed_app.py: Flask + gunicorn, one sync worker, torch fp32, one image per
+    request, raw bodies)."""
+    command = [sys.executable, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", "127.0.0.1:{port}", "--timeout", "300",
+               "loadtest.seed_app:app"]
+    return peer_baseline(SEED, command, {"SEED_CHECKPOINT": str(checkpoint.resolve())}, users, seconds, images, workdir)
+
+
+def litserve_baseline(checkpoint: Path, users: list[int], seconds: int, images: Path, workdir: Path) -> list[dict]:
+    """What a user might pick instead (loadtest/litserve_app.py: LitServe, batches of 8 within 10 ms, torch
+    bf16 autocast, whole images, multipart uploads)."""
+    env = {"LITSERVE_CHECKPOINT": str(checkpoint.resolve()), "LITSERVE_PORT": "{port}"}
+    command = [sys.executable, "-m", "loadtest.litserve_app"]
+    return peer_baseline(LITSERVE, command, env, users, seconds, images, workdir, upload_field="data")
+
+
 def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
     """Each configuration against the seed's design and the naive TorchServe at ``users`` users, and end to end
     against the in-process ceiling of its mode (best of each)."""
     at = {r["config"]: r for r in report["end_to_end"] if r["users"] == users}
-    naive, seed = at.get(NAIVE), at.get(SEED)
+    naive, seed, litserve = at.get(NAIVE), at.get(SEED), at.get(LITSERVE)
     rows = []
     for config in configs:
         label, mode = config["label"], config["mode"]
@@ -263,6 +280,7 @@ def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
                 "config": label,
                 f"throughput_vs_seed_{users}u": round(at[label]["images_per_s"] / seed["images_per_s"], 2) if seed else None,
                 f"p95_vs_seed_{users}u": round(at[label]["p95_ms"] / seed["p95_ms"], 3) if seed else None,
+                f"throughput_vs_litserve_{users}u": round(at[label]["images_per_s"] / litserve["images_per_s"], 2) if litserve else None,
                 f"throughput_vs_naive_{users}u": round(at[label]["images_per_s"] / naive["images_per_s"], 2) if naive else None,
                 f"p95_vs_naive_{users}u": round(at[label]["p95_ms"] / naive["p95_ms"], 3) if naive else None,
                 "e2e_vs_inprocess_ceiling": round(best_e2e / best, 2),
@@ -273,6 +291,7 @@ def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
 
 NAIVE = "naive torch fp32"
 SEED = "seed design (Flask+gunicorn)"
+LITSERVE = "litserve (batch 8, bf16)"
 
 
 def e2e_configs(
@@ -288,6 +307,9 @@ def e2e_configs(
     for delay in delays:
         settings = {**first["settings"], "maxBatchDelay": delay}
         configs.append({"label": f"{first['label']} delay {delay} ms", "mode": first["mode"], "settings": settings})
+    # Faces off: the same configuration classifying whole images, as the peers do.
+    settings = {**first["settings"], "handler": {**first["settings"]["handler"], "face_mode": "off"}}
+    configs.append({"label": first["label"] + " faces off", "mode": first["mode"], "settings": settings})
     if compare_workers:
         settings = {**first["settings"], "minWorkers": 2, "maxWorkers": 2, "handler": {**first["settings"]["handler"], "threads": 1}}
         configs.append({"label": first["label"] + " 2x1", "mode": first["mode"], "settings": settings})
@@ -323,6 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-e2e", action="store_true", help="in-process figures only")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive configuration")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed's design (loadtest/seed_app.py) as the baseline")
+    parser.add_argument("--no-litserve", action="store_true", help="skip the LitServe peer (loadtest/litserve_app.py)")
     parser.add_argument("--batch-delays", default="", help="also serve the first tuned mode at each maxBatchDelay (ms), "
                         "e.g. 5,10,25,50 (default: none)")
     args = parser.parse_args(argv)
@@ -352,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
             report["end_to_end"] += end_to_end(args.checkpoint, config["label"], config["settings"], [int(u) for u in args.users.split(",")], args.seconds, images, scratch, int8)
         if configs and not args.no_seed:
             report["end_to_end"] += seed_baseline(args.checkpoint, [int(u) for u in args.users.split(",")], args.seconds, images, scratch)
+        if configs and not args.no_litserve:
+            report["end_to_end"] += litserve_baseline(args.checkpoint, [int(u) for u in args.users.split(",")], args.seconds, images, scratch)
         report["ratios"] = ratios(report, configs)
         forward_ms = 1000 / ceiling(report, tuned_modes[0])
         report["preprocess"]["share_of_worker_cpu_small"] = round(

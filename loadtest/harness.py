@@ -89,9 +89,13 @@ def locust_command(server: Server, users: int, seconds: int, csv_prefix: Path, *
     ]
 
 
-def locust_env(server: Server, images: Path | None, model: str, face_mode: str | None = None) -> dict[str, str]:
-    """What the Locust file reads: the key file, the images, the model and the face mode."""
+def locust_env(server: Server, images: Path | None, model: str, face_mode: str | None = None,
+               upload_field: str | None = None) -> dict[str, str]:
+    """What the Locust file reads: the key file, the images, the model, the face mode and the multipart
+    field to upload in (None: raw bodies)."""
     env = dict(os.environ, LOADTEST_KEY_FILE=str(server.run_dir / KEY_FILE), LOADTEST_MODEL=model)
+    if upload_field:
+        env["LOADTEST_UPLOAD_FIELD"] = upload_field
     if images is not None:
         env["LOADTEST_IMAGES"] = str(images)
     if face_mode:
@@ -108,6 +112,7 @@ def run_locust(
     images: Path | None = None,
     model: str = MODEL_NAME,
     face_mode: str | None = None,
+    upload_field: str | None = None,
     tags: tuple[str, ...] = (),
     exclude_tags: tuple[str, ...] = ("bad",),
 ) -> dict[str, dict]:
@@ -119,7 +124,7 @@ def run_locust(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
-        locust_command(server, users, seconds, csv_prefix, *extra), env=locust_env(server, images, model, face_mode),
+        locust_command(server, users, seconds, csv_prefix, *extra), env=locust_env(server, images, model, face_mode, upload_field),
         cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
     )
     wall = time.perf_counter() - started
@@ -168,10 +173,12 @@ def write_image_set(folder: Path, small: int, large: int) -> tuple[list[Path], l
     return smalls, larges
 
 
-def locust_row(server, users: int, seconds: int, images: Path, output: Path, face_mode: str | None = None) -> dict:
+def locust_row(server, users: int, seconds: int, images: Path, output: Path, face_mode: str | None = None,
+               upload_field: str | None = None) -> dict:
     """One headless Locust run of valid images; throughput, percentiles and the client's CPU share."""
     prefix = output / f"locust_{users}u{'_' + face_mode if face_mode else ''}"
-    return summary(run_locust(server, users, seconds, prefix, images=images, model=MODEL_NAME, face_mode=face_mode), users)
+    return summary(run_locust(server, users, seconds, prefix, images=images, model=MODEL_NAME, face_mode=face_mode,
+                              upload_field=upload_field), users)
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

@@ -5,6 +5,7 @@ Environment:
   LOADTEST_IMAGES    folder of images to send (default: 16 generated 256x256 JPEGs)
   LOADTEST_MODEL     model name (default: the project's, deepfake_service/project.py)
   LOADTEST_FACE_MODE face mode sent in the X-Face-Mode header (auto | faces | off; default: the model's)
+  LOADTEST_UPLOAD_FIELD  send each image as a multipart file in this field (default: the raw body)
 
   locust -f loadtest/locustfile.py --headless -u 8 -r 8 -t 60s --host http://127.0.0.1:8080
   (add --exclude-tags bad to send only valid images)
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from locust import FastHttpUser, tag, task
 from PIL import Image
+from urllib3 import encode_multipart_formdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # Locust puts only loadtest/ on the path
 from deepfake_service.project import KEY_FILE as KEY_FILE_NAME  # noqa: E402
@@ -31,6 +33,7 @@ from handler.payload import FACE_MODE_HEADER  # noqa: E402
 MODEL = os.environ.get("LOADTEST_MODEL", MODEL_NAME)
 KEY_FILE = Path(os.environ.get("LOADTEST_KEY_FILE", RUN_DIR / KEY_FILE_NAME))
 FACE_MODE = os.environ.get("LOADTEST_FACE_MODE")
+UPLOAD_FIELD = os.environ.get("LOADTEST_UPLOAD_FIELD")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -57,6 +60,9 @@ def load_images() -> list[bytes]:
 
 
 IMAGES = load_images()
+# (body, Content-Type) per image: the raw bytes, or a multipart form holding them (encoded once, here).
+BODIES = [encode_multipart_formdata({UPLOAD_FIELD: ("upload.jpg", image, "image/jpeg")}) if UPLOAD_FIELD
+          else (image, "application/octet-stream") for image in IMAGES]
 
 
 class PredictUser(FastHttpUser):
@@ -71,8 +77,9 @@ class PredictUser(FastHttpUser):
 
     @task(20)
     def predict(self) -> None:
-        image = self.order.choice(IMAGES)
-        with self.client.post(f"/predictions/{MODEL}", data=image, headers=self.auth, name="predict", catch_response=True) as answer:
+        body, content_type = self.order.choice(BODIES)
+        headers = {**self.auth, "Content-Type": content_type}
+        with self.client.post(f"/predictions/{MODEL}", data=body, headers=headers, name="predict", catch_response=True) as answer:
             if answer.status_code != 200 or "label" not in (answer.json() or {}):
                 answer.failure(f"{answer.status_code}: {answer.text[:200]}")
 
