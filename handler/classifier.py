@@ -192,13 +192,13 @@ class DeepfakeClassifier:
         if not analyses:
             return  # the explainer is loaded on the first request that asks for it
         crops = [(analysis, crop, False) for analysis in analyses for crop in analysis.subjects.crops]
-        if self.consistency is not None and not explain:
+        if self.consistency is not None:
             crops += [(analysis, self.consistency.copy(crop), True) for analysis in analyses
                       if not isinstance(analysis.subjects, VideoSubjects) for crop in analysis.subjects.crops]
         results = (found for chunk in self._passes([crop for _, crop, _ in crops], explain) for found in chunk)
         for (analysis, _, recheck), (verdict, attention) in zip(crops, results):
             (analysis.rechecks if recheck else analysis.verdicts).append(verdict)
-            if attention is not None:
+            if attention is not None and not recheck:  # the explanation shows the original's attention
                 analysis.maps.append(attention)
         engine = self.explainer if explain else self.runtime
         for analysis in analyses:

@@ -90,7 +90,8 @@ def create_app(
     video_model: str | None = None,
 ) -> Flask:
     """The page app; ``key_file`` is TorchServe's key_file.json, read per call; ``access`` and ``limiter``
-    guard /api/* (page/guard.py); videos go to ``video_model`` (default: ``model``)."""
+    guard /api/* (page/guard.py); videos go to ``video_model`` (None: ``model``; the command line defaults
+    to ``<model>-video``), and to ``model`` when the server answers 404 there (no video registration)."""
     limiter = limiter or Limiter(rate=60, concurrency=4)
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # keep the model's label order (config.id2label) in probabilities
@@ -191,6 +192,8 @@ def create_app(
         path = "explanations" if explanations and not video else "predictions"
         try:
             answer = forward(path, payload, face_mode, video_model or model if video else model)
+            if video and answer.status_code == 404 and (video_model or model) != model:  # the server has no video registration
+                answer = forward(path, payload, face_mode, model)
         except requests.Timeout:
             return error(504, "model server timeout", f"no answer within {READ_TIMEOUT:.0f} s")
         except (requests.RequestException, ServeError) as exc:

@@ -208,3 +208,16 @@ def test_avif_and_heic_photos_are_answered_like_the_same_photo_as_png(server):
     assert {name: a.status_code for name, a in answers.items()} == {"png": 200, "avif": 200, "heic": 200}
     for name in ("avif", "heic"):
         assert answers[name].json()["image_size"] == [64, 48] and answers[name].json()["media"] == "image"
+
+
+def test_score_sends_videos_to_their_registration_and_falls_back_when_it_is_absent(server, tmp_path):
+    from deepfake_service.samples import videogen
+    from deepfake_service.training.predictors import EndpointPredictor
+
+    clip, photo = tmp_path / "clip.mp4", tmp_path / "photo.jpg"
+    clip.write_bytes(videogen.clip(count=4))
+    photo.write_bytes(imagegen.jpeg(seed=45))
+    routed = EndpointPredictor(server.inference_url, NAME, key=server.key()).predict([clip, photo])
+    assert routed[0].prediction["media"] == "video" and routed[1].prediction["media"] == "image"
+    absent = EndpointPredictor(server.inference_url, NAME, key=server.key(), video_model="no-such-model").predict([clip])
+    assert absent[0].prediction is None and "video on the image endpoint" in absent[0].error  # 404 there, then the model's own

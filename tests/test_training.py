@@ -30,6 +30,7 @@ from deepfake_service.training.predictors import CheckpointPredictor, EndpointPr
 from deepfake_service.training.report import FIGURES, classification_report
 from deepfake_service.training.score import score
 from deepfake_service.training.train import TrainSettings, logging_steps, train
+from handler.analysis import Request
 from handler.decision import DECISION_FILE
 from tests.servers import model_config, running_server
 from tests.tiny import tiny_config
@@ -447,6 +448,18 @@ def test_the_consistency_check_answers_uncertain_when_a_re_encoded_copy_moves_th
     for answer, reference in zip(answers, references):
         assert answer["probabilities"] == pytest.approx(reference["probabilities"], abs=1e-5)  # the original's scores
     assert "consistency" not in references[0] and {a["verdict"] for _, a in kept} == {"real", "fake"}
+    moved_payload = payloads[answers.index(moved[0])]
+    explained = checked.predict_batch([Request(moved_payload, explain=True)])[0]  # the page asks /explanations
+    assert explained["verdict"] == "uncertain" and not explained["consistency"]["agrees"]
+    assert len(explained["explanation"]["maps"]) == 1  # the original's attention only
+
+
+def test_rollout_refuses_an_archive_whose_video_section_does_not_match_the_server(versioned_server, tiny_checkpoint, tmp_path):
+    before = versions(versioned_server, "detector"), versions(versioned_server, "detector-video")
+    config = model_config(tmp_path / "mc.yaml", handler=TORCH_FP32, video=None)
+    with pytest.raises(RolloutError, match="no video: section"):
+        deploy(versioned_server, "detector", checkpoint=tiny_checkpoint, model_config=config, version="9.0")
+    assert (versions(versioned_server, "detector"), versions(versioned_server, "detector-video")) == before
 
 
 def imagegen_png(image) -> bytes:

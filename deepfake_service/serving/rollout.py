@@ -17,7 +17,7 @@ from PIL import Image
 from deepfake_service.packaging.archive import BuildError, build_mar
 from deepfake_service.project import MODEL_CONFIG
 from deepfake_service.serving.registrations import registrations
-from deepfake_service.serving.server import Server
+from deepfake_service.serving.server import ServeError, Server
 from handler.roles import video_twin
 
 TIMEOUT = 300.0  # seconds for a synchronous registration (the worker loads the model)
@@ -154,18 +154,17 @@ def deploy(
             raise RolloutError(f"packaging {checkpoint}: {exc}") from exc
     if mar is None:
         raise RolloutError("deploy needs --checkpoint or --mar")
+    twin, settings = _twin_settings(server, name, mar)
     register(server, mar)
     after = versions(server, name)
     added = [v for v in after.registered if v not in before.registered]
     if len(added) != 1:
         raise RolloutError(f"{mar} did not add one new version of {name} (registered: {after.registered})")
     new = added[0]
-    twin = served_twin(server, name)
     registered = [name]
     try:
         answer = smoke_test(server, name, new, before.default, image or smoke_image())
         if twin:  # the same archive again for videos, with the video section's batching (handler/roles.py)
-            settings = registrations([f"{name}={mar}"], Path(server.properties["model_store"]))[twin][new]
             register(server, mar, settings["minWorkers"], twin, settings)
             registered.append(twin)
             smoke_test(server, twin, new, before.default, image or smoke_image())
@@ -178,6 +177,23 @@ def deploy(
     return Deployed(new, answer)
 
 
+def _twin_settings(server: Server, name: str, mar: str) -> tuple[str | None, dict | None]:
+    """The video twin to register ``mar`` under too, with its snapshot settings; refuses, before anything
+    is registered, an archive whose video section does not match what the server serves."""
+    try:
+        found = registrations([f"{name}={mar}"], Path(server.properties["model_store"]))
+    except ServeError as exc:
+        raise RolloutError(str(exc)) from exc
+    twin, wanted = served_twin(server, name), video_twin(name)
+    if twin and wanted not in found:
+        raise RolloutError(f"the server serves videos on {twin}, but {mar} has no video: section; build it with one "
+                           "(config/model-config.yaml) or restart the server with this archive")
+    if not twin and wanted in found:
+        raise RolloutError(f"{mar} has a video: section but the server has no {wanted} registration; restart it "
+                           "(make stop; make serve) to serve videos on their own workers")
+    return twin, next(iter(found[wanted].values())) if twin else None
+
+
 def rollback(server: Server, name: str, to: str | None = None, retire: bool = False) -> str:
     """Make ``to`` (default: the newest version older than the current default) the default; returns it."""
     state = versions(server, name)
@@ -188,12 +204,19 @@ def rollback(server: Server, name: str, to: str | None = None, retire: bool = Fa
         to = older[-1]
     if to not in state.registered:
         raise RolloutError(f"{name} version {to} is not registered (registered: {state.registered})")
-    names = [name, *filter(None, [served_twin(server, name)])]  # the video twin follows the image registration
+    names = [name]
+    twin = served_twin(server, name)  # the video twin follows the image registration
+    if twin:
+        twin_state = versions(server, twin)
+        if to not in twin_state.registered:
+            raise RolloutError(f"{twin} has no version {to} (registered: {twin_state.registered}); nothing was changed")
+        names.append(twin)
     for each in names:
         set_default(server, each, to)
     if retire and state.default != to:
         for each in names:
-            unregister(server, each, state.default)
+            if each == name or state.default in twin_state.registered:
+                unregister(server, each, state.default)
     return to
 
 

@@ -121,6 +121,9 @@ class EndpointPredictor:
             try:
                 endpoint = self.video_endpoint if container_format(payload) else self.endpoint
                 response = self._session().post(endpoint, data=payload, headers=headers, timeout=self.timeout)
+                if response.status_code == 404 and endpoint != self.endpoint:  # a server without a video registration
+                    self.video_endpoint = self.endpoint
+                    response = self._session().post(self.endpoint, data=payload, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
                 problem = f"request failed: {exc}"
             else:
