@@ -112,7 +112,7 @@ class DeepfakeClassifier:
             forward_batch=forward_batch,
             provenance=ProvenanceReader(ProvenanceSettings(options.provenance, load_trust_list(options.provenance_trust_list, info.path))),
             video_endpoint=video_endpoint,
-            consistency=Consistency(options.consistency_quality, _input_side(info.path)) if options.consistency_check else None,
+            consistency=Consistency(options.consistency_quality, info.config.image_size) if options.consistency_check else None,
         )
 
     def detector(self) -> FaceDetector:
@@ -211,16 +211,6 @@ class DeepfakeClassifier:
                 analysis.provenance = self.provenance.read(analysis.request.payload, analysis.subjects.media)
             except Exception:  # noqa: BLE001 - as in find_subjects
                 analysis.error = _failed("reading provenance")
-
-
-def _input_side(checkpoint: Path) -> int:
-    """The model's input side (config.json ``image_size``; 224 for ViT-B/16)."""
-    import json
-
-    try:
-        return int(json.loads((checkpoint / "config.json").read_text()).get("image_size", 224))
-    except (OSError, ValueError, TypeError):
-        return 224
 
 
 def _failed(stage: str) -> RequestFailed:

@@ -26,6 +26,17 @@ def is_video_twin(name: str) -> bool:
     return name.endswith(VIDEO_SUFFIX)
 
 
+def video_section(model_config: dict | None) -> dict | None:
+    """The archive's ``video:`` settings, or None when it has none (one registration answers both kinds)."""
+    section = (model_config or {}).get(VIDEO_SECTION)
+    return section if isinstance(section, dict) else None
+
+
+def video_registration(name: str, registered) -> str:
+    """Where ``name``'s videos go among the ``registered`` names: its twin when there is one, else itself."""
+    return video_twin(name) if video_twin(name) in registered else name
+
+
 @dataclass(frozen=True)
 class WorkerRole:
     """What one worker answers: ``video_endpoint`` is where videos go when not here (None: here)."""
@@ -37,8 +48,8 @@ class WorkerRole:
 
 def worker_role(model_name: str, model_config: dict | None) -> WorkerRole:
     """The role of a worker of registration ``model_name``, from its archive's model-config.yaml."""
-    section = (model_config or {}).get(VIDEO_SECTION)
-    if not isinstance(section, dict):
+    section = video_section(model_config)
+    if section is None:
         return WorkerRole("both")
     if is_video_twin(model_name):
         return WorkerRole("video", nice=int(section.get("nice", 0)))

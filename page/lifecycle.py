@@ -15,7 +15,7 @@ from deepfake_service.project import KEY_FILE, PAGE_HOST, ROOT
 from deepfake_service.serving.process import terminate_group
 from deepfake_service.serving.properties import snapshot_models
 from deepfake_service.serving.server import ServeError, Server
-from handler.roles import video_twin
+from handler.roles import video_registration
 
 PAGE_PID_FILE = "page.pid"
 PAGE_LOG = "page.log"
@@ -29,7 +29,7 @@ def start_page(server: Server, model: str, port: int, host: str = PAGE_HOST, tim
     command-line options (page token, identity header, limits); ``stop_page`` stops it."""
     run_dir = server.run_dir
     # Videos go to the model's video twin when the server registered one (serving/registrations.py).
-    videos = video_twin(model) if video_twin(model) in snapshot_models(server.properties) else model
+    videos = video_registration(model, snapshot_models(server.properties))
     command = [
         sys.executable, "-m", "page.server", "--inference-url", server.inference_url, "--model", model, "--video-model", videos,
         "--key-file", str(run_dir / KEY_FILE), "--host", host, "--port", str(port), *options,

@@ -427,6 +427,7 @@ def test_the_consistency_check_answers_uncertain_when_a_re_encoded_copy_moves_th
     gets the other verdict: those are answered uncertain with the reason, the rest keep their verdict."""
     from PIL import Image
 
+    from deepfake_service.samples import imagegen
     from handler.classifier import DeepfakeClassifier
     from handler.options import HandlerOptions
 
@@ -436,7 +437,7 @@ def test_the_consistency_check_answers_uncertain_when_a_re_encoded_copy_moves_th
     noise = rng.integers(40, 216, (48, 48, 3)).astype(np.int16)
     red, blue = (np.clip(noise + tint, 0, 255) for tint in ([70, 0, -70], [-70, 0, 70]))
     blends = [Image.fromarray(np.clip((1 - a) * red + a * blue, 0, 255).astype(np.uint8)) for a in np.linspace(0, 1, 81)]
-    payloads = [imagegen_png(image) for image in blends]
+    payloads = [imagegen.encode(image, "PNG") for image in blends]
     answers, references = checked.predict_batch(payloads), plain.predict_batch(payloads)
     moved = [a for a in answers if not a["consistency"]["agrees"]]
     kept = [(a, r) for a, r in zip(answers, references) if a["consistency"]["agrees"]]
@@ -460,9 +461,3 @@ def test_rollout_refuses_an_archive_whose_video_section_does_not_match_the_serve
     with pytest.raises(RolloutError, match="no video: section"):
         deploy(versioned_server, "detector", checkpoint=tiny_checkpoint, model_config=config, version="9.0")
     assert (versions(versioned_server, "detector"), versions(versioned_server, "detector-video")) == before
-
-
-def imagegen_png(image) -> bytes:
-    from deepfake_service.samples import imagegen
-
-    return imagegen.encode(image, "PNG")

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from deepfake_service.serving.server import ServeError
-from handler.roles import VIDEO_SECTION, video_twin
+from handler.roles import video_section, video_twin
 
 # The settings a snapshot entry takes, with TorchServe's defaults for an archive that leaves them out.
 SNAPSHOT_DEFAULTS = {"minWorkers": 1, "maxWorkers": 1, "batchSize": 1, "maxBatchDelay": 100, "responseTimeout": 120}
@@ -50,8 +50,8 @@ def registrations(models: list[str], model_store: Path, batch_size: int | None =
         name, version, config = archive_settings(model_store / mar)
         name = alias or name
         found[name] = _entry(mar, version, config, batch_size)
-        section = config.get(VIDEO_SECTION)
-        if isinstance(section, dict):
+        section = video_section(config)
+        if section is not None:
             found[video_twin(name)] = _entry(mar, version, {**config, **section}, batch_size)
     return found
 

@@ -13,7 +13,7 @@ from deepfake_service.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE,
 from deepfake_service.serving.process import running_pid, start, stop, wait_ready
 from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
 from deepfake_service.serving.server import ServeError, Server
-from handler.roles import is_video_twin, video_twin
+from handler.roles import is_video_twin, video_registration
 
 
 class Companion(Protocol):
@@ -96,7 +96,7 @@ def run_stack(settings: StackSettings, companions: Sequence[Companion] = ()) -> 
 def usage(server: Server, model_names: list[str]) -> str:
     """URLs and copy-paste calls for a running server."""
     name = model_names[0]
-    videos = video_twin(name) if video_twin(name) in model_names else name
+    videos = video_registration(name, model_names)
     return "\n".join(
         [
             f"TorchServe is ready (run folder {server.run_dir})",
