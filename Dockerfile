@@ -8,7 +8,11 @@ FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-RUN python -m venv /opt/venv
+# g++: pdqhash (the PDQ perceptual hash of the record store) builds from its sdist.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++=4:12.* \
+    && rm -rf /var/lib/apt/lists/* \
+    && python -m venv /opt/venv
 COPY pyproject.toml constraints.txt ./
 RUN /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX}" -c constraints.txt .
 COPY handler/ handler/
@@ -27,7 +31,8 @@ FROM ${PYTHON_IMAGE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends openjdk-17-jre-headless=17.* \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --create-home --uid 1000 model-server
+    && useradd --create-home --uid 1000 model-server \
+    && install -d -o 1000 -g 1000 /home/model-server/records
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=1000:1000 /srv /srv
 COPY --from=build /src/deepfake_service /app/deepfake_service
@@ -35,8 +40,11 @@ COPY --from=build /src/scripts /app/scripts
 COPY --from=build /src/page /app/page
 COPY --from=build /src/handler /app/handler
 COPY --from=build /src/config /app/config
-ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app
+# The record store (docs/records.md): a SQLite file on a volume by default; for several replicas set
+# DEEPFAKE_RECORDS_URL=postgresql+psycopg://user:password@host/db (docker run -e ...).
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/app DEEPFAKE_RECORDS_URL=sqlite:////home/model-server/records/records.sqlite3
 USER 1000:1000
+VOLUME /home/model-server/records
 WORKDIR /home/model-server
 # 8080: the inference API. The upload page is off in the container: it holds the inference key, so it is
 # published only on purpose, with an access control (docs/operations.md#security):

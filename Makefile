@@ -15,7 +15,7 @@ SERVE_FLAGS ?=
 # torch==2.13.0, which on x86_64 Linux is the CUDA build with several GB of nvidia-* wheels.
 TORCH_INDEX ?=
 
-.PHONY: serve stop test bench bench-faces bench-video bench-provenance soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+.PHONY: postgresql serve stop test bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
 FACE_DETECTOR := models/face_detection_full_range.tflite
 
@@ -25,7 +25,10 @@ serve: preflight-serve archive
 stop: venv
 	$(PY) -m scripts.serve stop   # the upload page too
 
-test: preflight-test venv $(FACE_DETECTOR) $(CHROMIUM)
+# The record-store tests start a throw-away PostgreSQL from Debian's server binaries (tests/databases.py).
+POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+
+test: preflight-test venv $(FACE_DETECTOR) $(CHROMIUM) $(if $(POSTGRES),,postgresql)
 	$(PY) -m pytest
 
 # Seconds, before anything is installed: Python 3.11 with venv, Java 17+, disk, free ports (serve).
@@ -38,6 +41,11 @@ preflight-test:
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+# Debian's PostgreSQL server, for the record-store tests; installed when missing (needs root or sudo).
+postgresql:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql
 
 # Builds model_store/<model>.mar from CHECKPOINT when needed; never replaces another command's archive,
 # never switches a built archive to the demo.
@@ -60,6 +68,11 @@ bench-video: demo-checkpoint
 # Milliseconds of the provenance stage per file (plain, C2PA-signed, XMP, PNG chunks); results/provenance/.
 bench-provenance: venv
 	$(PY) -m loadtest.provenance_bench --output results/provenance
+
+# The record store's cost: PDQ hash, lookup among 100,000 labelled hashes, inserts, served throughput with
+# records off and on; results/records/. About 3 minutes.
+bench-records: demo-checkpoint
+	$(PY) -m loadtest.records_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/records
 
 # Steady Locust load on the served archive with memory and error sampling; not a test.
 SOAK_MINUTES ?= 10

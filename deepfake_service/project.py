@@ -13,6 +13,7 @@ MODEL_VERSION = "1.0"  # the version `make serve` builds
 CONFIG_DIR = ROOT / "config"
 CONFIG_PROPERTIES = CONFIG_DIR / "config.properties"  # TorchServe's settings (ports, auth, limits)
 MODEL_CONFIG = CONFIG_DIR / "model-config.yaml"  # workers, batching, handler options packed in each .mar
+RECORDS_CONFIG = CONFIG_DIR / "records.yaml"  # the record store: URL, matching, retention
 
 HANDLER_PACKAGE = ROOT / "handler"
 MODEL_STORE = ROOT / "model_store"

@@ -24,11 +24,14 @@ class Request:
 
     ``payload`` is the media file's bytes, or the ``ClientError`` the adapter met extracting them (it
     passes through as that request's answer). ``face_mode`` overrides the configured face mode (None:
-    the default); ``explain`` asks for an attention map beside the verdict."""
+    the default); ``explain`` asks for an attention map beside the verdict; ``client`` and ``route`` say who
+    asked and how (for the record, handler/records.py)."""
 
     payload: bytes | ClientError
     face_mode: str | None = None
     explain: bool = False
+    client: str | None = None
+    route: str = "predictions"
 
 
 @dataclass
@@ -39,7 +42,8 @@ class Analysis:
     crops, whole image, or a video's people and frames); ``verdicts``: one per crop, in crop order;
     ``computed_by``: the runtime and precision that computed them; ``maps``: one attention map per crop
     (explanations only); ``provenance``: the provenance block (None when the reader is off); ``rechecks``:
-    one verdict per crop of its re-encoded copy (images with the consistency check on)."""
+    one verdict per crop of its re-encoded copy (images with the consistency check on); ``match``: the
+    labelled record this image's perceptual hash matched (records on, handler/records.py)."""
 
     request: Request
     error: ClientError | None = None
@@ -49,6 +53,7 @@ class Analysis:
     maps: list[torch.Tensor] = field(default_factory=list)
     provenance: dict | None = None
     rechecks: list[Verdict] = field(default_factory=list)
+    match: dict | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.request.payload, ClientError):

@@ -53,7 +53,18 @@ def answer(analysis: Analysis, context: AnswerContext) -> Answer | ClientError:
     if analysis.request.explain:
         built["explanation"] = explanation(analysis.subjects, torch.stack(analysis.maps))
     built["provenance"] = analysis.provenance
+    if analysis.match is not None:
+        built["match"] = analysis.match
     return built
+
+
+def with_record(reply: Answer | ClientError, block: dict) -> None:
+    """Stamp an answer (or the client error that is its answer) with its ``record`` block
+    (handler/records.py): ``{"id", "kept"}``, or ``kept: false`` and why."""
+    if isinstance(reply, ClientError):
+        reply.record = block
+    else:
+        reply["record"] = block
 
 
 def _made_by(analysis: Analysis, context: AnswerContext) -> Answer:

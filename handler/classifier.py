@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 from handler.analysis import Analysis, Request
-from handler.answers import Answer, AnswerContext, ModelIdentity, answer
-from handler.checkpoint import load_image_processor, read_checkpoint_info
+from handler.answers import Answer, AnswerContext, ModelIdentity, answer, with_record
+from handler.checkpoint import load_image_processor, read_checkpoint_info, weight_files
 from handler.consistency import Consistency
 from handler.decision import Decision, read_decision
 from handler.errors import BadOption, ClientError, RequestFailed, VideoElsewhere
@@ -32,6 +32,7 @@ from handler.images import ImageLimits
 from handler.media import ImageMedia, MediaKind
 from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings, load_trust_list
+from handler.records import Recorder, RecordSettings, record_row, weights_sha256
 from handler.runtime import Runtime, create_runtime
 from handler.verdicts import Verdict, verdicts
 from handler.video import VideoMedia, VideoSettings, VideoSubjects
@@ -58,6 +59,7 @@ class DeepfakeClassifier:
         provenance: ProvenanceReader | None = None,
         video_endpoint: str | None = None,
         consistency: Consistency | None = None,
+        records: Recorder | None = None,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -79,7 +81,10 @@ class DeepfakeClassifier:
         self.video_endpoint = video_endpoint
         # The opt-in re-encoding check of images (handler/consistency.py); None: off.
         self.consistency = consistency
-        self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector), ImageMedia(limits, faces, self.detector))
+        # The record of every answer and the "seen before" match (handler/records.py); None: off.
+        self.records = records
+        hashes = records is not None
+        self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector, hashes), ImageMedia(limits, faces, self.detector, hashes))
 
     @classmethod
     def from_checkpoint(
@@ -92,9 +97,10 @@ class DeepfakeClassifier:
         version: str = "1.0",
         forward_batch: int = 8,
         video_endpoint: str | None = None,
+        records: RecordSettings | None = None,
     ) -> "DeepfakeClassifier":
         """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders and ``DecisionError``
-        for an unusable ``decision.json``."""
+        for an unusable ``decision.json``. ``records``: where to keep a record of each answer (None: nowhere)."""
         info = read_checkpoint_info(checkpoint)
         runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision, options.threads)
         face_model = info.path / options.face_model_file if options.face_model_file else None
@@ -113,6 +119,8 @@ class DeepfakeClassifier:
             provenance=ProvenanceReader(ProvenanceSettings(options.provenance, load_trust_list(options.provenance_trust_list, info.path))),
             video_endpoint=video_endpoint,
             consistency=Consistency(options.consistency_quality, info.config.image_size) if options.consistency_check else None,
+            records=_recorder(records, {"name": name, "version": version, "demo": info.demo,
+                                        "weights_sha256": weights_sha256(weight_files(info.path))}) if records and records.enabled else None,
         )
 
     def detector(self) -> FaceDetector:
@@ -165,7 +173,35 @@ class DeepfakeClassifier:
         self.forward([a for a in analyses if a.open and a.request.explain], explain=True)
         for analysis in analyses:
             self.read_provenance(analysis)
-        return [answer(analysis, self.answers) for analysis in analyses]
+        if self.records is not None:
+            self.match_records(analyses)
+        answers = [answer(analysis, self.answers) for analysis in analyses]
+        if self.records is not None:
+            self.keep_records(analyses, answers)
+        return answers
+
+    def match_records(self, analyses: Sequence[Analysis]) -> None:
+        """The match stage (records on): each image's perceptual hash against the labelled ones
+        (handler/records.py) -> ``match``. A failure here costs the batch its matches, never its answers."""
+        try:
+            self.records.try_refresh()
+            for analysis in analyses:
+                if analysis.open and getattr(analysis.subjects, "media", None) == "image":
+                    analysis.match = self.records.match(analysis.subjects.fingerprint)
+        except Exception:  # noqa: BLE001 - as in keep_records
+            logger.exception("no matches for a batch of %d", len(analyses))
+
+    def keep_records(self, analyses: Sequence[Analysis], answers: list[Answer | ClientError]) -> None:
+        """The record stage (records on): one record per answer, one transaction for the batch; each answer
+        gets its ``record`` block (handler/answers.py:with_record). Never fails the batch."""
+        try:
+            rows = [record_row(a, r, self.records.model, self.decision.fake_label) for a, r in zip(analyses, answers)]
+            blocks = self.records.keep(rows)
+        except Exception:  # noqa: BLE001 - keeping the record must never cost the answers
+            logger.exception("records not kept for a batch of %d", len(answers))
+            blocks = [{"id": None, "kept": False, "detail": "records stage failed (see the worker log)"}] * len(answers)
+        for reply, block in zip(answers, blocks):
+            with_record(reply, block)
 
     def find_subjects(self, analysis: Analysis) -> None:
         """The subjects stage: what to classify, by the first media kind that accepts the bytes; a
@@ -211,6 +247,16 @@ class DeepfakeClassifier:
                 analysis.provenance = self.provenance.read(analysis.request.payload, analysis.subjects.media)
             except Exception:  # noqa: BLE001 - as in find_subjects
                 analysis.error = _failed("reading provenance")
+
+
+def _recorder(settings: RecordSettings, model: dict) -> Recorder | None:
+    """The recorder, or None (records off, logged) when the URL cannot make an engine (a missing driver,
+    a malformed URL): the model still answers."""
+    try:
+        return Recorder(settings, model)
+    except Exception:  # noqa: BLE001 - a records setting must never stop the model from loading
+        logger.exception("records off: no engine for the record store URL (see the traceback)")
+        return None
 
 
 def _failed(stage: str) -> RequestFailed:

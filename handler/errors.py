@@ -23,8 +23,10 @@ class ClientError(Exception):
         return {}
 
     def to_json(self) -> str:
-        """The response body for this error: ``{"error": ..., "detail": ...}`` and the kind's own fields."""
-        return json.dumps({"error": self.error, "detail": self.detail, **self.fields()})
+        """The response body for this error: ``{"error": ..., "detail": ...}``, the kind's own fields, and
+        the ``record`` block when the error was kept (handler/records.py)."""
+        record = getattr(self, "record", None)
+        return json.dumps({"error": self.error, "detail": self.detail, **self.fields(), **({"record": record} if record else {})})
 
 
 class RequestFailed(ClientError):

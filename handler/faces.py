@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from handler.errors import BadOption, NoFaceFound
+from handler.fingerprint import Fingerprint
 from handler.geometry import Box
 from handler.images import Decoded
 
@@ -44,6 +45,8 @@ class Subjects:
     regions: list[Box]
     original_size: tuple[int, int]
     media: str = "image"
+    # The whole picture's perceptual hash, when records are kept (handler/fingerprint.py).
+    fingerprint: Fingerprint | None = None
 
     @property
     def analyzed(self) -> str:

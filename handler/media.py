@@ -8,9 +8,11 @@ here, listed before images.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Protocol
 
 from handler.faces import FaceDetector, FaceSettings, Subjects, find_subjects
+from handler.fingerprint import fingerprint
 from handler.images import ImageLimits, decode
 
 
@@ -25,15 +27,18 @@ class MediaKind(Protocol):
 
 
 class ImageMedia:
-    """Still images: safe decoding (handler/images.py), then the face stage."""
+    """Still images: safe decoding (handler/images.py), then the face stage; with ``fingerprints`` also
+    the picture's perceptual hash (records)."""
 
     name = "image"
 
-    def __init__(self, limits: ImageLimits, faces: FaceSettings, detector: Callable[[], FaceDetector]) -> None:
-        self.limits, self.faces, self.detector = limits, faces, detector
+    def __init__(self, limits: ImageLimits, faces: FaceSettings, detector: Callable[[], FaceDetector], fingerprints: bool = False) -> None:
+        self.limits, self.faces, self.detector, self.fingerprints = limits, faces, detector, fingerprints
 
     def accepts(self, payload: bytes) -> bool:
         return True
 
     def subjects(self, payload: bytes, mode: str) -> Subjects:
-        return find_subjects(decode(payload, self.limits), mode, self.faces, self.detector)
+        decoded = decode(payload, self.limits)
+        found = find_subjects(decoded, mode, self.faces, self.detector)
+        return replace(found, fingerprint=fingerprint(decoded.image)) if self.fingerprints else found

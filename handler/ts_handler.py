@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from handler.errors import ClientError
 from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
+from handler.records import CLIENT_HEADER, RecordSettings
 from handler.roles import worker_role
 
 logger = logging.getLogger(__name__)
@@ -45,10 +47,18 @@ def record_metrics(metrics, results: list) -> None:
     """The service's own Prometheus counters, beside TorchServe's (declared here, nowhere else):
     RejectedRequests{Error} per 4xx by error name, FacesClassified, WholeImagesClassified (answers that
     classified the whole image: face mode off, or auto without a face), and Verdicts{Verdict} per
-    answer by its verdict (real | fake | uncertain), VideosAnalyzed."""
+    answer by its verdict (real | fake | uncertain), VideosAnalyzed, RecordsNotKept (answers whose record
+    the store did not take) and Matches{Label} (images matched to a labelled record)."""
     if metrics is None:  # contexts without a metrics cache (unit tests)
         return
     answers = [r for r in results if not isinstance(r, ClientError)]
+    blocks = [getattr(r, "record", None) if isinstance(r, ClientError) else r.get("record") for r in results]
+    lost = sum(1 for block in blocks if block is not None and not block["kept"])
+    if lost:
+        metrics.add_counter("RecordsNotKept", lost)
+    for label in sorted({a["match"]["label"] for a in answers if a.get("match")}):
+        metrics.add_counter("Matches", sum(1 for a in answers if (a.get("match") or {}).get("label") == label),
+                            dimensions=[Dimension("Label", label)])
     for error in (r for r in results if isinstance(r, ClientError)):
         metrics.add_counter("RejectedRequests", 1, dimensions=[Dimension("Error", error.error)])
     if answers:
@@ -64,14 +74,29 @@ def is_explanation(headers: dict) -> bool:
     return any(str(k).lower() == "explain" and str(v) == "True" for k, v in headers.items())
 
 
-def read_request(item: dict, headers: dict) -> Request:
+def client_of(headers: dict) -> str | None:
+    """Who asked, for the record: the upload page's client header (as the page claims it), else a short
+    fingerprint of the bearer key (never the key), else None."""
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    claimed = lowered.get(CLIENT_HEADER.lower(), "").strip()
+    if claimed:
+        return claimed[:200]
+    bearer = lowered.get("authorization", "")
+    if bearer:
+        return "key:" + hashlib.sha256(bearer.encode()).hexdigest()[:12]
+    return None
+
+
+def read_request(item: dict, headers: dict, route: str = "predictions") -> Request:
     """One TorchServe request item and its headers as the core's request record; a client error in
     them becomes that request's payload (its answer)."""
+    explain = is_explanation(headers)
+    client, route = client_of(headers), "explanations" if explain else route
     try:
         mode = face_mode(item, headers)
-        return Request(image_bytes(item), mode, is_explanation(headers))
+        return Request(image_bytes(item), mode, explain, client, route)
     except ClientError as error:
-        return Request(error)
+        return Request(error, client=client, route=route)
 
 
 class DeepfakeHandler(BaseHandler):
@@ -96,11 +121,12 @@ class DeepfakeHandler(BaseHandler):
             version=model.get("modelVersion", "1.0"),
             forward_batch=int(context.model_yaml_config.get("batchSize", 8)),
             video_endpoint=self.role.video_endpoint,
+            records=RecordSettings.from_environment(),
         )
         self.initialized = True
         runtime = self.classifier.runtime
         logger.info(
-            "loaded %s version %s as %s (answers %s%s) on %s (runtime %s, precision %s%s%s, demo=%s; CPU %s)",
+            "loaded %s version %s as %s (answers %s%s) on %s (runtime %s, precision %s%s%s, demo=%s; records %s; CPU %s)",
             model["modelName"],
             model.get("modelVersion"),
             name,
@@ -112,13 +138,15 @@ class DeepfakeHandler(BaseHandler):
             f", asked {options.precision}: {runtime.fallback}" if runtime.fallback else "",
             f"; {runtime.chosen_by}" if runtime.chosen_by else "",
             self.classifier.identity.demo,
+            "on" if self.classifier.records else "off",
             cpu_description(),
         )
 
     def handle(self, data, context) -> list[str]:
         v2 = bool(data) and all(is_v2_input(item) for item in data)
         # Under the kservev2 envelope the items are the input tensors of request 0, not requests.
-        requests = [read_request(item, context.get_all_request_header(0 if v2 else index) or {}) for index, item in enumerate(data)]
+        route = "v2" if v2 else "predictions"
+        requests = [read_request(item, context.get_all_request_header(0 if v2 else index) or {}, route) for index, item in enumerate(data)]
         results = self.classifier.predict_batch(requests)
         logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
         record_metrics(getattr(context, "metrics", None), results)

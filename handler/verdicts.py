@@ -9,7 +9,7 @@ the mean over those; else the mean over all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -27,21 +27,24 @@ class Verdict:
     confidence: float
     probabilities: dict[str, float]
     verdict: str
+    # The raw logits it came from (a crop's; empty for aggregates): kept in records, not in answers.
+    logits: tuple[float, ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities, "verdict": self.verdict}
 
 
-def verdict_of(probabilities: dict[str, float], decision: Decision) -> Verdict:
+def verdict_of(probabilities: dict[str, float], decision: Decision, logits: Sequence[float] = ()) -> Verdict:
     """The top label (the first of equals, in label order), its probability, and the decision's verdict."""
     label = max(probabilities, key=probabilities.__getitem__)
-    return Verdict(label, probabilities[label], probabilities, decision.verdict(probabilities, label))
+    return Verdict(label, probabilities[label], probabilities, decision.verdict(probabilities, label), tuple(logits))
 
 
 def verdicts(labels: Sequence[str], logits: torch.Tensor, decision: Decision) -> list[Verdict]:
     """Logits -> one verdict per row: the decision's probabilities by label (calibrated when it is), the
     top label and its probability, and the decision's verdict."""
-    return [verdict_of(dict(zip(labels, row)), decision) for row in decision.probabilities(logits).tolist()]
+    rows = logits.float().tolist()
+    return [verdict_of(dict(zip(labels, row)), decision, raw) for row, raw in zip(decision.probabilities(logits).tolist(), rows)]
 
 
 def most_fake(probabilities: Sequence[dict[str, float]], fake_label: str) -> int:

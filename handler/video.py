@@ -23,6 +23,7 @@ from PIL import Image
 
 from handler.errors import CorruptVideo, NoFaceFound, NoFrames, UnsupportedVideo, VideoTooLarge, VideoTooSlow
 from handler.faces import FaceDetector, FaceSettings, check_mode, crop_region, cut, shrunk
+from handler.fingerprint import Fingerprint, fingerprint
 from handler.geometry import Box
 from handler.images import AVIF_BRANDS, HEIF_BRANDS
 
@@ -260,6 +261,7 @@ class VideoSubjects:
     sampled: Sampled
     skipped: list[tuple[float, Box]] = field(default_factory=list)
     media: str = field(default="video")
+    fingerprints: list[Fingerprint] = field(default_factory=list)  # one per sampled frame, when records are kept
 
     @property
     def analyzed(self) -> str:
@@ -272,12 +274,13 @@ def _keep(image: Image.Image) -> Image.Image:
 
 
 class VideoMedia:
-    """Videos: sampled frames, faces per frame linked into people, whole frames without faces."""
+    """Videos: sampled frames, faces per frame linked into people, whole frames without faces; with
+    ``fingerprints`` also each sampled frame's perceptual hash (records)."""
 
     name = "video"
 
-    def __init__(self, settings: VideoSettings, faces: FaceSettings, detector: Callable[[], FaceDetector]) -> None:
-        self.settings, self.faces, self.detector = settings, faces, detector
+    def __init__(self, settings: VideoSettings, faces: FaceSettings, detector: Callable[[], FaceDetector], fingerprints: bool = False) -> None:
+        self.settings, self.faces, self.detector, self.fingerprints = settings, faces, detector, fingerprints
 
     def accepts(self, payload: bytes) -> bool:
         return container_format(payload) is not None
@@ -289,6 +292,7 @@ class VideoMedia:
         found: list[list[Box]] = []
         face_crops: list[list[Image.Image]] = []
         skipped: list[tuple[float, Box]] = []
+        prints: list[Fingerprint] = []
 
         def on_frame(t: float, image: Image.Image) -> None:
             times.append(t)
@@ -298,6 +302,8 @@ class VideoMedia:
             found.append(boxes)
             face_crops.append([_keep(cut(image, crop_region(image.size, box, self.faces.margin))) for box in boxes])
             thumbnails.append(_keep(image))
+            if self.fingerprints:
+                prints.append(fingerprint(thumbnails[-1]))
 
         sampled = sample_frames(payload, self.settings, on_frame)
         people = link_people(found) if any(found) else []
@@ -305,11 +311,12 @@ class VideoMedia:
             if mode == "faces":
                 raise NoFaceFound(f"no face of at least the minimum size was found in {sampled.frames} sampled frames; "
                                   "send face mode auto or off to classify whole frames")
-            return VideoSubjects(thumbnails, [(-1, i) for i in range(len(times))], [None] * len(times), times, 0, mode, sampled)
+            return VideoSubjects(thumbnails, [(-1, i) for i in range(len(times))], [None] * len(times), times, 0, mode, sampled,
+                                 fingerprints=prints)
         crops, owners, boxes = [], [], []
         for person, track in enumerate(people):
             for frame, box in track:
                 crops.append(face_crops[frame][found[frame].index(box)])
                 owners.append((person, frame))
                 boxes.append(box)
-        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped)
+        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped, fingerprints=prints)

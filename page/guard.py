@@ -40,10 +40,12 @@ class AccessControlMissing(Exception):
 
 @dataclass(frozen=True)
 class Access:
-    """``token``: the page token, or None; ``identity_header``: the proxy's identity header, or None."""
+    """``token``: the page token, or None; ``identity_header``: the proxy's identity header, or None;
+    ``reviewers``: the identities (from that header) who may read and label records."""
 
     token: str | None = None
     identity_header: str | None = None
+    reviewers: frozenset[str] = frozenset()
 
     @property
     def configured(self) -> bool:
@@ -61,6 +63,19 @@ class Access:
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 return ("missing page token" if not given else "wrong page token"), ""
         return None, address or "unknown"
+
+
+    def may_review(self, client: str) -> str | None:
+        """Why ``client`` may not read or label records, or None. Reviewers are named identities from the
+        proxy's header listed in ``reviewers``; a shared page token names nobody, so it never reviews. A page
+        without access control (loopback only) lets its local user review."""
+        if not self.configured:
+            return None
+        if not self.identity_header:
+            return "reviewing needs named reviewers: run the page behind a proxy with --identity-header and --reviewers"
+        if client not in self.reviewers:
+            return f"{client[:60]} is not a reviewer (the page's --reviewers list)"
+        return None
 
 
 def is_loopback(host: str) -> bool:

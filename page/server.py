@@ -6,6 +6,10 @@ POST /api/analyze  multipart ``image`` (+ optional ``face_mode``) -> TorchServe 
                    (/predictions/<model> with --no-explanations; videos: /predictions/<video model>,
                    the registration whose own workers analyse videos, handler/roles.py)
 GET  /healthz      200 when this process answers
+GET  /review       the review view (page/static/review.html) over the record store (docs/records.md):
+GET  /api/records             records, uncertain first (filters: verdict, declared_ai, labelled, since, until, limit, offset)
+GET  /api/records/<id>        one record with its label history
+POST /api/records/<id>/label  {"label": "real"|"fake"|"unsure", "note": ...}; the reviewer is the page's client
 
 The key is re-read from TorchServe's key_file.json for every call (keys expire and can be rotated) and
 never sent to the browser. Uploads above the cap get a 413 before anything is forwarded; TorchServe's
@@ -21,6 +25,7 @@ analysis.
 from __future__ import annotations
 
 import argparse
+import datetime
 import io
 import logging
 import sys
@@ -30,11 +35,16 @@ from pathlib import Path
 import requests
 from flask import Flask, Response, jsonify, request, send_from_directory
 from PIL import Image
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR, handler_options
+from deepfake_service.records import read_settings
+from deepfake_service.records.review import Filters, ReviewError, add_label, get_record, list_records
 from deepfake_service.serving.server import ServeError, read_key_file
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
+from handler.records import CLIENT_HEADER, connect
 from handler.roles import video_twin
 from handler.video import container_format
 from page.guard import (
@@ -88,10 +98,12 @@ def create_app(
     limiter: Limiter | None = None,
     explanations: bool = True,
     video_model: str | None = None,
+    records: Engine | None = None,
 ) -> Flask:
     """The page app; ``key_file`` is TorchServe's key_file.json, read per call; ``access`` and ``limiter``
     guard /api/* (page/guard.py); videos go to ``video_model`` (None: ``model``; the command line defaults
-    to ``<model>-video``), and to ``model`` when the server answers 404 there (no video registration)."""
+    to ``<model>-video``), and to ``model`` when the server answers 404 there (no video registration);
+    ``records``: the record store the review routes read and label (None: they answer 404)."""
     limiter = limiter or Limiter(rate=60, concurrency=4)
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # keep the model's label order (config.id2label) in probabilities
@@ -104,8 +116,10 @@ def create_app(
     def auth() -> dict[str, str]:
         return {"Authorization": f"Bearer {read_key_file(key_file)['inference']}"}
 
-    def forward(path: str, payload: bytes, face_mode: str | None, to: str = model) -> requests.Response:
+    def forward(path: str, payload: bytes, face_mode: str | None, to: str = model, client: str | None = None) -> requests.Response:
         headers = {**auth(), "Content-Type": "application/octet-stream"}
+        if client:
+            headers[CLIENT_HEADER] = f"page:{client}"  # who asked, for the record
         if face_mode:
             headers[FACE_MODE_HEADER] = face_mode
         return session.post(f"{endpoint}/{path}/{to}", data=payload, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
@@ -127,6 +141,10 @@ def create_app(
             problem = cross_site(request.headers, request.host)
             if problem:
                 return error(403, "cross-site request", problem)
+        if request.path.startswith("/api/records"):
+            refused = access.may_review(client)
+            if refused:
+                return error(403, "not a reviewer", refused)
         request.environ["page.client"] = client
         return None
 
@@ -180,20 +198,20 @@ def create_app(
             response.headers["Retry-After"] = retry_after(wait)
             return response, status
         try:
-            response, status = analyze_upload(payload, face_mode)
+            response, status = analyze_upload(payload, face_mode, client)
         finally:
             limiter.release(client)
         record(client, payload, status, response.get_json(silent=True))
         return response, status
 
-    def analyze_upload(payload: bytes, face_mode: str | None) -> tuple[Response, int]:
+    def analyze_upload(payload: bytes, face_mode: str | None, client: str) -> tuple[Response, int]:
         # Images get the attention map too; videos go to their own registration's /predictions.
         video = container_format(payload) is not None
         path = "explanations" if explanations and not video else "predictions"
         try:
-            answer = forward(path, payload, face_mode, video_model or model if video else model)
+            answer = forward(path, payload, face_mode, video_model or model if video else model, client)
             if video and answer.status_code == 404 and (video_model or model) != model:  # the server has no video registration
-                answer = forward(path, payload, face_mode, model)
+                answer = forward(path, payload, face_mode, model, client)
         except requests.Timeout:
             return error(504, "model server timeout", f"no answer within {READ_TIMEOUT:.0f} s")
         except (requests.RequestException, ServeError) as exc:
@@ -206,7 +224,81 @@ def create_app(
             return error(502, "model server error", f"TorchServe answered {answer.status_code} without JSON")
         return jsonify(body), answer.status_code
 
+    @app.get("/review")
+    def review():
+        return send_from_directory(STATIC, "review.html")
+
+    def store() -> Engine:
+        if records is None:
+            raise ReviewError("records are off on this server (config/records.yaml url: off)")
+        return records
+
+    @app.get("/api/records")
+    def record_list():
+        try:
+            found = list_records(store(), filters_from(request.args))
+        except ReviewError as exc:
+            return error(404 if records is None else 400, "records unavailable" if records is None else "bad filter", str(exc))
+        except SQLAlchemyError as exc:
+            return error(503, "record store unavailable", type(exc).__name__)
+        return jsonify({"records": found})
+
+    @app.get("/api/records/<record_id>")
+    def record_detail(record_id: str):
+        try:
+            return jsonify(get_record(store(), record_id))
+        except ReviewError as exc:
+            return error(404, "no such record" if records is not None else "records unavailable", str(exc))
+        except SQLAlchemyError as exc:
+            return error(503, "record store unavailable", type(exc).__name__)
+
+    @app.post("/api/records/<record_id>/label")
+    def record_label(record_id: str):
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return error(400, "bad label", 'send JSON {"label": "real" | "fake" | "unsure", "note": "..."}')
+        reviewer = request.environ.get("page.client", "unknown")
+        try:
+            event = add_label(store(), record_id, body.get("label"), body.get("note"), reviewer)
+        except ReviewError as exc:
+            missing = str(exc).startswith("no record") or records is None
+            return error(404 if missing else 400, "no such record" if missing else "bad label", str(exc))
+        except SQLAlchemyError as exc:
+            return error(503, "record store unavailable", type(exc).__name__)
+        return jsonify(event), 201
+
     return app
+
+
+def filters_from(args) -> Filters:
+    """The review list's query string as ``Filters``; ``ReviewError`` names a bad value."""
+    def flag(name: str) -> bool | None:
+        value = args.get(name)
+        if value in (None, ""):
+            return None
+        if value not in ("true", "false"):
+            raise ReviewError(f"{name} must be true or false")
+        return value == "true"
+
+    def moment(name: str) -> datetime.datetime | None:
+        value = args.get(name)
+        if not value:
+            return None
+        try:
+            parsed = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            raise ReviewError(f"{name} must be an ISO date or time, e.g. 2026-11-29") from None
+        # UTC when no zone is given; always compared in UTC (SQLite keeps no zone).
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+
+    verdict = args.get("verdict") or None
+    if verdict not in (None, "real", "fake", "uncertain"):
+        raise ReviewError("verdict must be real, fake or uncertain")
+    try:
+        limit, offset = int(args.get("limit", 50)), int(args.get("offset", 0))
+    except ValueError:
+        raise ReviewError("limit and offset must be integers") from None
+    return Filters(verdict, flag("declared_ai"), flag("labelled"), moment("since"), moment("until"), limit, offset)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
                                                            "unless --identity-header)")
     parser.add_argument("--identity-header", help="header an authenticating proxy in front sets to the user's identity, "
                                                   "e.g. X-Forwarded-User (oauth2-proxy)")
+    parser.add_argument("--reviewers", default="", help="comma-separated identities (from --identity-header) who may read and "
+                                                         "label records on /review; without access control (loopback) the local user may")
     parser.add_argument("--rate", type=int, default=30, help="analyses per client per minute (default: %(default)s)")
     parser.add_argument("--concurrency", type=int, default=2, help="analyses per client at once (default: %(default)s)")
     parser.add_argument("--no-explanations", action="store_true", help="predictions only: no attention maps (the costly path)")
@@ -234,15 +328,18 @@ def main(argv: list[str] | None = None) -> None:
     token = args.token_file.read_text().strip() if args.token_file else None
     if args.token_file and len(token) < 16:
         sys.exit(f"page: the token in {args.token_file} is {len(token)} characters; use at least 16 (e.g. openssl rand -hex 24)")
-    access = Access(token=token, identity_header=args.identity_header)
+    access = Access(token=token, identity_header=args.identity_header,
+                    reviewers=frozenset(r.strip() for r in args.reviewers.split(",") if r.strip()))
     try:
         require_access_control(args.host, access)
     except AccessControlMissing as exc:
         sys.exit(f"page: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = read_settings()
     app = create_app(args.inference_url, args.model, args.key_file, args.max_upload_bytes, access,
                      Limiter(args.rate, args.concurrency), explanations=not args.no_explanations,
-                     video_model=args.video_model or video_twin(args.model))
+                     video_model=args.video_model or video_twin(args.model),
+                     records=connect(settings.url) if settings.enabled else None)
     print(f"upload page on http://{args.host}:{args.port}/ -> {args.inference_url} model {args.model}", flush=True)
     # waitress's own cap is the hard bound (plain-text 413); below it Flask answers oversize uploads in JSON.
     serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=READ_TIMEOUT + 10,

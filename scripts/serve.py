@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                     "--page-token-file or --page-identity-header (default: %(default)s)")
         command.add_argument("--page-token-file", type=Path, help="file holding the page token users enter once")
         command.add_argument("--page-identity-header", help="identity header set by an authenticating proxy in front of the page")
+        command.add_argument("--page-reviewers", help="comma-separated identities (from the identity header) who may review records")
         command.add_argument("--enable-model-api", action="store_true",
                              help="allow registering and unregistering model versions (needed by scripts.rollout); off by default")
     for name, text in (("stop", "stop the page and the TorchServe started from the run folder"),
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command in ("start", "run"):
             page_options = [*(["--token-file", str(args.page_token_file)] if args.page_token_file else []),
-                            *(["--identity-header", args.page_identity_header] if args.page_identity_header else [])]
+                            *(["--identity-header", args.page_identity_header] if args.page_identity_header else []),
+                            *(["--reviewers", args.page_reviewers] if args.page_reviewers else [])]
             models = [] if args.snapshot else args.models or StackSettings().models
             settings = StackSettings(args.config, args.model_store, models, args.run_dir,
                                      args.timeout, args.enable_model_api)

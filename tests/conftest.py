@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,18 @@ from deepfake_service.packaging.demo import write_random_checkpoint
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from tests.tiny import SERVED_NAME, SERVED_VERSION, TINY_LABELS, tiny_config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_store(tmp_path_factory) -> str:
+    """The record store every server the tests start writes to (never the project's var/): a SQLite file
+    for the session, labelled hashes refreshed every second."""
+    from deepfake_service.records import REFRESH_ENV, URL_ENV, migrate
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('records') / 'records.sqlite3'}"
+    os.environ[URL_ENV], os.environ[REFRESH_ENV] = url, "1"
+    migrate(url)
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from dataclasses import fields
 
 import yaml
 
-from deepfake_service.project import MODEL_CONFIG, ROOT
+from deepfake_service.project import MODEL_CONFIG, RECORDS_CONFIG, ROOT
 from handler.options import HandlerOptions
 
 DOC = ROOT / "docs" / "configuration.md"
@@ -48,7 +48,18 @@ def test_every_worker_setting_is_documented_with_its_shipped_value():
         assert table.get(key) == shown(value), f"{key}: {DOC.name} says {table.get(key)!r}, {MODEL_CONFIG.name} says {value!r}"
 
 
+def record_settings() -> dict:
+    """config/records.yaml as ``records.<key>``."""
+    return {f"records.{k}": v for k, v in yaml.safe_load(RECORDS_CONFIG.read_text()).items()}
+
+
+def test_every_record_store_setting_is_documented_with_its_shipped_value():
+    table = documented()
+    for key, value in record_settings().items():
+        assert table.get(key) == shown(value), f"{key}: {DOC.name} says {table.get(key)!r}, {RECORDS_CONFIG.name} says {value!r}"
+
+
 def test_the_docs_name_no_setting_that_does_not_exist():
-    known = {f.name for f in fields(HandlerOptions)} | set(worker_settings())
+    known = {f.name for f in fields(HandlerOptions)} | set(worker_settings()) | set(record_settings())
     known |= {"CHECKPOINT", "SERVE_FLAGS", "PYTHON", "SOAK_MINUTES"}
     assert set(documented()) <= known, set(documented()) - known

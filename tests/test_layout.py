@@ -18,7 +18,8 @@ from deepfake_service.project import MODEL_NAME, ROOT
 FOLDERS = ("handler", "deepfake_service", "scripts", "page", "loadtest", "tests")
 COMMANDS = sorted(p.stem for p in (ROOT / "scripts").glob("*.py") if p.stem != "__init__")
 # Programs that measure (python -m loadtest.<name>): they may hold their measuring code, but nothing imports them.
-MEASURING = ("loadtest.bench", "loadtest.faces_bench", "loadtest.soak", "loadtest.video_bench", "loadtest.provenance_bench")
+MEASURING = ("loadtest.bench", "loadtest.faces_bench", "loadtest.soak", "loadtest.video_bench", "loadtest.provenance_bench",
+             "loadtest.records_bench")
 # What each top-level folder may import from the project (itself included); tests may import anything.
 ALLOWED = {
     "handler": {"handler"},
@@ -29,7 +30,7 @@ ALLOWED = {
     "tests": set(FOLDERS),
 }
 # deepfake_service's libraries, lowest first: each may import those before it, never one after it.
-LIBRARY_LAYERS = ("project", "dataset", "samples", "packaging", "serving", "training")
+LIBRARY_LAYERS = ("project", "dataset", "samples", "packaging", "records", "serving", "training")
 
 
 def module_name(path: Path) -> str:

@@ -74,3 +74,11 @@ def test_a_server_still_running_from_the_run_folder_is_named_once(tmp_path):
     assert "already running" in check_not_serving(tmp_path) and "make stop" in check_not_serving(tmp_path)
     (tmp_path / "torchserve.pid").write_text("999999999")
     assert check_not_serving(tmp_path) is None
+
+
+def test_a_machine_without_a_cpp_compiler_is_told_before_installing(tmp_path):
+    from deepfake_service.serving.preflight import check_compiler
+
+    problem = check_compiler({"PATH": str(tmp_path)}, installed=tmp_path / "no-venv-yet")
+    assert "apt-get install g++" in problem and "pdqhash" in problem
+    assert check_compiler({"PATH": str(tmp_path)}, installed=tmp_path) is None  # installed: nothing left to build

@@ -107,6 +107,24 @@ def check_chromium() -> str | None:
     return f"the browser tests need {CHROMIUM} and there is no root or sudo to install it: apt-get install chromium (as root)"
 
 
+def check_compiler(environ: dict[str, str] | None = None, installed: Path = ROOT / ".venv" / ".installed") -> str | None:
+    """pdqhash (the record store's PDQ hash) builds from its sdist when the virtual environment is
+    installed: until it is, a C++ compiler must be there."""
+    path = (environ if environ is not None else os.environ).get("PATH")
+    if installed.exists() or shutil.which("c++", path=path) or shutil.which("g++", path=path):
+        return None
+    return "no C++ compiler found: pdqhash (the PDQ perceptual hash of the record store) builds from source; apt-get install g++"
+
+
+def check_postgres() -> str | None:
+    """The record store's tests start Debian's PostgreSQL; the Makefile installs it when it may use apt."""
+    import glob
+
+    if glob.glob("/usr/lib/postgresql/*/bin/initdb") or os.geteuid() == 0 or shutil.which("sudo"):
+        return None
+    return "the record-store tests need PostgreSQL's server and there is no root or sudo to install it: apt-get install postgresql (as root)"
+
+
 def check_not_serving(run_dir: Path = RUN_DIR) -> str | None:
     """``make serve`` twice: the first server still runs from the run folder."""
     try:
@@ -118,10 +136,10 @@ def check_not_serving(run_dir: Path = RUN_DIR) -> str | None:
 
 def problems(target: str, config: Path = CONFIG_PROPERTIES, page_port: int = PAGE_PORT) -> list[str]:
     """Everything missing for ``target`` (serve or test), one line each; empty when all is there."""
-    found = [check_python(), check_java(), *check_disk(DISK_GB[target])]
+    found = [check_python(), check_java(), check_compiler(), *check_disk(DISK_GB[target])]
     if target == "serve":
         running = check_not_serving()
         found += [running] if running else check_ports(config, page_port)
     else:
-        found.append(check_chromium())
+        found += [check_chromium(), check_postgres()]
     return [p for p in found if p]

@@ -18,10 +18,13 @@ from typing import Iterator
 import requests
 
 from deepfake_service.project import KEY_FILE
+from deepfake_service.records import migrate, read_settings, redacted
+from deepfake_service.records.review import purge
 from deepfake_service.serving.drain import drain
 from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
 from deepfake_service.serving.registrations import model_snapshot
 from deepfake_service.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
+from handler.records import SETTINGS_ENV, RecordSettings, connect
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
@@ -54,7 +57,9 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
 
     ``models`` (``NAME=FILE.mar``) become the config's model snapshot, each with its video twin when the
     archive asks for one (deepfake_service/serving/registrations.py); with none, the config's own
-    model_snapshot says what to load. The config TorchServe runs with is written to the run folder."""
+    model_snapshot says what to load. The config TorchServe runs with is written to the run folder.
+    The record store (config/records.yaml, ``DEEPFAKE_RECORDS_URL``) is migrated and purged first and
+    its settings handed to the workers."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     if running_pid(run_dir):
@@ -68,7 +73,7 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
         properties["model_snapshot"] = model_snapshot(models, model_store)
     server = Server(run_dir=run_dir, properties=properties)
     write_properties(properties, run_dir / SERVING_PROPERTIES)
-    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp))
+    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp), **{SETTINGS_ENV: prepare_records().to_environment()})
     command = [
         str(Path(sys.executable).parent / "torchserve"),
         "--start",
@@ -83,6 +88,27 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
         )
     (run_dir / PID_FILE).write_text(str(process.pid))
     return server
+
+
+def prepare_records() -> RecordSettings:
+    """The record store's settings, its schema migrated and old records purged; a store that cannot be
+    reached is reported and the server starts anyway (answers then say their record was not kept)."""
+    settings = read_settings()
+    if not settings.enabled:
+        return settings
+    try:
+        migrate(settings.url)
+        engine = connect(settings.url)
+        try:
+            purged = purge(engine, settings.retention_days)
+        finally:
+            engine.dispose()
+        if purged:
+            print(f"records: purged {purged} older than {settings.retention_days} days", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - unreachable, not migratable (a newer schema), a bad URL: serve anyway
+        print(f"records: the store at {redacted(settings.url)} is unavailable ({type(exc).__name__}); serving without "
+              "keeping records until it is back and migrated (python -m scripts.records migrate)", file=sys.stderr)
+    return settings
 
 
 def wait_ready(server: Server, model_names: list[str] | None = None, timeout: float = 300.0) -> float:

@@ -4,11 +4,12 @@ decision on what came back (``calibration.decide``). ``python -m scripts.calibra
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
 from deepfake_service.dataset import Sample
-from deepfake_service.training.calibration import decide, describe_set
+from deepfake_service.training.calibration import CalibrationError, decide, describe_set
 from deepfake_service.training.evaluate import evaluate
 
 
@@ -31,3 +32,39 @@ def calibrate(
     # Scores move a little between runtimes and precisions: the file says which computed these.
     computed_by = {"runtime": model.get("runtime"), "precision": model.get("precision")}
     return decision, {**describe_set(samples, len(evaluation.truth), source), "computed_by": computed_by}
+
+
+
+def calibrate_from_records(labelled, fake_label: str, target_fpr: float = 0.01, uncertain_fpr: float = 0.05,
+                           source: str = "records") -> tuple[dict, dict]:
+    """The operating point from reviewed records (``LabelledSet`` of deepfake_service/records/review.py):
+    their stored raw logits, the reviewers' labels as truth; no image is read again. Returns (decision,
+    calibration set description) for ``write_decision``."""
+    if not labelled.ids:
+        raise CalibrationError("no image record has a real or fake label with stored logits; review some first")
+    decision = decide(list(labelled.labels), labelled.truth, labelled.logits, fake_label, target_fpr, uncertain_fpr)
+    report = review_report(labelled)
+    described = {"source": source, "images": len(labelled.ids), "classified": len(labelled.ids),
+                 "per_label": {"real": report["reviewed_real"], "fake": report["reviewed_fake"]},
+                 "records_sha256": hashlib.sha256("\n".join(sorted(labelled.ids)).encode()).hexdigest(), "review": report}
+    return decision, described
+
+
+def review_report(labelled) -> dict:
+    """How the served verdicts compare with the reviewers' labels on labelled image records: agreement
+    over the records the model decided (real or fake), how many it left uncertain, and the false-positive
+    rate it reached on images the reviewers called real."""
+    truth = ["fake" if t == labelled.fake_index else "real" for t in labelled.truth.tolist()]
+    pairs = list(zip(labelled.verdicts, truth))
+    decided = [(v, t) for v, t in pairs if v in ("real", "fake")]
+    on_real = [v for v, t in pairs if t == "real"]
+    return {
+        "labelled_records": len(pairs),
+        "reviewed_real": len(on_real),
+        "reviewed_fake": len(pairs) - len(on_real),
+        "uncertain": sum(v == "uncertain" for v, _ in pairs),
+        "agreement": round(sum(v == t for v, t in decided) / len(decided), 4) if decided else None,
+        "false_positive_rate_on_reviewed_real": round(sum(v == "fake" for v in on_real) / len(on_real), 4) if on_real else None,
+        "missed_on_reviewed_fake": sum(v == "real" for v, t in pairs if t == "fake"),
+        "skipped": labelled.skipped,
+    }

@@ -165,6 +165,7 @@ function render(body) {
   }
   $("analyzed-note").textContent = note;
   renderProvenance(body.provenance);
+  renderMatch(body.match);
   $("people").replaceChildren(...(body.people || []).map((person) => personItem(body, person)));
   if (body.media === "video") drawFirstFrames(body);
   $("faces").replaceChildren(...(body.faces || []).map((face, index) => {
@@ -182,8 +183,18 @@ function render(body) {
     $("heatmap").hidden = !$("heatmap-toggle").checked;
   }
   $("meta").textContent = `${body.model} ${body.version} · ${body.runtime} ${body.precision}` +
-    (body.explanation ? ` · ${body.explanation.method}` : "") + (body.demo ? " · DEMO WEIGHTS" : "");
+    (body.explanation ? ` · ${body.explanation.method}` : "") + (body.demo ? " · DEMO WEIGHTS" : "") +
+    (body.record ? (body.record.kept ? ` · record ${body.record.id}` : " · record not kept") : "");
   $("result").hidden = false;
+}
+
+// Seen before: a reviewer labelled a near-identical image (docs/records.md); shown beside the verdict, never replacing it.
+function renderMatch(match) {
+  const box = $("match");
+  box.hidden = !match;
+  if (!match) return;
+  box.textContent = `Seen before: a reviewer labelled a near-identical image ${match.label.toUpperCase()} ` +
+    `(record ${match.record}, ${match.distance} of 256 bits apart, labelled ${match.labelled_at}). The model's own verdict is above.`;
 }
 
 // The provenance panel: the summary, then each source that said something (docs/api.md#provenance-beside-the-verdict).

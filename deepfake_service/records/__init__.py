@@ -1,0 +1,72 @@
+"""The record store's settings and schema migrations (the worker side is handler/records.py; the review
+queries are deepfake_service/records/review.py)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from deepfake_service.project import RECORDS_CONFIG, ROOT
+from handler.records import RecordSettings, connect
+
+URL_ENV = "DEEPFAKE_RECORDS_URL"  # overrides the config file's url (passwords belong here)
+REFRESH_ENV = "DEEPFAKE_RECORDS_REFRESH_S"  # overrides refresh_s (the tests' servers: labels reach answers in seconds)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None) -> RecordSettings:
+    """config/records.yaml with ``DEEPFAKE_RECORDS_URL`` over its url (and ``DEEPFAKE_RECORDS_REFRESH_S``
+    over refresh_s); a relative SQLite path is taken from the project root."""
+    import yaml
+
+    section = (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
+    environ = os.environ if environ is None else environ
+    url = str(environ.get(URL_ENV) or section.get("url") or "off")
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
+        url = prefix + str(ROOT / url[len(prefix):])
+    known = {k: section[k] for k in ("match_distance", "refresh_s", "retention_days") if k in section}
+    if environ.get(REFRESH_ENV):
+        known["refresh_s"] = float(environ[REFRESH_ENV])
+    return RecordSettings(url=url, **known)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a URL SQLAlchemy cannot parse)"
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (from empty too), with Alembic."""
+    from alembic import command
+    from alembic.config import Config
+
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = connect(url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+
+
+def schema_revision(url: str) -> str | None:
+    """The database's Alembic revision (None: never migrated)."""
+    from alembic.runtime.migration import MigrationContext
+
+    engine = connect(url)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,172 @@
+"""What people do with the records: list and read them, label them (append-only; the latest label
+counts), purge old ones, delete by id or sha256, and take labelled ones as a calibration set."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, case, delete, func, insert, select
+
+from handler.records import LABELS, iso_utc, labels, now, purge_older_than, records
+
+LIST_LIMIT = 200
+LIST_COLUMNS = ("id", "created_at", "client", "route", "sha256", "size_bytes", "media", "model", "version", "demo", "verdict",
+                "p_fake", "subjects", "declared_ai", "match", "status", "error")
+
+
+class ReviewError(Exception):
+    """A review request that cannot be done (unknown record, bad label, bad filter); the message says why."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """``verdict``: real | fake | uncertain; ``declared_ai``: True/False; ``labelled``: True/False;
+    ``since``/``until``: ISO times; ``limit``/``offset``: paging. Uncertain first, then newest."""
+
+    verdict: str | None = None
+    declared_ai: bool | None = None
+    labelled: bool | None = None
+    since: datetime.datetime | None = None
+    until: datetime.datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+def _latest_labels():
+    """The latest label row per record, as a subquery (record_id, label, note, reviewer, labelled_at)."""
+    last = select(labels.c.record_id, func.max(labels.c.id).label("last")).group_by(labels.c.record_id).subquery()
+    return (select(labels.c.record_id, labels.c.label, labels.c.note, labels.c.reviewer, labels.c.created_at.label("labelled_at"))
+            .join(last, labels.c.id == last.c.last).subquery())
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return None if moment is None else iso_utc(moment)
+
+
+def _row(mapping) -> dict[str, Any]:
+    found = dict(mapping)
+    for key in ("created_at", "labelled_at"):
+        if key in found:
+            found[key] = _iso(found[key])
+    return found
+
+
+def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str, Any]]:
+    """Records with their latest label, ``uncertain`` first, newest first within."""
+    latest = _latest_labels()
+    conditions = []
+    if filters.verdict is not None:
+        conditions.append(records.c.verdict == filters.verdict)
+    if filters.declared_ai is not None:
+        conditions.append(records.c.declared_ai.is_(filters.declared_ai))
+    if filters.labelled is not None:
+        conditions.append(latest.c.label.is_not(None) if filters.labelled else latest.c.label.is_(None))
+    if filters.since is not None:
+        conditions.append(records.c.created_at >= filters.since)
+    if filters.until is not None:
+        conditions.append(records.c.created_at < filters.until)
+    query = (select(*(records.c[name] for name in LIST_COLUMNS), latest.c.label, latest.c.reviewer, latest.c.labelled_at)
+             .outerjoin(latest, latest.c.record_id == records.c.id)
+             .where(*conditions)
+             .order_by(case((records.c.verdict == "uncertain", 0), else_=1), records.c.created_at.desc(), records.c.id)
+             .limit(max(1, min(filters.limit, LIST_LIMIT))).offset(max(0, filters.offset)))
+    with engine.connect() as connection:
+        return [_row(row._mapping) for row in connection.execute(query)]
+
+
+def get_record(engine: Engine, record_id: str) -> dict[str, Any]:
+    """One record, every field, with its labels oldest first; ``ReviewError`` when there is none."""
+    with engine.connect() as connection:
+        found = connection.execute(select(records).where(records.c.id == record_id)).first()
+        if found is None:
+            raise ReviewError(f"no record {record_id!r}")
+        history = connection.execute(select(labels.c.label, labels.c.note, labels.c.reviewer, labels.c.created_at)
+                                     .where(labels.c.record_id == record_id).order_by(labels.c.id)).all()
+    record = _row(found._mapping)
+    record["labels_history"] = [_row(h._mapping) for h in history]
+    record["label"] = history[-1].label if history else None
+    return record
+
+
+def add_label(engine: Engine, record_id: str, label: str, note: str | None, reviewer: str) -> dict[str, Any]:
+    """Append a label event to a record; returns it. ``ReviewError`` for an unknown record or label."""
+    if label not in LABELS:
+        raise ReviewError(f"label must be one of {', '.join(LABELS)}; got {str(label)[:40]!r}")
+    if note is not None and not isinstance(note, str):
+        raise ReviewError("note must be a string")
+    event = {"record_id": record_id, "label": label, "note": (note or "")[:2000] or None, "reviewer": reviewer[:200], "created_at": now()}
+    with engine.begin() as connection:
+        if connection.execute(select(records.c.id).where(records.c.id == record_id)).first() is None:
+            raise ReviewError(f"no record {record_id!r}")
+        connection.execute(insert(labels), [event])
+    return _row(event)
+
+
+def purge(engine: Engine, days: int) -> int:
+    """Delete records (and their labels) older than ``days``; returns how many records went."""
+    return purge_older_than(engine, days)
+
+
+def delete_records(engine: Engine, ids: list[str] = (), sha256: list[str] = ()) -> int:
+    """Delete the records with these ids or byte hashes (and their labels); returns how many went."""
+    if not ids and not sha256:
+        return 0
+    return _delete(engine, records.c.id.in_(list(ids)) | records.c.sha256.in_([s.lower() for s in sha256]))
+
+
+def _delete(engine: Engine, condition) -> int:
+    with engine.begin() as connection:
+        doomed = select(records.c.id).where(condition)
+        connection.execute(delete(labels).where(labels.c.record_id.in_(doomed)))
+        return connection.execute(delete(records).where(condition)).rowcount
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """Labelled image records as a calibration set: the stored raw logits of each deciding crop, the
+    reviewer's label as truth, the model's verdict and the record ids."""
+
+    labels: tuple[str, ...]
+    fake_index: int
+    logits: np.ndarray
+    truth: np.ndarray
+    verdicts: list[str]
+    ids: list[str]
+    skipped: dict[str, int]
+
+
+def labelled_set(engine: Engine, fake_label: str, model: str | None = None, version: str | None = None,
+                 weights: str | None = None) -> LabelledSet:
+    """Image records whose latest label is real or fake (``unsure`` is no truth) and that kept logits, of
+    one model name, version and weights (their SHA-256) when given; ``ReviewError`` when they disagree on
+    the label set."""
+    latest = _latest_labels()
+    query = (select(records.c.id, records.c.labels, records.c.logits, records.c.verdict, latest.c.label)
+             .join(latest, latest.c.record_id == records.c.id)
+             .where(records.c.media == "image", latest.c.label.in_(("real", "fake"))).order_by(records.c.created_at))
+    if model is not None:
+        query = query.where(records.c.model == model)
+    if version is not None:
+        query = query.where(records.c.version == version)
+    if weights is not None:
+        query = query.where(records.c.weights_sha256 == weights)
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    usable = [r for r in rows if r.logits and r.labels]
+    skipped = {"without_logits": len(rows) - len(usable)}
+    if not usable:
+        return LabelledSet((), -1, np.zeros((0, 0)), np.zeros(0, int), [], [], skipped)
+    label_set = tuple(usable[0].labels)
+    if any(tuple(r.labels) != label_set for r in usable):
+        raise ReviewError("the labelled records come from models with different labels; pick one with --model")
+    if fake_label not in label_set:
+        raise ReviewError(f"fake label {fake_label!r} is not one of the records' labels {list(label_set)}")
+    real = [name for name in label_set if name != fake_label]
+    if len(real) != 1:
+        raise ReviewError(f"calibration from reviews needs a two-label model; the records have {list(label_set)}")
+    index = {"fake": label_set.index(fake_label), "real": label_set.index(real[0])}
+    return LabelledSet(label_set, index["fake"], np.asarray([r.logits for r in usable], dtype=float), np.asarray([index[r.label] for r in usable]),
+                       [r.verdict for r in usable], [r.id for r in usable], skipped)

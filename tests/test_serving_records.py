@@ -1,0 +1,177 @@
+"""Records through the real stack: the shared TorchServe writes to the session's record store
+(tests/conftest.py: record_store), the upload page's review API and view read and label it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+from PIL import Image
+from skimage import data as photos
+
+from deepfake_service.records.review import add_label, get_record
+from deepfake_service.samples import videogen
+from deepfake_service.samples.imagegen import photo_jpeg
+from deepfake_service.serving.properties import free_port
+from handler.records import connect
+from page.lifecycle import start_page, stop_page
+from tests.tiny import SERVED_NAME, SERVED_VERSION
+
+TIMEOUT = 120
+REVIEWER_HEADER = "X-Forwarded-User"
+
+
+def post(server, payload: bytes, model: str = SERVED_NAME, headers: dict | None = None) -> requests.Response:
+    return requests.post(f"{server.inference_url}/predictions/{model}", data=payload,
+                         headers={**server.headers(), **(headers or {})}, timeout=TIMEOUT)
+
+
+def shrunk_copy(scale: float = 0.8, quality: int = 70) -> bytes:
+    image = Image.fromarray(photos.astronaut())
+    return photo_jpeg(image.resize((round(image.width * scale), round(image.height * scale))), quality)
+
+
+@pytest.fixture(scope="module")
+def store(record_store):
+    engine = connect(record_store)
+    yield engine
+    engine.dispose()
+
+
+def test_a_served_answer_carries_its_record_and_the_store_holds_it(server, store):
+    answer = post(server, photo_jpeg(photos.chelsea()))
+    assert answer.status_code == 200, answer.text
+    record = get_record(store, answer.json()["record"]["id"])
+    assert (record["model"], record["version"], record["media"], record["status"]) == (SERVED_NAME, SERVED_VERSION, "image", 200)
+    assert record["client"].startswith("key:") and record["route"] == "predictions"  # a fingerprint, never the key
+    assert record["verdict"] == answer.json()["verdict"] and record["logits"] and record["pdq"]
+
+
+def test_a_served_4xx_names_its_record(server, store):
+    answer = post(server, b"<html>not a picture</html>")
+    assert answer.status_code == 415
+    record = get_record(store, answer.json()["record"]["id"])
+    assert (record["status"], record["error"], record["verdict"]) == (415, "not an image", None)
+
+
+def test_a_video_on_its_own_workers_is_recorded_with_its_frame_hashes(server, store):
+    answer = post(server, videogen.clip(people=1, count=6, fps=6, size=(160, 96)), model=f"{SERVED_NAME}-video")
+    assert answer.status_code == 200, answer.text
+    record = get_record(store, answer.json()["record"]["id"])
+    assert record["media"] == "video" and len(record["frame_hashes"]) == answer.json()["frames_analyzed"]
+
+
+def test_a_labelled_photo_sent_again_smaller_and_recompressed_comes_back_with_a_match(server, store):
+    first = post(server, photo_jpeg(photos.astronaut())).json()
+    add_label(store, first["record"]["id"], "fake", "known swap", "alice")
+    deadline, answer = time.monotonic() + 60, {}
+    while time.monotonic() < deadline:  # each worker reloads the labelled hashes within refresh_s (1 s here)
+        answer = post(server, shrunk_copy()).json()
+        if "match" in answer:
+            break
+        time.sleep(0.5)
+    assert answer["match"]["record"] == first["record"]["id"] and answer["match"]["label"] == "fake", answer
+    assert answer["match"]["distance"] <= 10 and answer["verdict"] in ("real", "fake", "uncertain")  # beside, never instead
+    assert "match" not in post(server, photo_jpeg(photos.coffee())).json()
+    text = requests.get(f"{server.metrics_url}/metrics", timeout=TIMEOUT).text
+    assert any(line.startswith("Matches") and 'Label="fake"' in line for line in text.splitlines()), text[-2000:]
+
+
+@pytest.fixture(scope="module")
+def review_url(server):
+    url = start_page(server, SERVED_NAME, free_port(), options=["--identity-header", REVIEWER_HEADER, "--reviewers", "reviewer-bo,reviewer-cy"])
+    yield url
+    stop_page(server.run_dir)
+
+
+def test_the_review_api_lists_shows_and_labels_with_the_reviewers_identity(server, store, review_url):
+    who = {REVIEWER_HEADER: "reviewer-bo"}
+    uploaded = requests.post(f"{review_url}api/analyze", files={"image": ("r.jpg", photo_jpeg(photos.rocket()), "image/jpeg")},
+                             headers={**who, "Origin": review_url.rstrip("/")}, timeout=TIMEOUT)
+    assert uploaded.status_code == 200, uploaded.text
+    record_id = uploaded.json()["record"]["id"]
+    assert get_record(store, record_id)["client"] == "page:reviewer-bo"
+    listed = requests.get(f"{review_url}api/records", params={"labelled": "false", "limit": 200}, headers=who, timeout=TIMEOUT).json()
+    assert record_id in [r["id"] for r in listed["records"]]
+    assert requests.get(f"{review_url}api/records", timeout=TIMEOUT).status_code == 401  # behind the page's access control
+    uploader = {REVIEWER_HEADER: "uploader-dee"}  # may upload, may not read or label others' records
+    assert requests.get(f"{review_url}api/records", headers=uploader, timeout=TIMEOUT).status_code == 403
+    refused = requests.post(f"{review_url}api/records/{record_id}/label", json={"label": "real"}, timeout=TIMEOUT,
+                            headers={**uploader, "Origin": review_url.rstrip("/")})
+    assert refused.status_code == 403 and refused.json()["error"] == "not a reviewer"
+    assert requests.get(f"{review_url}api/records", params={"verdict": "maybe"}, headers=who, timeout=TIMEOUT).status_code == 400
+    url = f"{review_url}api/records/{record_id}/label"
+    origin = {**who, "Origin": review_url.rstrip("/")}
+    assert requests.post(url, json={"label": "perhaps"}, headers=origin, timeout=TIMEOUT).status_code == 400
+    assert requests.post(url, json={"label": "real"}, headers={**who, "Origin": "https://elsewhere.example"}, timeout=TIMEOUT).status_code == 403
+    assert requests.post(f"{review_url}api/records/{'f' * 32}/label", json={"label": "real"}, headers=origin, timeout=TIMEOUT).status_code == 404
+    labelled = requests.post(url, json={"label": "real", "note": "a launch photo"}, headers=origin, timeout=TIMEOUT)
+    assert labelled.status_code == 201 and labelled.json()["reviewer"] == "reviewer-bo"
+    shown = requests.get(f"{review_url}api/records/{record_id}", headers=who, timeout=TIMEOUT).json()
+    assert shown["label"] == "real" and shown["labels_history"][0]["note"] == "a launch photo"
+
+
+def test_a_reviewer_labels_an_uncertain_record_in_the_browser(browser, server, store, review_url):
+    from sqlalchemy import update
+
+    from handler.records import records
+
+    answer = post(server, photo_jpeg(photos.camera())).json()
+    with store.begin() as connection:  # the tiny model never says uncertain; the view must list such records first
+        connection.execute(update(records).where(records.c.id == answer["record"]["id"]).values(verdict="uncertain"))
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, extra_http_headers={REVIEWER_HEADER: "reviewer-cy"})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{review_url}review")
+    page.select_option("#f-verdict", "uncertain")
+    page.click("#filters button")
+    row = page.locator(f"#rows tr[data-id='{answer['record']['id']}']")
+    row.click()
+    page.wait_for_selector("#detail:not([hidden])")
+    assert answer["record"]["id"] in page.text_content("#d-id")
+    page.select_option("#l-label", "fake")
+    page.fill("#l-note", "blending seam at the jaw")
+    page.click("#label-form button")
+    page.wait_for_selector("#d-history li")
+    assert "reviewer-cy: fake (blending seam at the jaw)" in page.text_content("#d-history")
+    context.close()
+    assert not errors, errors
+    assert get_record(store, answer["record"]["id"])["label"] == "fake"
+
+
+def test_records_and_labels_survive_a_restart_and_a_labelled_photo_matches_at_once(tiny_checkpoint, tmp_path, monkeypatch):
+    """stop, then start again with the same store (what make stop; make serve does): the records are
+    there and the first answer after the start already carries the match (no refresh delay)."""
+    from deepfake_service.packaging.archive import build_mar
+    from deepfake_service.records import REFRESH_ENV, URL_ENV, migrate
+    from loadtest.harness import local_server, model_config
+
+    url = f"sqlite:///{tmp_path / 'kept' / 'records.sqlite3'}"
+    monkeypatch.setenv(URL_ENV, url)
+    monkeypatch.setenv(REFRESH_ENV, "3600")  # only the load at start can bring the label in
+    # Images only (no video section): one worker to start.
+    config = model_config(tmp_path / "model-config.yaml", video=None, handler={"runtime": "torch", "precision": "fp32"})
+    build_mar(tiny_checkpoint, "restarted", "1.0", model_config=config, export_dir=tmp_path / "store")
+    models = ["restarted=restarted.mar"]
+    with local_server(tmp_path / "first", tmp_path / "store", models, timeout=180) as server:
+        first = post(server, photo_jpeg(photos.astronaut()), model="restarted").json()
+    store = connect(url)
+    add_label(store, first["record"]["id"], "fake", "before the restart", "alice")
+    migrate(url)
+    with local_server(tmp_path / "second", tmp_path / "store", models, timeout=180) as server:
+        again = post(server, shrunk_copy(), model="restarted").json()
+    assert get_record(store, first["record"]["id"])["labels_history"][0]["note"] == "before the restart"
+    assert again["match"]["record"] == first["record"]["id"] and again["match"]["label"] == "fake"
+    store.dispose()
+
+
+def test_a_shared_page_token_never_reviews_and_without_access_control_the_local_user_does():
+    from page.guard import Access
+
+    assert "named reviewers" in Access(token="t" * 24).may_review("127.0.0.1")
+    assert Access(identity_header="X-User", reviewers=frozenset({"ann"})).may_review("ann") is None
+    assert "not a reviewer" in Access(identity_header="X-User", reviewers=frozenset({"ann"})).may_review("bo")
+    assert Access().may_review("127.0.0.1") is None  # loopback without access control: make serve's own user
