@@ -192,11 +192,18 @@ def terminate_group(pid: int, timeout: float) -> None:
     _signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and _group_alive(pid):
+        _reap(pid)
         time.sleep(0.1)
     if _group_alive(pid):
         _signal_group(pid, signal.SIGKILL)
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect the leader's exit when it is our own child (tests, ``serving``): until then it lingers as a
+    zombie, which still counts as a member of its group and kept every stop waiting out its timeout."""
     try:
-        os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child (tests)
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         pass
 
