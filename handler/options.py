@@ -58,6 +58,9 @@ class HandlerOptions:
     video_low: float = field(default=0.2, metadata={"min": 0.0})
     video_confident_min: int = field(default=11, metadata={"min": 0})
     video_low_share: float = field(default=0.9, metadata={"min": 0.0})
+    # Faces in videos: the whole frame is searched every this many sampled frames (1: every frame), in
+    # between only windows around the faces of the frame before (handler/video.py:FrameSearch).
+    video_full_search_every: int = field(default=4, metadata={"min": 1})
     # Provenance beside the verdict (handler/provenance.py): C2PA, XMP, EXIF, PNG generator chunks.
     provenance: bool = True
     # PEM trust anchors for C2PA signers: a file in the checkpoint folder (packed) or an absolute path on the
@@ -104,7 +107,7 @@ class HandlerOptions:
         codecs = tuple(c.strip() for c in self.video_codecs.split(",") if c.strip())
         return VideoSettings(self.video_frames, self.video_max_bytes, self.video_max_seconds, self.video_max_pixels,
                              self.video_max_streams, codecs, self.video_budget_s, self.video_high, self.video_low,
-                             self.video_confident_min, self.video_low_share)
+                             self.video_confident_min, self.video_low_share, self.video_full_search_every)
 
     @property
     def limits(self) -> ImageLimits:

@@ -47,6 +47,7 @@ class VideoSettings:
     low: float
     confident_min: int
     low_share: float
+    full_search_every: int = 4
 
 
 def container_format(payload: bytes) -> str | None:
@@ -211,6 +212,41 @@ def _decode(container, stream, targets: list[int], keyframes: list[int], start: 
 MAX_GAP = 8  # sampled frames a person may go unseen and still continue their track
 
 
+class FrameSearch:
+    """Where to look for faces in a clip's sampled frames, in time order: the whole frame every
+    ``full_every``-th frame, and whenever the previous frame gave no face or is more than ``max_step_s``
+    earlier; in between only a window around each face of the previous frame (a square ``window`` times
+    the face's longer side). A whole 720p frame is about 22 BlazeFace tiles, a window one, so detection
+    costs a fraction; a newcomer is found at the next whole-frame pass (within ``full_every - 1`` sampled
+    frames), a face that left its window at the next pass too (``link_people`` bridges the gap)."""
+
+    def __init__(self, detector: FaceDetector, full_every: int = 4, window: float = 3.0, max_step_s: float = 1.0) -> None:
+        self.detector, self.full_every, self.window, self.max_step_s = detector, full_every, window, max_step_s
+        self.previous: list[Box] = []
+        self.t: float | None = None
+        self.frames = 0
+        self.whole = 0  # frames searched whole
+
+    def find(self, t: float, image: Image.Image) -> list[Box]:
+        """The faces of the frame at ``t`` seconds, largest first, in its pixels."""
+        near = (self.previous and self.t is not None and t - self.t <= self.max_step_s and self.frames % self.full_every != 0)
+        boxes = self._near(image) if near else self.detector.detect(image)
+        self.whole += not near
+        self.frames += 1
+        self.previous, self.t = boxes, t
+        return boxes
+
+    def _near(self, image: Image.Image) -> list[Box]:
+        found: list[Box] = []
+        for last in self.previous:
+            region = crop_region(image.size, last, (self.window - 1) / 2)
+            for box in self.detector.detect(cut(image, region)):
+                moved = Box(box.x + region.x, box.y + region.y, box.w, box.h)
+                if all(moved.iou(other) < 0.3 for other in found):  # windows overlap: one face, once
+                    found.append(moved)
+        return sorted(found, key=lambda b: (-b.w * b.h, b.x, b.y))
+
+
 def _affinity(last: Box, box: Box, gap: int = 1) -> float:
     """How likely ``box`` continues a track last seen ``gap`` sampled frames ago at ``last``: their IoU,
     else a little for a centre within reach (a reach that grows with the gap, since people move), less the
@@ -293,10 +329,11 @@ class VideoMedia:
         face_crops: list[list[Image.Image]] = []
         skipped: list[tuple[float, Box]] = []
         prints: list[Fingerprint] = []
+        search = FrameSearch(self.detector(), self.settings.full_search_every) if mode != "off" else None
 
         def on_frame(t: float, image: Image.Image) -> None:
             times.append(t)
-            boxes = self.detector().detect(image) if mode != "off" else []
+            boxes = search.find(t, image) if search is not None else []
             skipped.extend((t, box) for box in boxes[self.faces.max_faces :])
             boxes = boxes[: self.faces.max_faces]
             found.append(boxes)

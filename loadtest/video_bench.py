@@ -31,7 +31,7 @@ from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.faces import crop_region, cut
 from handler.roles import video_twin
-from handler.video import sample_frames
+from handler.video import FrameSearch, sample_frames
 from loadtest.harness import announce_cpu, bench_parser, built_server, model_config, save_figure, write_csv
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
@@ -44,17 +44,22 @@ def _timed(action) -> tuple[float, object]:
 
 
 def stage_costs(classifier: DeepfakeClassifier, clips: dict[str, bytes], repeats: int) -> list[dict]:
-    """Median seconds per clip for sampling, detection, classification and the whole answer."""
+    """Median seconds per clip for sampling, detection (as served: whole frames every
+    ``video_full_search_every``-th, windows around known faces between; and, to compare, every frame whole),
+    classification and the whole answer."""
     settings, detector = classifier.video, classifier.detector()
     rows = []
     for name, payload in clips.items():
-        timings = {"sample_s": [], "detect_s": [], "classify_s": [], "total_s": []}
+        timings = {"sample_s": [], "detect_s": [], "detect_whole_s": [], "classify_s": [], "total_s": []}
         for _ in range(repeats):
-            frames: list[Image.Image] = []
-            seconds, sampled = _timed(lambda: sample_frames(payload, settings, lambda t, image: frames.append(image)))
+            frames: list[tuple[float, Image.Image]] = []
+            seconds, sampled = _timed(lambda: sample_frames(payload, settings, lambda t, image: frames.append((t, image))))
             timings["sample_s"].append(seconds)
-            seconds, found = _timed(lambda: [detector.detect(image) for image in frames])
+            search = FrameSearch(detector, settings.full_search_every)
+            seconds, found = _timed(lambda: [search.find(t, image) for t, image in frames])
             timings["detect_s"].append(seconds)
+            timings["detect_whole_s"].append(_timed(lambda: [detector.detect(image) for _, image in frames])[0])
+            frames = [image for _, image in frames]
             margin = classifier.faces.margin
             crops = [cut(image, crop_region(image.size, b, margin)) for image, boxes in zip(frames, found) for b in boxes]
             crops = crops or frames
@@ -65,7 +70,8 @@ def stage_costs(classifier: DeepfakeClassifier, clips: dict[str, bytes], repeats
                "frames": sampled.frames, "crops": len(crops), "people": len(answer["people"]), **{k: round(statistics.median(v), 3) for k, v in timings.items()}}
         row["overhead_share"] = round(1 - row["classify_s"] / row["total_s"], 3)
         rows.append(row)
-        print(f"  {name:5s} {row['bytes'] / 1e6:5.1f} MB  sample {row['sample_s']:.2f} s  detect {row['detect_s']:.2f} s  "
+        print(f"  {name:5s} {row['bytes'] / 1e6:5.1f} MB  sample {row['sample_s']:.2f} s  detect {row['detect_s']:.2f} s "
+              f"({search.whole} of {search.frames} frames whole; every frame whole: {row['detect_whole_s']:.2f} s)  "
               f"classify {row['classify_s']:.2f} s ({row['crops']} crops)  total {row['total_s']:.2f} s  "
               f"sampling+detection+overhead {100 * row['overhead_share']:.0f} %", flush=True)
     return rows

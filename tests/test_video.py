@@ -3,6 +3,7 @@ generated clips (deepfake_service/samples/videogen.py) and the tiny ViT. Served 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from deepfake_service.samples import imagegen, videogen
@@ -12,7 +13,7 @@ from handler.errors import ClientError
 from handler.geometry import Box
 from handler.options import HandlerOptions
 from handler.verdicts import confident_frames
-from handler.video import VideoSettings, container_format, link_people
+from handler.video import FrameSearch, VideoSettings, container_format, link_people
 
 FRAMES = 8
 
@@ -206,3 +207,61 @@ def test_the_sampling_budget_stops_a_slow_clip(tiny_checkpoint):
     classifier = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="auto", video_budget_s=0.0))
     result = error_of(classifier, videogen.clip(count=10))
     assert (result.status, result.error) == (422, "video too slow to sample")
+
+
+class SquareFinder:
+    """A stand-in detector: every white square of an image is a face. Remembers the size of each image it
+    was asked about (whole frames vs windows)."""
+
+    name = "squares"
+
+    def __init__(self):
+        self.asked: list[tuple[int, int]] = []
+
+    def detect(self, image, scale: float = 1.0):
+        from scipy import ndimage
+
+        self.asked.append(image.size)
+        labelled, _ = ndimage.label(np.asarray(image.convert("L")) > 128)
+        boxes = [Box(s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start) for s in ndimage.find_objects(labelled)]
+        return sorted(boxes, key=lambda b: (-b.w * b.h, b.x, b.y))
+
+
+def frame_with(*squares: tuple[int, int], size=(640, 360), side: int = 40):
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    for x, y in squares:
+        draw.rectangle((x, y, x + side - 1, y + side - 1), fill=(255, 255, 255))
+    return image
+
+
+def test_frame_search_looks_at_whole_frames_every_nth_and_only_around_known_faces_between():
+    finder = SquareFinder()
+    search = FrameSearch(finder, full_every=4)
+    found = [search.find(0.25 * i, frame_with((100 + 12 * i, 80))) for i in range(8)]
+    assert [boxes for boxes in found] == [[Box(100 + 12 * i, 80, 40, 40)] for i in range(8)]  # in frame pixels
+    whole = [size == (640, 360) for size in finder.asked]
+    assert whole == [True, False, False, False, True, False, False, False] and search.whole == 2
+    assert all(w <= 3 * 40 and h <= 3 * 40 for (w, h), is_whole in zip(finder.asked, whole) if not is_whole)
+
+
+def test_a_newcomer_is_found_at_the_next_whole_frame_and_far_apart_frames_are_searched_whole():
+    search = FrameSearch(SquareFinder(), full_every=4)
+    found = [search.find(0.25 * i, frame_with((100, 80), *([(400, 200)] if i >= 2 else []))) for i in range(6)]
+    assert [len(boxes) for boxes in found] == [1, 1, 1, 1, 2, 2]  # seen from the whole-frame pass at frame 4 on
+    finder = SquareFinder()
+    far = FrameSearch(finder, full_every=4)
+    for i in range(4):
+        far.find(2.0 * i, frame_with((100, 80)))
+    assert finder.asked == [(640, 360)] * 4  # 2 s apart: a face may have gone anywhere
+
+
+def test_a_face_that_left_its_window_is_looked_for_in_the_whole_next_frame():
+    finder = SquareFinder()
+    search = FrameSearch(finder, full_every=8)
+    positions = [(100, 80), (110, 80), (500, 250), (505, 250)]  # a jump at frame 2 (a cut)
+    found = [search.find(0.1 * i, frame_with(p)) for i, p in enumerate(positions)]
+    assert [len(boxes) for boxes in found] == [1, 1, 0, 1]
+    assert [size == (640, 360) for size in finder.asked] == [True, False, False, True]
