@@ -276,8 +276,7 @@ class Recorder:
                     connection.execute(insert(records), rows)
                 kept = True
             except SQLAlchemyError as exc:
-                self._down_until, self._down_reason = now_s + RETRY_AFTER_S, f"record store unavailable ({type(exc).__name__})"
-                reason = self._down_reason
+                reason = self._mark_down(exc)
                 logger.warning("records not kept for a batch of %d: %s", len(rows), exc.__class__.__name__)
         return [{"id": row["id"], "kept": True} if kept else {"id": None, "kept": False, "detail": reason} for row in rows]
 
@@ -299,8 +298,14 @@ class Recorder:
         try:
             self.refresh()
         except SQLAlchemyError as exc:
-            self._down_until, self._down_reason = time.monotonic() + RETRY_AFTER_S, f"record store unavailable ({type(exc).__name__})"
+            self._mark_down(exc)
             logger.warning("labelled hashes not refreshed: %s", exc.__class__.__name__)
+
+    def _mark_down(self, exc: SQLAlchemyError) -> str:
+        """Leave the store alone for ``RETRY_AFTER_S`` after ``exc``; returns the reason answers give."""
+        self._down_until, self._down_reason = time.monotonic() + RETRY_AFTER_S, f"record store unavailable ({type(exc).__name__})"
+        return self._down_reason
+
 
 def newest_label(engine: Engine) -> int:
     """The id of the newest label event (0 when there is none)."""
@@ -316,15 +321,22 @@ def label_events(engine: Engine, after: int) -> list:
         return connection.execute(query).all()
 
 
+def latest_labels():
+    """The latest label event of each labelled record (the one that counts), as a subquery: record_id,
+    label, note, reviewer, labelled_at."""
+    last = select(labels.c.record_id, func.max(labels.c.id).label("last")).group_by(labels.c.record_id).subquery()
+    return (select(labels.c.record_id, labels.c.label, labels.c.note, labels.c.reviewer, labels.c.created_at.label("labelled_at"))
+            .join(last, labels.c.id == last.c.last).subquery())
+
+
 def labelled_hashes(engine: Engine) -> list[Labelled]:
     """Every record whose latest label is real or fake and whose image hash is good enough to match."""
-    latest = select(labels.c.record_id, func.max(labels.c.id).label("last")).group_by(labels.c.record_id).subquery()
-    query = (select(records.c.id, records.c.pdq, labels.c.label, labels.c.created_at)
+    latest = latest_labels()
+    query = (select(records.c.id, records.c.pdq, latest.c.label, latest.c.labelled_at)
              .join(latest, latest.c.record_id == records.c.id)
-             .join(labels, labels.c.id == latest.c.last)
-             .where(records.c.pdq.is_not(None), records.c.pdq_quality >= MIN_QUALITY, labels.c.label.in_(MATCHED_LABELS)))
+             .where(records.c.pdq.is_not(None), records.c.pdq_quality >= MIN_QUALITY, latest.c.label.in_(MATCHED_LABELS)))
     with engine.connect() as connection:
-        return [Labelled(row.id, row.label, iso_utc(row.created_at), bytes.fromhex(row.pdq)) for row in connection.execute(query)]
+        return [Labelled(row.id, row.label, iso_utc(row.labelled_at), bytes.fromhex(row.pdq)) for row in connection.execute(query)]
 
 
 def iso_utc(moment: datetime.datetime) -> str:
@@ -338,11 +350,15 @@ def purge_older_than(engine: Engine, days: int) -> int:
     """Delete records older than ``days`` and their labels; returns how many records went (0 days: none)."""
     if days <= 0:
         return 0
-    cutoff = now() - datetime.timedelta(days=days)
-    doomed = select(records.c.id).where(records.c.created_at < cutoff)
+    return delete_where(engine, records.c.created_at < now() - datetime.timedelta(days=days))
+
+
+def delete_where(engine: Engine, condition) -> int:
+    """Delete the records meeting ``condition`` and their labels, in one transaction; returns how many
+    records went."""
     with engine.begin() as connection:
-        connection.execute(delete(labels).where(labels.c.record_id.in_(doomed)))
-        return connection.execute(delete(records).where(records.c.created_at < cutoff)).rowcount
+        connection.execute(delete(labels).where(labels.c.record_id.in_(select(records.c.id).where(condition))))
+        return connection.execute(delete(records).where(condition)).rowcount
 
 
 def finite(values) -> list[float | None]:
@@ -382,7 +398,7 @@ def record_row(analysis, reply, model: dict[str, Any], fake_label: str) -> dict[
     summary = provenance_summary(reply.get("provenance"))
     p_fake = probabilities.get(fake_label)
     row.update(runtime=reply.get("runtime"), precision=reply.get("precision"), verdict=reply.get("verdict"),
-               p_fake=finite([p_fake])[0] if p_fake is not None else None, labels=list(probabilities), logits=finite(logits) or None,
+               p_fake=finite([p_fake])[0], labels=list(probabilities), logits=finite(logits) or None,
                decision=reply.get("decision"), subjects=len(reply.get("faces") or reply.get("people") or ()),
                provenance=summary, declared_ai=(summary or {}).get("declared_ai"), match=reply.get("match"))
     return row

@@ -47,7 +47,7 @@ class VideoSettings:
     low: float
     confident_min: int
     low_share: float
-    full_search_every: int = 4
+    full_search_every: int
 
 
 def container_format(payload: bytes) -> str | None:

@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR, handler_options
 from deepfake_service.records import read_settings
-from deepfake_service.records.review import Filters, ReviewError, add_label, get_record, list_records
+from deepfake_service.records.review import BadFilter, Filters, ReviewError, add_label, get_record, list_records
 from deepfake_service.serving.server import ServeError, read_key_file
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
@@ -230,27 +230,24 @@ def create_app(
 
     def store() -> Engine:
         if records is None:
-            raise ReviewError("records are off on this server (config/records.yaml url: off)")
+            raise RecordsOff("records are off on this server (config/records.yaml url: off)")
         return records
+
+    @app.errorhandler(ReviewError)
+    def review_refused(exc: ReviewError):
+        return error(exc.status, exc.error, str(exc))
+
+    @app.errorhandler(SQLAlchemyError)
+    def store_failed(exc: SQLAlchemyError):
+        return error(503, "record store unavailable", type(exc).__name__)
 
     @app.get("/api/records")
     def record_list():
-        try:
-            found = list_records(store(), filters_from(request.args))
-        except ReviewError as exc:
-            return error(404 if records is None else 400, "records unavailable" if records is None else "bad filter", str(exc))
-        except SQLAlchemyError as exc:
-            return error(503, "record store unavailable", type(exc).__name__)
-        return jsonify({"records": found})
+        return jsonify({"records": list_records(store(), filters_from(request.args))})
 
     @app.get("/api/records/<record_id>")
     def record_detail(record_id: str):
-        try:
-            return jsonify(get_record(store(), record_id))
-        except ReviewError as exc:
-            return error(404, "no such record" if records is not None else "records unavailable", str(exc))
-        except SQLAlchemyError as exc:
-            return error(503, "record store unavailable", type(exc).__name__)
+        return jsonify(get_record(store(), record_id))
 
     @app.post("/api/records/<record_id>/label")
     def record_label(record_id: str):
@@ -258,26 +255,23 @@ def create_app(
         if not isinstance(body, dict):
             return error(400, "bad label", 'send JSON {"label": "real" | "fake" | "unsure", "note": "..."}')
         reviewer = request.environ.get("page.client", "unknown")
-        try:
-            event = add_label(store(), record_id, body.get("label"), body.get("note"), reviewer)
-        except ReviewError as exc:
-            missing = str(exc).startswith("no record") or records is None
-            return error(404 if missing else 400, "no such record" if missing else "bad label", str(exc))
-        except SQLAlchemyError as exc:
-            return error(503, "record store unavailable", type(exc).__name__)
-        return jsonify(event), 201
+        return jsonify(add_label(store(), record_id, body.get("label"), body.get("note"), reviewer)), 201
 
     return app
 
 
+class RecordsOff(ReviewError):
+    status, error = 404, "records unavailable"
+
+
 def filters_from(args) -> Filters:
-    """The review list's query string as ``Filters``; ``ReviewError`` names a bad value."""
+    """The review list's query string as ``Filters``; ``BadFilter`` names a bad value."""
     def flag(name: str) -> bool | None:
         value = args.get(name)
         if value in (None, ""):
             return None
         if value not in ("true", "false"):
-            raise ReviewError(f"{name} must be true or false")
+            raise BadFilter(f"{name} must be true or false")
         return value == "true"
 
     def moment(name: str) -> datetime.datetime | None:
@@ -287,17 +281,17 @@ def filters_from(args) -> Filters:
         try:
             parsed = datetime.datetime.fromisoformat(value)
         except ValueError:
-            raise ReviewError(f"{name} must be an ISO date or time, e.g. 2026-11-29") from None
+            raise BadFilter(f"{name} must be an ISO date or time, e.g. 2026-11-29") from None
         # UTC when no zone is given; always compared in UTC (SQLite keeps no zone).
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
 
     verdict = args.get("verdict") or None
     if verdict not in (None, "real", "fake", "uncertain"):
-        raise ReviewError("verdict must be real, fake or uncertain")
+        raise BadFilter("verdict must be real, fake or uncertain")
     try:
         limit, offset = int(args.get("limit", 50)), int(args.get("offset", 0))
     except ValueError:
-        raise ReviewError("limit and offset must be integers") from None
+        raise BadFilter("limit and offset must be integers") from None
     return Filters(verdict, flag("declared_ai"), flag("labelled"), moment("since"), moment("until"), limit, offset)
 
 

@@ -28,10 +28,9 @@ from deepfake_service.records.review import (
     get_record,
     labelled_set,
     list_records,
-    purge,
 )
 from deepfake_service.training.operating_point import review_report
-from handler.records import LABELS, connect
+from handler.records import LABELS, connect, purge_older_than
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(add_label(engine, args.id, args.label, args.note, args.reviewer)))
         elif args.command == "purge":
             days = settings.retention_days if args.days is None else args.days
-            print(f"records: purged {purge(engine, days)} older than {days} days")
+            print(f"records: purged {purge_older_than(engine, days)} older than {days} days")
         elif args.command == "delete":
             print(f"records: deleted {delete_records(engine, args.id, args.sha256)}")
         elif args.command == "report":

@@ -28,7 +28,6 @@ from deepfake_service.records.review import (
     get_record,
     labelled_set,
     list_records,
-    purge,
 )
 from deepfake_service.samples import videogen
 from deepfake_service.samples.imagegen import photo_jpeg
@@ -38,7 +37,7 @@ from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.fingerprint import HashIndex, Labelled, distance, fingerprint
 from handler.options import HandlerOptions
-from handler.records import Recorder, RecordSettings, connect, records
+from handler.records import Recorder, RecordSettings, connect, purge_older_than, records
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,8 +235,8 @@ def test_purge_removes_old_records_with_their_labels_and_delete_goes_by_id_or_sh
     with engine.begin() as connection:
         old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=40)
         connection.execute(update(records).where(records.c.id.in_(ids[:2])).values(created_at=old))
-    assert purge(engine, 0) == 0  # 0: kept forever
-    assert purge(engine, 30) == 2
+    assert purge_older_than(engine, 0) == 0  # 0: kept forever
+    assert purge_older_than(engine, 30) == 2
     assert {r["id"] for r in list_records(engine)} == set(ids[2:])
     sha = get_record(engine, ids[3])["sha256"]
     assert delete_records(engine, ids=[ids[2]]) == 1 and delete_records(engine, sha256=[sha.upper()]) == 1

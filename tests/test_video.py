@@ -132,7 +132,7 @@ def test_a_video_in_a_batch_leaves_the_images_answers_untouched(video_classifier
 
 
 SETTINGS = VideoSettings(frames=32, max_bytes=1, max_seconds=1, max_pixels=1, max_streams=1, codecs=("h264",), budget_s=1,
-                         high=0.8, low=0.2, confident_min=11, low_share=0.9)
+                         high=0.8, low=0.2, confident_min=11, low_share=0.9, full_search_every=4)
 
 
 def test_the_confident_strategy_on_hand_made_frame_scores():

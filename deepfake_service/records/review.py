@@ -1,5 +1,6 @@
 """What people do with the records: list and read them, label them (append-only; the latest label
-counts), purge old ones, delete by id or sha256, and take labelled ones as a calibration set."""
+counts), delete by id or sha256, and take labelled ones as a calibration set (purging by age is
+handler/records.py:purge_older_than, which the workers run too)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, case, delete, func, insert, select
+from sqlalchemy import Engine, case, insert, select
 
-from handler.records import LABELS, iso_utc, labels, now, purge_older_than, records
+from handler.records import LABELS, delete_where, iso_utc, labels, latest_labels, now, records
 
 LIST_LIMIT = 200
 LIST_COLUMNS = ("id", "created_at", "client", "route", "sha256", "size_bytes", "media", "model", "version", "demo", "verdict",
@@ -18,7 +19,22 @@ LIST_COLUMNS = ("id", "created_at", "client", "route", "sha256", "size_bytes", "
 
 
 class ReviewError(Exception):
-    """A review request that cannot be done (unknown record, bad label, bad filter); the message says why."""
+    """A review request that cannot be done; the message says why. ``status`` and ``error`` are what the
+    review API answers (page/server.py)."""
+
+    status, error = 400, "bad request"
+
+
+class NoSuchRecord(ReviewError):
+    status, error = 404, "no such record"
+
+
+class BadLabel(ReviewError):
+    error = "bad label"
+
+
+class BadFilter(ReviewError):
+    error = "bad filter"
 
 
 @dataclass(frozen=True)
@@ -35,13 +51,6 @@ class Filters:
     offset: int = 0
 
 
-def _latest_labels():
-    """The latest label row per record, as a subquery (record_id, label, note, reviewer, labelled_at)."""
-    last = select(labels.c.record_id, func.max(labels.c.id).label("last")).group_by(labels.c.record_id).subquery()
-    return (select(labels.c.record_id, labels.c.label, labels.c.note, labels.c.reviewer, labels.c.created_at.label("labelled_at"))
-            .join(last, labels.c.id == last.c.last).subquery())
-
-
 def _iso(moment: datetime.datetime | None) -> str | None:
     return None if moment is None else iso_utc(moment)
 
@@ -56,7 +65,7 @@ def _row(mapping) -> dict[str, Any]:
 
 def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str, Any]]:
     """Records with their latest label, ``uncertain`` first, newest first within."""
-    latest = _latest_labels()
+    latest = latest_labels()
     conditions = []
     if filters.verdict is not None:
         conditions.append(records.c.verdict == filters.verdict)
@@ -78,11 +87,11 @@ def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str,
 
 
 def get_record(engine: Engine, record_id: str) -> dict[str, Any]:
-    """One record, every field, with its labels oldest first; ``ReviewError`` when there is none."""
+    """One record, every field, with its labels oldest first; ``NoSuchRecord`` when there is none."""
     with engine.connect() as connection:
         found = connection.execute(select(records).where(records.c.id == record_id)).first()
         if found is None:
-            raise ReviewError(f"no record {record_id!r}")
+            raise NoSuchRecord(f"no record {record_id!r}")
         history = connection.execute(select(labels.c.label, labels.c.note, labels.c.reviewer, labels.c.created_at)
                                      .where(labels.c.record_id == record_id).order_by(labels.c.id)).all()
     record = _row(found._mapping)
@@ -92,36 +101,24 @@ def get_record(engine: Engine, record_id: str) -> dict[str, Any]:
 
 
 def add_label(engine: Engine, record_id: str, label: str, note: str | None, reviewer: str) -> dict[str, Any]:
-    """Append a label event to a record; returns it. ``ReviewError`` for an unknown record or label."""
+    """Append a label event to a record; returns it. ``NoSuchRecord`` or ``BadLabel``."""
     if label not in LABELS:
-        raise ReviewError(f"label must be one of {', '.join(LABELS)}; got {str(label)[:40]!r}")
+        raise BadLabel(f"label must be one of {', '.join(LABELS)}; got {str(label)[:40]!r}")
     if note is not None and not isinstance(note, str):
-        raise ReviewError("note must be a string")
+        raise BadLabel("note must be a string")
     event = {"record_id": record_id, "label": label, "note": (note or "")[:2000] or None, "reviewer": reviewer[:200], "created_at": now()}
     with engine.begin() as connection:
         if connection.execute(select(records.c.id).where(records.c.id == record_id)).first() is None:
-            raise ReviewError(f"no record {record_id!r}")
+            raise NoSuchRecord(f"no record {record_id!r}")
         connection.execute(insert(labels), [event])
     return _row(event)
-
-
-def purge(engine: Engine, days: int) -> int:
-    """Delete records (and their labels) older than ``days``; returns how many records went."""
-    return purge_older_than(engine, days)
 
 
 def delete_records(engine: Engine, ids: list[str] = (), sha256: list[str] = ()) -> int:
     """Delete the records with these ids or byte hashes (and their labels); returns how many went."""
     if not ids and not sha256:
         return 0
-    return _delete(engine, records.c.id.in_(list(ids)) | records.c.sha256.in_([s.lower() for s in sha256]))
-
-
-def _delete(engine: Engine, condition) -> int:
-    with engine.begin() as connection:
-        doomed = select(records.c.id).where(condition)
-        connection.execute(delete(labels).where(labels.c.record_id.in_(doomed)))
-        return connection.execute(delete(records).where(condition)).rowcount
+    return delete_where(engine, records.c.id.in_(list(ids)) | records.c.sha256.in_([s.lower() for s in sha256]))
 
 
 @dataclass(frozen=True)
@@ -143,7 +140,7 @@ def labelled_set(engine: Engine, fake_label: str, model: str | None = None, vers
     """Image records whose latest label is real or fake (``unsure`` is no truth) and that kept logits, of
     one model name, version and weights (their SHA-256) when given; ``ReviewError`` when they disagree on
     the label set."""
-    latest = _latest_labels()
+    latest = latest_labels()
     query = (select(records.c.id, records.c.labels, records.c.logits, records.c.verdict, latest.c.label)
              .join(latest, latest.c.record_id == records.c.id)
              .where(records.c.media == "image", latest.c.label.in_(("real", "fake"))).order_by(records.c.created_at))

@@ -19,12 +19,11 @@ import requests
 
 from deepfake_service.project import KEY_FILE
 from deepfake_service.records import migrate, read_settings, redacted
-from deepfake_service.records.review import purge
 from deepfake_service.serving.drain import drain
 from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
 from deepfake_service.serving.registrations import model_snapshot
 from deepfake_service.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
-from handler.records import SETTINGS_ENV, RecordSettings, connect
+from handler.records import SETTINGS_ENV, RecordSettings, connect, purge_older_than
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
@@ -100,7 +99,7 @@ def prepare_records() -> RecordSettings:
         migrate(settings.url)
         engine = connect(settings.url)
         try:
-            purged = purge(engine, settings.retention_days)
+            purged = purge_older_than(engine, settings.retention_days)
         finally:
             engine.dispose()
         if purged:
