@@ -26,7 +26,7 @@ from PIL import Image
 from deepfake_service.packaging.face_detector import blazeface_path
 from deepfake_service.packaging.fetch import YUNET_FILE
 from deepfake_service.project import handler_options
-from deepfake_service.samples.faceset import face_cases, matched
+from deepfake_service.samples.faceset import face_cases, matched, size_sweep
 from handler.faces import FaceDetector, create_detector, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
@@ -69,9 +69,10 @@ def detector_for(name: str, options: HandlerOptions, checkpoint: Path) -> FaceDe
 
 
 def recall(options: HandlerOptions, checkpoint: Path, repeats: int) -> list[dict]:
-    """Per detector and case: faces found, false boxes and median ms on the generated face set."""
+    """Per detector and case: faces found, false boxes and median ms on the generated face set and the
+    size sweep (one face of 40-400 px per frame)."""
     names = ["haar", "blazeface"] + (["yunet"] if yunet_file(options, checkpoint).is_file() else [])
-    cases, rows = face_cases(), []
+    cases, rows = face_cases() + size_sweep(), []
     for name in names:
         detector = detector_for(name, options, checkpoint)
         for case in cases:

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
-from deepfake_service.samples.faceset import ASTRONAUT_FACE, astronaut, face_cases, matched
+from deepfake_service.samples.faceset import ASTRONAUT_FACE, astronaut, face_cases, matched, size_sweep
 from handler.classifier import DeepfakeClassifier
 from handler.faces import BlazeFaceDetector
 from handler.options import HandlerOptions
@@ -42,10 +42,24 @@ def test_every_face_of_the_set_is_found_and_nothing_on_face_free_photos(detector
     assert (hits, false) == (len(case.faces), 0), [b.as_list() for b in found]
 
 
+@pytest.mark.parametrize("case", size_sweep(), ids=lambda case: case.name)
+def test_faces_of_40_to_400_px_are_found_wherever_they_sit(detector, case):
+    hits, false = matched(detector.detect(case.image), case.faces)
+    assert (hits, false) == (1, 0)
+
+
+def test_levels_are_at_most_max_step_apart_and_few(detector):
+    scales = detector.scales((1280, 720))
+    assert len(scales) == 2  # the whole frame, then tiles of 1.25 x 12 x min_face pixels
+    for size in [(1280, 720), (1920, 1080), (3840, 2160), (700, 700)]:
+        scales = detector.scales(size)
+        assert all(finer / coarser <= detector.MAX_STEP + 1e-9 for coarser, finer in zip(scales, scales[1:]))
+
+
 def test_the_pyramid_reaches_faces_of_the_minimum_size_and_no_further(detector):
     assert len(detector.scales((256, 200))) == 1  # one tile sees faces down to 256/12 px
     finest = 1 / detector.scales((1920, 1080))[-1] * detector.SIDE
-    assert finest / detector.SMALLEST <= 1.25 * MIN_FACE
+    assert finest / detector.SMALLEST == pytest.approx(1.25 * MIN_FACE)
     assert detector.scales((1920, 1080))[0] == pytest.approx(detector.SIDE / 1920)
 
 
