@@ -171,13 +171,14 @@ class BlazeFaceDetector:
 
     def scales(self, size: tuple[int, int], min_face: float | None = None) -> list[float]:
         """Model pixels per image pixel at each pyramid level, coarsest first (the whole image in one tile),
-        down to faces of ``min_face`` image pixels (default: the detector's) seen at 1/(1.25 * SMALLEST)
-        of a tile, with as few levels as ``MAX_STEP`` allows."""
+        the finest seeing faces of ``min_face`` image pixels (default: the detector's) at 1/(1.25 * SMALLEST)
+        of a tile, so every face from 1.25 * min_face up is found (measured; smaller ones down to min_face
+        often are), with as few levels as ``MAX_STEP`` allows."""
         longest = float(max(size))
         finest = 1.25 * max(float(self.SIDE) / 1.25, self.SMALLEST * (self.min_face if min_face is None else min_face))
         if longest <= finest:
             return [self.SIDE / longest]
-        steps = math.ceil(math.log(longest / finest) / math.log(self.MAX_STEP) - 1e-9)
+        steps = max(1, math.ceil(math.log(longest / finest) / math.log(self.MAX_STEP) - 1e-9))
         ratio = (longest / finest) ** (1 / steps)
         return [self.SIDE / (longest / ratio**level) for level in range(steps + 1)]
 

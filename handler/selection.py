@@ -38,11 +38,14 @@ PROBE_MAX_PASSES = 5
 PROBE_MAX_WARMUP = 4
 SETTLED = 0.15
 # A probe taken while other processes used more than this share of the CPU is repeated once for the two
-# fastest candidates; when that round is busy too, the result is used but not cached.
+# fastest candidates; when that round is busy too, the result is used but not settled (BUSY_REUSE_S).
 BUSY_SHARE = 0.25
 # Workers of one host (an archive's image and video registrations load at once) probe one at a time: a
 # worker waits this long for another's probe, then reads its cached choice or probes anyway.
 PROBE_LOCK_WAIT_S = 90.0
+# A busy probe is kept beside the settled ones so the other workers of the same start reuse it instead of
+# probing again; a load this many seconds later probes afresh.
+BUSY_REUSE_S = 600.0
 
 
 class Forward(Protocol):
@@ -65,13 +68,24 @@ class Choice:
     others_cpu: float = 0.0  # share of the CPU other processes used while the (last) probe round ran
     # Why the two fastest were probed again ("" when one round was quiet); their figures are the best of both rounds.
     reprobed: str = ""
+    # Seconds since another worker's busy probe that this load reused (None: not reused).
+    reused_busy_s: float | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether later loads may reuse this choice for good (its last probe round was quiet)."""
+        return self.others_cpu <= BUSY_SHARE
 
     @property
     def reason(self) -> str:
         rates = ", ".join(f"{mode} {rate:.1f} img/s" for mode, rate in sorted(self.measured.items(), key=lambda kv: -kv[1]))
+        if self.reused_busy_s is not None:
+            return (f"auto chose {self.runtime} {self.precision} (another worker's probe {self.reused_busy_s:.0f} s ago: {rates}; "
+                    f"other processes used {self.others_cpu:.0%} of the CPU while it ran, a load after "
+                    f"{BUSY_REUSE_S / 60:g} min probes again)")
         again = f"; re-probed the two fastest: {self.reprobed}" if self.reprobed and not self.cached else ""
-        busy = (f"; not cached: other processes used {self.others_cpu:.0%} of the CPU while it ran, the next load probes again"
-                if self.others_cpu > BUSY_SHARE and not self.cached else "")
+        busy = (f"; not settled: other processes used {self.others_cpu:.0%} of the CPU while it ran; workers loading within "
+                f"{BUSY_REUSE_S / 60:g} min reuse it, later loads probe again" if not self.settled and not self.cached else "")
         return f"auto chose {self.runtime} {self.precision} ({'cached probe' if self.cached else 'probe'}: {rates or 'one candidate'}{again}{busy})"
 
 
@@ -184,13 +198,22 @@ def exclusive(path: Path, wait_s: float = PROBE_LOCK_WAIT_S) -> Iterator[bool]:
 
 
 def _cached(cache: Path, options: list[tuple[str, str]]) -> Choice | None:
+    """The stored choice: settled ones for good, a busy one for ``BUSY_REUSE_S`` after its probe; None when
+    there is none, it is unreadable or its candidate is no longer offered."""
     try:
-        stored = Choice(**json.loads(cache.read_text()))
-    except (OSError, ValueError, TypeError):
+        stored = json.loads(cache.read_text())
+        taken = float(stored.pop("taken", 0.0))
+        choice = Choice(**stored)
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
-    if (stored.runtime, stored.precision) not in options:
+    if (choice.runtime, choice.precision) not in options:
         return None
-    return Choice(stored.runtime, stored.precision, stored.measured, cached=True)
+    if choice.settled:
+        return Choice(choice.runtime, choice.precision, choice.measured, cached=True)
+    age = time.time() - taken
+    if 0 <= age <= BUSY_REUSE_S:
+        return Choice(choice.runtime, choice.precision, choice.measured, cached=True, others_cpu=choice.others_cpu, reused_busy_s=age)
+    return None
 
 
 def _probe_round(options: list[tuple[str, str]], build: Callable[[str, str], Built], pixels: torch.Tensor,
@@ -228,39 +251,47 @@ def choose(
     same host with the same archive reuses it. Workers sharing ``cache_dir`` probe one at a time, so a
     worker that waited reuses the choice just made. A round taken while other processes were busy is
     repeated once for the two fastest candidates (each keeps its better figure: a disturbance only slows);
-    a choice is cached only when its last round was quiet. Raises ``CheckpointError`` when no candidate is left."""
+    a choice whose last round was busy too is reused only for ``BUSY_REUSE_S`` (by the other workers of
+    the same start). Raises ``CheckpointError`` when no candidate is left."""
     options = candidates(checkpoint, device, runtime, precision)
     if not options:
         raise CheckpointError(f"no runtime x precision for runtime {runtime!r}, precision {precision!r} in {checkpoint} on {device}")
     cache = (cache_dir or Path(tempfile.gettempdir())) / f"runtime-choice-{cache_key(checkpoint, device, options, threads)}.json"
     with exclusive(cache.with_suffix(".lock")):
         stored = _cached(cache, options)
-        if stored is not None:
-            return stored, build(stored.runtime, stored.precision)
-        if len(options) == 1:
-            return Choice(*options[0]), build(*options[0])
-        pixels = torch.rand(PROBE_BATCH, 3, image_size, image_size)
-        measured, best, others = _probe_round(options, build, pixels, seconds)
-        reprobed = ""
-        if others > BUSY_SHARE:
-            fastest = sorted(options, key=lambda mode: -measured[" ".join(mode)])[:2]
-            reprobed = f"other processes used {others:.0%} of the CPU during the first round"
-            logger.warning("runtime probe: re-probing %s: %s", " and ".join(" ".join(m) for m in fastest), reprobed)
-            del best
+        if stored is None and len(options) > 1:
+            choice, built = _probe(options, build, image_size, seconds)
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps({**asdict(choice), "taken": time.time()}))
+            except OSError as exc:
+                logger.warning("could not cache the runtime choice in %s: %s", cache, exc)
+            if not choice.settled:
+                logger.warning("%s", choice.reason)
+            return choice, built
+    if stored is None:
+        return Choice(*options[0]), build(*options[0])
+    return stored, build(stored.runtime, stored.precision)
+
+
+def _probe(options: list[tuple[str, str]], build: Callable[[str, str], Built], image_size: int, seconds: float) -> tuple[Choice, Built]:
+    """Probe every candidate; when other processes were busy, probe the two fastest once more, each
+    keeping its better figure. Returns the choice and its runtime, built."""
+    pixels = torch.rand(PROBE_BATCH, 3, image_size, image_size)
+    measured, best, others = _probe_round(options, build, pixels, seconds)
+    reprobed = ""
+    if others > BUSY_SHARE:
+        fastest = sorted(options, key=lambda mode: -measured[" ".join(mode)])[:2]
+        reprobed = f"other processes used {others:.0%} of the CPU during the first round"
+        logger.warning("runtime probe: re-probing %s: %s", " and ".join(" ".join(m) for m in fastest), reprobed)
+        best = None
+        gc.collect()
+        again, best, others = _probe_round(fastest, build, pixels, seconds)
+        for mode, rate in again.items():
+            measured[mode] = max(measured[mode], rate)
+        best_mode = max(fastest, key=lambda mode: measured[" ".join(mode)])
+        if best_mode != best[0]:  # the first round's figure for the other one was better: build it again
+            best = None
             gc.collect()
-            again, best, others = _probe_round(fastest, build, pixels, seconds)
-            for mode, rate in again.items():
-                measured[mode] = max(measured[mode], rate)
-            best_mode = max(fastest, key=lambda mode: measured[" ".join(mode)])
-            if best_mode != best[0]:  # the first round's figure for the other one was better: build it again
-                best = (best_mode, build(*best_mode))
-        choice = Choice(best[0][0], best[0][1], measured, others_cpu=others, reprobed=reprobed)
-        if choice.others_cpu > BUSY_SHARE:
-            logger.warning("%s", choice.reason)
-            return choice, best[1]
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(asdict(choice)))
-        except OSError as exc:
-            logger.warning("could not cache the runtime choice in %s: %s", cache, exc)
-        return choice, best[1]
+            best = (best_mode, build(*best_mode))
+    return Choice(best[0][0], best[0][1], measured, others_cpu=others, reprobed=reprobed), best[1]

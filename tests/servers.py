@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 from pathlib import Path
 from typing import Iterator
 
@@ -30,3 +31,13 @@ def worker_pids(server: Server, name: str, timeout: float = 60) -> list[int]:
     """The process ids of model ``name``'s READY workers, from the management API."""
     described = requests.get(f"{server.management_url}/models/{name}", headers=server.headers("management"), timeout=timeout)
     return [w["pid"] for w in described.json()[0]["workers"] if w["status"] == "READY"]
+
+
+def model_log(server: Server) -> str:
+    """The worker log of ``server``, rolled parts first: TorchServe rolls ``model_log.log`` at midnight into
+    ``model_log.<dd-MMM>.log.gz``, so a test that spans midnight finds its load lines there."""
+    logs = server.run_dir / "logs"
+    rolled = sorted(logs.glob("model_log.*.log.gz"), key=lambda path: path.stat().st_mtime)
+    current = logs / "model_log.log"
+    return "".join([gzip.decompress(path.read_bytes()).decode(errors="replace") for path in rolled]
+                   + [current.read_text(errors="replace") if current.is_file() else ""])

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
-from deepfake_service.samples.faceset import ASTRONAUT_FACE, astronaut, face_cases, matched, size_sweep
+from deepfake_service.samples.faceset import ASTRONAUT_FACE, SWEEP_FACES, astronaut, face_cases, matched, sweep_case
 from handler.classifier import DeepfakeClassifier
 from handler.faces import BlazeFaceDetector
 from handler.options import HandlerOptions
@@ -42,8 +42,10 @@ def test_every_face_of_the_set_is_found_and_nothing_on_face_free_photos(detector
     assert (hits, false) == (len(case.faces), 0), [b.as_list() for b in found]
 
 
-@pytest.mark.parametrize("case", size_sweep(), ids=lambda case: case.name)
-def test_faces_of_40_to_400_px_are_found_wherever_they_sit(detector, case):
+@pytest.mark.parametrize("face", SWEEP_FACES)
+@pytest.mark.parametrize("k", range(3))
+def test_faces_of_40_to_400_px_are_found_wherever_they_sit(detector, face, k):
+    case = sweep_case(face, k)  # built here: the largest frames are 4K and more
     hits, false = matched(detector.detect(case.image), case.faces)
     assert (hits, false) == (1, 0)
 
@@ -61,6 +63,17 @@ def test_the_pyramid_reaches_faces_of_the_minimum_size_and_no_further(detector):
     finest = 1 / detector.scales((1920, 1080))[-1] * detector.SIDE
     assert finest / detector.SMALLEST == pytest.approx(1.25 * MIN_FACE)
     assert detector.scales((1920, 1080))[0] == pytest.approx(detector.SIDE / 1920)
+
+
+@pytest.mark.parametrize("at", [(60, 40), (707, 415), (1700, 930)])
+def test_a_face_of_one_and_a_quarter_times_the_minimum_size_is_found_in_a_1080p_frame(detector, at):
+    side = round(1.25 * MIN_FACE * 512 / ASTRONAUT_FACE.w)  # the astronaut scaled so her face is 1.25 x MIN_FACE pixels
+    frame = Image.new("RGB", (1920, 1080), (70, 80, 90))
+    frame.paste(astronaut().resize((side, side), Image.Resampling.BICUBIC), at)
+    scale = side / 512
+    face = ASTRONAUT_FACE.scaled(scale, scale)
+    hits, false = matched(detector.detect(frame), (type(face)(face.x + at[0], face.y + at[1], face.w, face.h),))
+    assert (hits, false) == (1, 0)
 
 
 def test_faces_below_the_minimum_size_are_left_out(tmp_path):

@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+import handler.selection as handler_selection
 from deepfake_service.packaging.openvino import convert_to_openvino
 from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
@@ -95,7 +96,7 @@ def test_warm_up_lasts_until_passes_settle_and_one_slow_pass_does_not_decide():
     assert 4 / 0.03 < rate <= 4 / 0.02  # the median timed pass, not the hiccup nor the warm-up
 
 
-def test_a_probe_taken_while_the_cpu_was_busy_is_used_but_not_cached(with_ir, tmp_path, monkeypatch, caplog):
+def test_a_busy_probe_serves_and_is_reused_only_by_loads_of_the_same_start(with_ir, tmp_path, monkeypatch, caplog):
     class Busy:
         def others(self):
             return 0.6
@@ -103,9 +104,23 @@ def test_a_probe_taken_while_the_cpu_was_busy_is_used_but_not_cached(with_ir, tm
     monkeypatch.setattr("handler.selection.CpuMeter", Busy)
     choice, runtime = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path, seconds=0.05)
     assert (runtime.name, runtime.precision) == (choice.runtime, choice.precision)
-    assert not list(tmp_path.glob("runtime-choice-*.json"))
-    assert "not cached: other processes used 60% of the CPU" in choice.reason
-    assert "the next load probes again" in caplog.text
+    assert not choice.settled and "not settled: other processes used 60% of the CPU" in choice.reason
+    assert "later loads probe again" in caplog.text
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("a worker of the same start must reuse the busy probe")
+
+    real_probe = handler_selection.probe
+    monkeypatch.setattr("handler.selection.probe", no_probe)
+    again, _ = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path)
+    assert again.reused_busy_s is not None and (again.runtime, again.precision) == (choice.runtime, choice.precision)
+    assert "another worker's probe" in again.reason
+
+    monkeypatch.setattr("handler.selection.BUSY_REUSE_S", -1.0)  # a load after the window
+    probed = []
+    monkeypatch.setattr("handler.selection.probe", lambda *a, **k: probed.append(1) or real_probe(*a, **k))
+    later, _ = choose(with_ir, CPU, build(with_ir), 32, cache_dir=tmp_path, seconds=0.05)
+    assert probed and later.reused_busy_s is None and not later.cached
 
 
 class Quiet:

@@ -13,6 +13,7 @@ import requests
 from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
+from tests.servers import model_log
 from tests.tiny import SERVED_NAME as NAME
 
 TIMEOUT = 60
@@ -34,7 +35,7 @@ def octet(server, data: bytes) -> requests.Response:
 
 def batch_log(server) -> list[tuple[int, int]]:
     """(requests, rejected) for every batch the worker logged."""
-    text = (server.run_dir / "logs" / "model_log.log").read_text()
+    text = model_log(server)
     return [(int(n), int(r)) for n, r in re.findall(r"batch of (\d+) requests, (\d+) rejected", text)]
 
 
@@ -146,7 +147,7 @@ def test_videos_and_images_run_on_separate_workers(server):
     assert len(images) == 1 and len(videos) == 1 and set(images).isdisjoint(videos)
     described = requests.get(f"{server.management_url}/models/{NAME}-video", headers=server.headers("management"), timeout=TIMEOUT)
     assert described.json()[0]["batchSize"] == 5  # the archive's video: section, not its image batching (4)
-    log = (server.run_dir / "logs" / "model_log.log").read_text()
+    log = model_log(server)
     assert f"as {NAME}-video (answers videos, nice +10)" in log
 
 

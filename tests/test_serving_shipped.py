@@ -11,7 +11,7 @@ from deepfake_service.samples import imagegen
 from handler.classifier import DeepfakeClassifier
 from handler.hardware import native_bf16
 from handler.options import HandlerOptions
-from tests.servers import running_server
+from tests.servers import model_log, running_server
 
 NAME = "shipped-detector"
 
@@ -35,7 +35,7 @@ def test_shipped_runtime_answers_and_agrees_with_torch_fp32(server, tiny_checkpo
     assert (shipped["runtime"], shipped["precision"]) == ("auto", "auto")
     allowed = {("torch", "fp32"), ("openvino", "fp32")} | ({("torch", "bf16"), ("openvino", "bf16")} if native_bf16() else set())
     assert (body["runtime"], body["precision"]) in allowed
-    log = (server.run_dir / "logs" / "model_log.log").read_text()
+    log = model_log(server)
     assert f"auto chose {body['runtime']} {body['precision']}" in log
     reference = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(runtime="torch", precision="fp32"))
     expected = reference.predict_batch([image])[0]["probabilities"]

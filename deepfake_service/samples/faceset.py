@@ -91,23 +91,24 @@ SWEEP_FACES = (40, 48, 56, 64, 80, 96, 120, 150, 190, 240, 300, 400)
 SWEEP_FRAMES = ((1280, 720), (1920, 1080), (1024, 768))
 
 
-def size_sweep(per_size: int = 3) -> list[FaceCase]:
-    """One face per frame at each size of ``SWEEP_FACES`` (pixels), ``per_size`` frames each (720p, 1080p,
-    1024x768, a square frame twice the person for the largest), at seeded random places, so some faces
-    straddle the detector's tile edges."""
+def sweep_case(face: int, k: int) -> FaceCase:
+    """A frame with one face of ``face`` pixels at a seeded random place (seeded by size and ``k``, so
+    some faces straddle the detector's tile edges): 720p, 1080p or 1024x768 by ``k``, or, when the person
+    does not fit, a frame 200 px wider and 100 px taller than the person."""
     import random
 
-    places = random.Random(22)
-    cases = []
-    for face in SWEEP_FACES:
-        side = round(face * 512 / ASTRONAUT_FACE.w)
-        for k in range(per_size):
-            width, height = SWEEP_FRAMES[k % len(SWEEP_FRAMES)]
-            if side > min(width, height):
-                width, height = 2 * side + 100, 2 * side
-            at = (places.randrange(0, width - side + 1), places.randrange(0, height - side + 1))
-            cases.append(_canvas((width, height), [(side, at)], f"a {face}-px face in {width}x{height} #{k + 1}", "sweep"))
-    return cases
+    side = round(face * 512 / ASTRONAUT_FACE.w)
+    width, height = SWEEP_FRAMES[k % len(SWEEP_FRAMES)]
+    if side > min(width, height):
+        width, height = side + 200, side + 100
+    places = random.Random(f"sweep {face} {k}")
+    at = (places.randrange(0, width - side + 1), places.randrange(0, height - side + 1))
+    return _canvas((width, height), [(side, at)], f"a {face}-px face in {width}x{height} #{k + 1}", "sweep")
+
+
+def size_sweep(per_size: int = 3) -> list[FaceCase]:
+    """``sweep_case`` for every size of ``SWEEP_FACES``, ``per_size`` frames each."""
+    return [sweep_case(face, k) for face in SWEEP_FACES for k in range(per_size)]
 
 
 def matched(found: list[Box], expected: tuple[Box, ...], threshold: float = 0.3) -> tuple[int, int]:
