@@ -52,7 +52,7 @@ postgresql:
 archive: venv $(FACE_DETECTOR)
 	$(PY) -m scripts.ensure_archive $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT))
 
-# Prints figures and writes results/bench/*.csv, *.png; asserts nothing (docs/performance.md: ~12 min there).
+# Prints figures and writes results/bench/*.csv, *.png; asserts nothing (docs/performance.md: ~12 min there, plus about a minute per served configuration for its ceiling brackets).
 bench: demo-checkpoint
 	$(PY) -m loadtest.bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/bench
 
