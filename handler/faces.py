@@ -175,7 +175,7 @@ class BlazeFaceDetector:
         of a tile, so every face from 1.25 * min_face up is found (measured; smaller ones down to min_face
         often are), with as few levels as ``MAX_STEP`` allows."""
         longest = float(max(size))
-        finest = 1.25 * max(float(self.SIDE) / 1.25, self.SMALLEST * (self.min_face if min_face is None else min_face))
+        finest = max(float(self.SIDE), 1.25 * self.SMALLEST * (self.min_face if min_face is None else min_face))
         if longest <= finest:
             return [self.SIDE / longest]
         steps = max(1, math.ceil(math.log(longest / finest) / math.log(self.MAX_STEP) - 1e-9))

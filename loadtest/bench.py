@@ -205,30 +205,33 @@ def plot(report: dict, output: Path) -> list[Path]:
     return written
 
 
-def ceiling(report: dict, mode: tuple[str, str]) -> float:
-    """The best in-process images/s of ``mode``; for ``auto`` the best of what auto may choose (modes that
-    compute the precision they name, int8 excluded: the benchmark's int8 is never gated)."""
+def counts_toward(mode: tuple[str, str], runtime: str, precision: str, computed: str | None = None) -> bool:
+    """Whether a measured ``runtime`` x ``precision`` (computing ``computed``; None: not known yet) counts
+    toward ``mode``'s ceiling: a fixed mode itself; for ``auto`` what auto may choose (modes that compute the
+    precision they name, int8 excluded: the benchmark's int8 is never gated)."""
     if "auto" not in mode:
-        return max(r["images_per_s"] for r in report["throughput"] if (r["runtime"], r["precision"]) == mode)
-    return max(r["images_per_s"] for r in report["throughput"]
-               if r["precision"] != "int8" and r["computed"] == r["precision"] and mode[0] in ("auto", r["runtime"])
-               and mode[1] in ("auto", r["precision"]))
+        return (runtime, precision) == mode
+    return (precision != "int8" and computed in (None, precision) and mode[0] in ("auto", runtime)
+            and mode[1] in ("auto", precision))
+
+
+def ceiling(report: dict, mode: tuple[str, str]) -> float:
+    """The best in-process images/s of ``mode`` in the sweep (``counts_toward``)."""
+    return max(r["images_per_s"] for r in report["throughput"] if counts_toward(mode, r["runtime"], r["precision"], r["computed"]))
 
 
 def bracketed_ceiling(folders: dict, smalls: list[Path], mode: tuple[str, str], min_seconds: float, batch: int = 8) -> float | None:
-    """The in-process ceiling of ``mode`` measured now, the way ``ceiling`` reads it from the full sweep (a
-    fixed mode as it computes; ``auto``: the best mode it may choose), taken right before and after each
-    end-to-end configuration: this CPU's speed drifts (machine B: up to 2x within an hour), so a ratio needs
-    a ceiling from the same minutes. None when no mode qualifies."""
+    """The in-process ceiling of ``mode`` measured now, over the modes that count toward it
+    (``counts_toward``), taken right before and after each end-to-end configuration: this CPU's speed
+    drifts (machine B: up to 2x within an hour), so a ratio needs a ceiling from the same minutes. None
+    when no mode qualifies."""
     payloads = [p.read_bytes() for p in smalls[:8]]
     best = None
     for runtime, precision in MODES:
-        if mode[0] not in ("auto", runtime) or mode[1] not in ("auto", precision):
-            continue
-        if "auto" in mode and precision == "int8":
+        if not counts_toward(mode, runtime, precision):
             continue
         classifier = DeepfakeClassifier.from_checkpoint(folders[(runtime, precision)], HandlerOptions(runtime=runtime, precision=precision))
-        if "auto" in mode and classifier.runtime.precision != precision:
+        if not counts_toward(mode, runtime, precision, classifier.runtime.precision):
             continue
         pixels = classifier.preprocess([decode_image(p, classifier.limits) for p in payloads])
         rate = timed_forward(classifier, pixels, batch, min_seconds)
