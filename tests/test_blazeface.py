@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import zipfile
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
 from deepfake_service.samples.faceset import ASTRONAUT_FACE, SWEEP_FACES, astronaut, face_cases, matched, sweep_case
 from handler.classifier import DeepfakeClassifier
-from handler.faces import BlazeFaceDetector
+from handler.faces import BlazeFaceDetector, fully_convolutional
 from handler.options import HandlerOptions
 
 MIN_FACE = HandlerOptions().face_min_size
@@ -48,6 +49,33 @@ def test_faces_of_40_to_400_px_are_found_wherever_they_sit(detector, face, k):
     case = sweep_case(face, k)  # built here: the largest frames are 4K and more
     hits, false = matched(detector.detect(case.image), case.faces)
     assert (hits, false) == (1, 0)
+
+
+def test_the_whole_level_graph_gives_the_files_outputs_on_its_own_input_size():
+    import openvino as ov
+
+    core = ov.Core()
+    tile = np.asarray(astronaut().resize((192, 192), Image.Resampling.BILINEAR))[None]
+    exact = {"INFERENCE_PRECISION_HINT": "f32"}
+    original = core.compile_model(core.read_model(str(blazeface_path())), "CPU", exact)
+    rewritten = core.compile_model(fully_convolutional(core.read_model(str(blazeface_path()))), "CPU", exact)
+    before, after = original(tile.astype(np.float32) / 127.5 - 1.0), rewritten(tile)
+    for old, new in zip(original.outputs, rewritten.outputs):
+        assert np.allclose(before[old], after[new], atol=1e-3)
+
+
+class SmallCanvases(BlazeFaceDetector):
+    MAX_CANVAS = 256  # levels longer than this are cut into overlapping pieces
+    SHAPES_KEPT = 2
+
+
+@pytest.mark.parametrize("case", [c for c in face_cases() if c.image.width >= 1280], ids=lambda case: case.name)
+def test_levels_cut_into_pieces_find_the_same_faces(case):
+    small = SmallCanvases(blazeface_path(), MIN_FACE)
+    assert any(len(small._spans(round(case.image.width * level))) > 1 for level in small.scales(case.image.size))
+    hits, false = matched(small.detect(case.image), case.faces)
+    assert (hits, false) == (len(case.faces), 0)
+    assert len(small._shapes) <= small.SHAPES_KEPT
 
 
 def test_levels_are_at_most_max_step_apart_and_few(detector):

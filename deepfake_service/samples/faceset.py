@@ -93,7 +93,7 @@ SWEEP_FRAMES = ((1280, 720), (1920, 1080), (1024, 768))
 
 def sweep_case(face: int, k: int) -> FaceCase:
     """A frame with one face of ``face`` pixels at a seeded random place (seeded by size and ``k``, so
-    some faces straddle the detector's tile edges): 720p, 1080p or 1024x768 by ``k``, or, when the person
+    some faces straddle the edges of a level's pieces): 720p, 1080p or 1024x768 by ``k``, or, when the person
     does not fit, a frame 200 px wider and 100 px taller than the person."""
     import random
 
