@@ -168,8 +168,10 @@ def end_to_end(
     model_config.write_text(yaml.safe_dump(settings))
     rows = []
     with built_server(folder, checkpoint, NAME, config=model_config, int8=int8) as server:
+        served_by = serving_runtime(server, next(iter(sorted(images.iterdir()))).read_bytes())
+        print(f"  end-to-end {label}: the worker computes with {served_by}", flush=True)
         for count in users:
-            row = {"config": label, **locust_row(server, count, seconds, images, folder)}
+            row = {"config": label, "served_by": served_by, **locust_row(server, count, seconds, images, folder)}
             rows.append(row)
             print(
                 f"  end-to-end {label:28s} {count:2d} users: {row['images_per_s']:6.2f} img/s, "
@@ -178,6 +180,15 @@ def end_to_end(
                 flush=True,
             )
     return rows
+
+
+def serving_runtime(server: Server, image: bytes) -> str:
+    """What the worker computes with (``auto`` chose it when the worker loaded), from one answer."""
+    response = requests.post(f"{server.inference_url}/predictions/{NAME}", data=image, headers=server.headers(), timeout=120)
+    if response.status_code != 200:
+        return f"unknown (HTTP {response.status_code})"
+    answer = response.json()
+    return f"{answer.get('runtime')} {answer.get('precision')}"
 
 
 def plot(report: dict, output: Path) -> list[Path]:
