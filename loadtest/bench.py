@@ -184,7 +184,10 @@ def end_to_end(
 
 def serving_runtime(server: Server, image: bytes) -> str:
     """What the worker computes with (``auto`` chose it when the worker loaded), from one answer."""
-    response = requests.post(f"{server.inference_url}/predictions/{NAME}", data=image, headers=server.headers(), timeout=120)
+    try:
+        response = requests.post(f"{server.inference_url}/predictions/{NAME}", data=image, headers=server.headers(), timeout=120)
+    except requests.RequestException as error:
+        return f"unknown ({type(error).__name__})"
     if response.status_code != 200:
         return f"unknown (HTTP {response.status_code})"
     answer = response.json()

@@ -116,7 +116,7 @@ def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: 
     rows = []
     with built_server(workdir, checkpoint) as server:
         for mode in ("auto", "off"):  # warm-up of both paths (the detector loads on first use), not reported
-            locust_row(server, users, min(seconds, 10) // 2, images, workdir, mode)
+            locust_row(server, users, max(1, min(seconds, 10) // 2), images, workdir, mode)
         for mode in ("auto", "off"):
             row = {"face_mode": mode, **locust_row(server, users, seconds, images, workdir, mode)}
             rows.append(row)

@@ -12,7 +12,8 @@ from PIL import Image
 from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
 from deepfake_service.samples.faceset import ASTRONAUT_FACE, SWEEP_FACES, astronaut, face_cases, matched, sweep_case
 from handler.classifier import DeepfakeClassifier
-from handler.faces import BlazeFaceDetector, fully_convolutional
+from handler.faces import BlazeFaceDetector, _suppress, fully_convolutional
+from handler.geometry import Box
 from handler.options import HandlerOptions
 
 MIN_FACE = HandlerOptions().face_min_size
@@ -76,16 +77,59 @@ def test_levels_cut_into_pieces_find_the_same_faces(case):
     assert (hits, false) == (len(case.faces), 0)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (1, 300), (300, 1), (10000, 50), (50, 10000), (2_000_000, 1)])
+def test_degenerate_shapes_find_nothing_and_do_not_fail(detector, size):
+    assert detector.detect(Image.new("RGB", size, (90, 90, 90))) == []
+
+
+class CountedCalls(BlazeFaceDetector):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls: list[int] = []
+
+    def _boxes(self, parts, height, width):
+        self.calls.append(len(parts) * height * width)
+        return super()._boxes(parts, height, width)
+
+
+def test_a_long_thin_image_goes_through_in_bounded_calls():
+    counted = CountedCalls(blazeface_path(), MIN_FACE)
+    assert counted.detect(Image.new("RGB", (100_000, 100), (90, 90, 90))) == []
+    assert len(counted.calls) > 1 and max(counted.calls) <= counted.CALL_PIXELS
+
+
+@pytest.mark.parametrize("length", [1537, 1600, 2900, 3000, 4097, 10_000])
+def test_long_levels_are_cut_into_as_few_overlapping_pieces_as_fit(detector, length):
+    spans = detector._spans(length)
+    assert spans[0][0] == 0 and spans[-1][0] + spans[-1][1] == length
+    assert all(piece <= detector.MAX_CANVAS for _, piece in spans)
+    assert all(start + piece - following >= detector.OVERLAP - 1 for (start, piece), (following, _) in zip(spans, spans[1:]))
+    fewer = len(spans) - 1  # one piece less cannot cover the level with that overlap
+    assert fewer * detector.MAX_CANVAS - (fewer - 1) * detector.OVERLAP < length
+
+
+def test_suppression_keeps_what_greedy_suppression_by_iou_keeps():
+    generator = np.random.default_rng(7)
+    rows = np.column_stack([generator.uniform(0, 200, (300, 2)), generator.uniform(5, 60, (300, 2))])
+    scores = generator.uniform(0.7, 1.0, 300)
+    expected: list[int] = []
+    for index in np.argsort(-scores, kind="stable"):
+        if all(Box(*rows[index]).iou(Box(*rows[k])) < 0.3 for k in expected):
+            expected.append(int(index))
+    assert _suppress(rows, scores, 0.3) == expected
+    assert _suppress(rows, scores, 0.3, most=10) == [i for i in expected if i in set(np.argsort(-scores, kind="stable")[:10])]
+
+
 def test_levels_are_at_most_max_step_apart_and_few(detector):
     scales = detector.scales((1280, 720))
-    assert len(scales) == 2  # the whole frame, then tiles of 1.25 x 12 x min_face pixels
+    assert len(scales) == 2  # the whole frame, then a level where 192 px cover 1.25 x 12 x min_face pixels
     for size in [(1280, 720), (1920, 1080), (3840, 2160), (700, 700)]:
         scales = detector.scales(size)
         assert all(finer / coarser <= detector.MAX_STEP + 1e-9 for coarser, finer in zip(scales, scales[1:]))
 
 
 def test_the_pyramid_reaches_faces_of_the_minimum_size_and_no_further(detector):
-    assert len(detector.scales((256, 200))) == 1  # one tile sees faces down to 256/12 px
+    assert len(detector.scales((256, 200))) == 1  # one 192-px canvas sees faces down to 256/12 px
     finest = 1 / detector.scales((1920, 1080))[-1] * detector.SIDE
     assert finest / detector.SMALLEST == pytest.approx(1.25 * MIN_FACE)
     assert detector.scales((1920, 1080))[0] == pytest.approx(detector.SIDE / 1920)
