@@ -364,11 +364,11 @@ def print_table(title: str, rows: list[dict]) -> None:
     if not rows:
         return
     print(f"\n{title}")
-    columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    columns = list(dict.fromkeys(key for row in rows for key in row))  # every key of any row, as write_csv
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in rows:
-        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
+        print("  ".join(str(row.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
 
 
 def main(argv: list[str] | None = None) -> None:
