@@ -173,9 +173,10 @@ class BlazeFaceDetector:
         if self.MAX_CANVAS % self.CANVAS_STEP or self.SIDE % self.CANVAS_STEP:
             raise ValueError("SIDE and MAX_CANVAS must be multiples of CANVAS_STEP")
         core = ov.Core()
+        rewritten = fully_convolutional(core.read_model(str(model)))
 
         def compiled(side: ov.Dimension):
-            network = fully_convolutional(core.read_model(str(model)))
+            network = rewritten.clone()
             network.reshape({network.inputs[0]: ov.PartialShape([ov.Dimension(-1), side, side, ov.Dimension(3)])})
             return core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
 

@@ -218,8 +218,9 @@ class FrameSearch:
     ``full_every``-th frame, and whenever the previous frame gave no face or is more than ``max_step_s``
     earlier; in between only a window around each face of the previous frame (a square ``window`` times
     the face's longer side). A whole 720p frame costs BlazeFace about five 192-pixel canvases, a window
-    one, so detection costs a fraction; a newcomer is found at the next whole-frame pass (within ``full_every - 1`` sampled
-    frames), a face that left its window at the next pass too (``link_people`` bridges the gap)."""
+    one, so detection costs a fraction; a newcomer is found at the next whole-frame pass (within
+    ``full_every - 1`` sampled frames), a face that left its window at the next pass too (``link_people``
+    bridges the gap)."""
 
     def __init__(self, detector: FaceDetector, full_every: int = 4, window: float = 3.0, max_step_s: float = 1.0) -> None:
         self.detector, self.full_every, self.window, self.max_step_s = detector, full_every, window, max_step_s

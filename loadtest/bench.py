@@ -37,6 +37,7 @@ from deepfake_service.packaging.quantize import prepare_int8
 from deepfake_service.project import DEMO_CHECKPOINT, KEY_FILE, MODEL_NAME, ROOT, read_model_config
 from deepfake_service.serving.process import terminate_group
 from deepfake_service.serving.properties import free_port
+from deepfake_service.serving.rollout import RolloutError, predict
 from deepfake_service.serving.server import Server
 from handler.classifier import DeepfakeClassifier
 from handler.hardware import cpu_description
@@ -185,12 +186,9 @@ def end_to_end(
 def serving_runtime(server: Server, image: bytes) -> str:
     """What the worker computes with (``auto`` chose it when the worker loaded), from one answer."""
     try:
-        response = requests.post(f"{server.inference_url}/predictions/{NAME}", data=image, headers=server.headers(), timeout=120)
-    except requests.RequestException as error:
-        return f"unknown ({type(error).__name__})"
-    if response.status_code != 200:
-        return f"unknown (HTTP {response.status_code})"
-    answer = response.json()
+        answer = predict(server, NAME, None, image)
+    except (RolloutError, requests.RequestException) as error:
+        return f"unknown ({error})"
     return f"{answer.get('runtime')} {answer.get('precision')}"
 
 
