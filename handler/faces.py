@@ -140,9 +140,11 @@ class BlazeFaceDetector:
     boxes as offsets from the anchor in input pixels) run by OpenVINO, made fully convolutional so it runs
     on a whole pyramid level at once.
 
-    One pass finds faces from about a twelfth of 192 pixels (measured: 10-12 px) up to the 192 pixels its
-    layers were trained on. So the image is looked at as a pyramid: the whole image in one 192-pixel
-    canvas, then levels evenly spaced at most ``MAX_STEP`` apart in scale (a face too big for one level is
+    One pass finds faces from about a twelfth of 192 pixels (measured: 10-18 px) up to about ``LARGEST``
+    pixels (measured: every test face at 90 px, rotated ones lost above ~100; a face filling a 192-pixel
+    canvas is not found). So the image is looked at as a pyramid: the whole image in one 192-pixel canvas,
+    its shorter side at most LARGEST pixels (so a face crop or a close-up, whose face fills the picture, is
+    found), then levels evenly spaced at most ``MAX_STEP`` apart in scale (a face too big for one level is
     at most MAX_STEP times smaller in the next coarser one, still well inside the detector's range), the
     finest at ``1.25 * SMALLEST * min_face`` source pixels per 192. Each level goes through the network
     whole, padded black to a multiple of ``CANVAS_STEP`` (levels longer than ``MAX_CANVAS`` in pieces that
@@ -155,11 +157,13 @@ class BlazeFaceDetector:
     name = "blazeface"
     SIDE = 192
     SMALLEST = 12  # the smallest face found reliably is 1/SMALLEST of SIDE
+    LARGEST = 90  # the largest face found reliably, in level pixels
     CELL = 4  # input pixels per anchor
     CANVAS_STEP = 32  # canvas sides are multiples of the network's coarsest stride
     MAX_CANVAS = 1536
     OVERLAP = 128  # between the pieces of a level longer than MAX_CANVAS
     MAX_STEP = 4.0  # the most one level's scale differs from the next
+    MERGE = 1.25  # a finest level less than this much finer than the coarsest is left out (the coarsest does both)
     CALL_PIXELS = 2 * 1536 * 1536  # canvas pixels per OpenVINO call: bounds the memory one image takes
     MAX_CANDIDATES = 1000  # boxes above the score threshold that go to suppression, best first
 
@@ -187,16 +191,19 @@ class BlazeFaceDetector:
 
     def scales(self, size: tuple[int, int], min_face: float | None = None) -> list[float]:
         """Model pixels per image pixel at each pyramid level, coarsest first (the whole image in one
-        192-pixel canvas), the finest seeing faces of ``min_face`` image pixels (default: the detector's)
-        at 1/(1.25 * SMALLEST) of 192, so every face from 1.25 * min_face up is found (measured; smaller
-        ones down to min_face often are), with as few levels as ``MAX_STEP`` allows."""
-        longest = float(max(size))
-        finest = max(float(self.SIDE), 1.25 * self.SMALLEST * (self.min_face if min_face is None else min_face))
-        if longest <= finest:
-            return [self.SIDE / longest]
-        steps = max(1, math.ceil(math.log(longest / finest) / math.log(self.MAX_STEP) - 1e-9))
-        ratio = (longest / finest) ** (1 / steps)
-        return [self.SIDE / (longest / ratio**level) for level in range(steps + 1)]
+        192-pixel canvas, its shorter side at most LARGEST pixels, so a face as large as the picture is
+        found), the finest seeing faces of ``min_face`` image pixels (default: the detector's) at
+        1/(1.25 * SMALLEST) of 192 (never enlarged), so every face from 1.25 * min_face up is found
+        (measured; smaller ones down to min_face often are), with as few levels as ``MAX_STEP`` allows.
+        When the finest would be less than MERGE times finer than the coarsest (a 256-px face crop: 0.35
+        and 0.4), the coarsest alone serves: 1.25 * min_face is then at least 12.8 pixels in it."""
+        coarsest = min(self.SIDE / max(size), self.LARGEST / min(size))
+        finest = self.SIDE / max(float(self.SIDE), 1.25 * self.SMALLEST * (self.min_face if min_face is None else min_face))
+        if finest <= coarsest * self.MERGE:
+            return [coarsest]
+        steps = max(1, math.ceil(math.log(finest / coarsest) / math.log(self.MAX_STEP) - 1e-9))
+        ratio = (finest / coarsest) ** (1 / steps)
+        return [coarsest * ratio**level for level in range(steps + 1)]
 
     def _spans(self, length: int) -> list[tuple[int, int]]:
         """(start, length) of the pieces a level side of ``length`` pixels is cut into: as few as fit in

@@ -132,7 +132,9 @@ def test_the_pyramid_reaches_faces_of_the_minimum_size_and_no_further(detector):
     assert len(detector.scales((256, 200))) == 1  # one 192-px canvas sees faces down to 256/12 px
     finest = 1 / detector.scales((1920, 1080))[-1] * detector.SIDE
     assert finest / detector.SMALLEST == pytest.approx(1.25 * MIN_FACE)
-    assert detector.scales((1920, 1080))[0] == pytest.approx(detector.SIDE / 1920)
+    # the coarsest level: the whole frame in one canvas, its shorter side small enough for a face that fills it
+    assert detector.scales((1920, 1080))[0] == pytest.approx(min(detector.SIDE / 1920, detector.LARGEST / 1080))
+    assert detector.scales((256, 256)) == [pytest.approx(detector.LARGEST / 256)]
 
 
 @pytest.mark.parametrize("at", [(60, 40), (707, 415), (1700, 930)])

@@ -23,7 +23,7 @@ FACE_FREE = ("coffee", "chelsea", "rocket", "hubble_deep_field", "coins", "horse
 @dataclass(frozen=True)
 class FaceCase:
     name: str
-    kind: str  # rotated, small, group, dark, large, face-free
+    kind: str  # rotated, small, group, dark, large, crop, face-free
     image: Image.Image
     faces: tuple[Box, ...]
 
@@ -63,6 +63,18 @@ def _canvas(size: tuple[int, int], people: list[tuple[int, tuple[int, int]]], na
     return FaceCase(name, kind, canvas, boxes)
 
 
+def _face_crop(margin: float, side: int, name: str) -> FaceCase:
+    """The astronaut's face with ``margin`` times its side around it, scaled to ``side`` pixels square: a
+    face crop as the model was trained on (margin 0.2) or a close-up whose face fills the picture."""
+    grow = round(ASTRONAUT_FACE.w * margin)
+    region = (ASTRONAUT_FACE.x - grow, ASTRONAUT_FACE.y - grow, ASTRONAUT_FACE.x + ASTRONAUT_FACE.w + grow,
+              ASTRONAUT_FACE.y + ASTRONAUT_FACE.h + grow)
+    scale = side / (region[2] - region[0])
+    crop = astronaut().crop(region).resize((side, side), Image.Resampling.BICUBIC)
+    return FaceCase(name, "crop", crop, (Box(round(grow * scale), round(grow * scale), round(ASTRONAUT_FACE.w * scale),
+                                              round(ASTRONAUT_FACE.h * scale)),))
+
+
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=quality)
@@ -72,7 +84,7 @@ def _jpeg(image: Image.Image, quality: int) -> Image.Image:
 def face_cases() -> list[FaceCase]:
     """Rotations of +-25 and +-30 deg, three ~48-px faces in 1600x900, a six-person 1920x1080 group
     (faces 48-82 px), two faces in a 4K frame (~45 and ~180 px), a dark quality-35 JPEG, a 40-px face in a
-    small photo, and six face-free photos."""
+    small photo, a face crop and a close-up whose face fills the picture, and six face-free photos."""
     from skimage import data as photos
 
     cases = [_rotated(d) for d in (25, -25, 30, -30)]
@@ -83,6 +95,8 @@ def face_cases() -> list[FaceCase]:
     cases.append(_canvas((480, 360), [(216, (130, 60))], "a 40-px face in 480x360", "small"))
     dark = _jpeg(ImageEnhance.Brightness(astronaut()).enhance(0.35), 35)
     cases.append(FaceCase("dark, JPEG quality 35", "dark", dark, (ASTRONAUT_FACE,)))
+    cases.append(_face_crop(0.2, 256, "a 256-px face crop (margin 0.2, as trained)"))
+    cases.append(_face_crop(0.05, 600, "a close-up, the face 91 % of 600x600"))
     cases += [FaceCase(name, "face-free", Image.fromarray(getattr(photos, name)()).convert("RGB"), ()) for name in FACE_FREE]
     return cases
 
