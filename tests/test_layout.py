@@ -30,7 +30,7 @@ ALLOWED = {
     "tests": set(FOLDERS),
 }
 # deepfake_service's libraries, lowest first: each may import those before it, never one after it.
-LIBRARY_LAYERS = ("project", "dataset", "samples", "packaging", "records", "serving", "training")
+LIBRARY_LAYERS = ("project", "ports", "dataset", "samples", "packaging", "records", "serving", "training")
 
 
 def module_name(path: Path) -> str:

@@ -7,19 +7,14 @@ import contextlib
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from deepfake_service.ports import free_port
+
 POSTGRES_BIN = "/usr/lib/postgresql/*/bin"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_binaries() -> Path | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from handler.records import SETTINGS_ENV, RecordSettings, connect, purge_older_t
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
+BIND_FAILURE = re.compile(r"Failed to bind to address: (\S+)")
 # A model whose worker dies this often while loading is taken as broken: TorchServe would retry it
 # with back-off for minutes while /ping answers 500, so start-up stops instead.
 MAX_WORKER_DEATHS = 3
@@ -123,6 +125,9 @@ def wait_ready(server: Server, model_names: list[str] | None = None, timeout: fl
     while time.monotonic() < deadline:
         if not running_pid(server.run_dir):
             raise ServeError(f"TorchServe exited during start-up\n{log_tail(server.run_dir)}")
+        taken = bind_failure(server.run_dir)
+        if taken:  # the frontend stops its listeners but its process lingers: stop waiting at once
+            raise ServeError(f"TorchServe could not listen on {taken}: another process holds that port\n{log_tail(server.run_dir)}")
         deaths = worker_deaths(server.run_dir)
         if deaths >= MAX_WORKER_DEATHS:
             raise ServeError(
@@ -157,6 +162,15 @@ def worker_deaths(run_dir: Path) -> int:
     """How often a backend worker died, from the model log."""
     log = run_dir / "logs" / "model_log.log"
     return log.read_text(errors="replace").count(WORKER_DIED) if log.is_file() else 0
+
+
+def bind_failure(run_dir: Path) -> str | None:
+    """The address TorchServe's frontend failed to bind, from its console log, or None."""
+    try:
+        found = BIND_FAILURE.search((run_dir / "torchserve.out").read_text(errors="replace"))
+    except OSError:
+        return None
+    return found.group(1) if found else None
 
 
 def log_tail(run_dir: Path, lines: int = 40) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
+
+from deepfake_service.ports import free_port
 
 
 def read_properties(path: Path) -> dict[str, str]:
@@ -23,19 +24,13 @@ def write_properties(properties: dict[str, str], path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def loopback_config(source: Path, target: Path, **overrides: str) -> Path:
     """``source`` config.properties with every listener moved to a free loopback port."""
-    properties = read_properties(source)
+    properties, taken = read_properties(source), set()
     for kind in ("inference", "management", "metrics"):
-        properties[f"{kind}_address"] = f"http://127.0.0.1:{free_port()}"
-    properties["grpc_inference_port"] = str(free_port())
-    properties["grpc_management_port"] = str(free_port())
+        properties[f"{kind}_address"] = f"http://127.0.0.1:{free_port(taken)}"
+    properties["grpc_inference_port"] = str(free_port(taken))
+    properties["grpc_management_port"] = str(free_port(taken))
     properties.update(overrides)
     return write_properties(properties, target)
 
