@@ -167,8 +167,7 @@ class DeepfakeClassifier:
         ``Request`` with the defaults). Plain requests go through the runtime, requests for an explanation
         through the torch explainer, which also returns attentions."""
         analyses = [Analysis(r if isinstance(r, Request) else Request(r)) for r in requests]
-        for analysis in analyses:
-            self.find_subjects(analysis)
+        self.find_subjects(*analyses)
         self.forward([a for a in analyses if a.open and not a.request.explain])
         self.forward([a for a in analyses if a.open and a.request.explain], explain=True)
         for analysis in analyses:
@@ -203,23 +202,39 @@ class DeepfakeClassifier:
         for reply, block in zip(answers, blocks):
             with_record(reply, block)
 
-    def find_subjects(self, analysis: Analysis) -> None:
-        """The subjects stage: what to classify, by the first media kind that accepts the bytes; a
-        ``ClientError`` (bad bytes, bad face mode, no face in mode faces) ends the analysis."""
-        if not analysis.open:
-            return
-        request = analysis.request
-        try:
-            kind = next(k for k in self.media if k.accepts(request.payload))
-            if kind.name == "video" and self.video_endpoint:
-                raise VideoElsewhere(self.video_endpoint)
-            if request.explain and kind.name != "image":
-                raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
-            analysis.subjects = kind.subjects(request.payload, request.face_mode or self.faces.mode)
-        except ClientError as error:
-            analysis.error = error
-        except Exception:  # noqa: BLE001 - a surprise on this request's bytes must not fail its batch-mates
-            analysis.error = _failed("finding what to classify")
+    def find_subjects(self, *analyses: Analysis) -> None:
+        """The subjects stage: what to classify, by the first media kind that accepts each request's bytes;
+        the requests of one kind go to it together (images: one batched face search). A ``ClientError``
+        (bad bytes, bad face mode, no face in mode faces) ends that analysis, and only that one."""
+        kinds: dict[int, list[Analysis]] = {}  # by the kind's place in self.media
+        for analysis in analyses:
+            if not analysis.open:
+                continue
+            request = analysis.request
+            try:
+                place, kind = next((i, k) for i, k in enumerate(self.media) if k.accepts(request.payload))
+                if kind.name == "video" and self.video_endpoint:
+                    raise VideoElsewhere(self.video_endpoint)
+                if request.explain and kind.name != "image":
+                    raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
+                kinds.setdefault(place, []).append(analysis)
+            except ClientError as error:
+                analysis.error = error
+            except Exception:  # noqa: BLE001 - a surprise on this request's bytes must not fail its batch-mates
+                analysis.error = _failed("finding what to classify")
+        for place, kind in enumerate(self.media):
+            batch = kinds.get(place, [])
+            try:
+                found = kind.subjects_many([(a.request.payload, a.request.face_mode or self.faces.mode) for a in batch]) if batch else []
+            except Exception as error:  # noqa: BLE001 - e.g. the face detector failed to load: every request of the kind fails
+                found = [error] * len(batch)
+            for analysis, result in zip(batch, found):
+                if isinstance(result, ClientError):
+                    analysis.error = result
+                elif isinstance(result, Exception):
+                    analysis.error = _failed("finding what to classify", result)
+                else:
+                    analysis.subjects = result
 
     def forward(self, analyses: Sequence[Analysis], explain: bool = False) -> None:
         """The forward stage: every crop of ``analyses`` through the runtime (or the explainer, which also
@@ -259,8 +274,9 @@ def _recorder(settings: RecordSettings, model: dict) -> Recorder | None:
         return None
 
 
-def _failed(stage: str) -> RequestFailed:
-    """The error for one request whose ``stage`` raised unexpectedly, logged with its traceback and id."""
+def _failed(stage: str, error: BaseException | None = None) -> RequestFailed:
+    """The error for one request whose ``stage`` raised ``error`` (default: the exception being handled),
+    logged with its traceback and id."""
     error_id = uuid.uuid4().hex[:12]
-    logger.exception("%s failed for one request (error id %s); the rest of its batch goes on", stage, error_id)
+    logger.error("%s failed for one request (error id %s); the rest of its batch goes on", stage, error_id, exc_info=error or True)
     return RequestFailed(error_id)

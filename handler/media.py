@@ -9,11 +9,12 @@ here, listed before images.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
-from handler.faces import FaceDetector, FaceSettings, Subjects, find_subjects
+from handler.faces import FaceDetector, FaceSettings, Subjects, check_mode, detection_scale, find_subjects, subjects_from
 from handler.fingerprint import fingerprint
-from handler.images import ImageLimits, decode
+from handler.geometry import Box
+from handler.images import Decoded, ImageLimits, decode
 
 
 class MediaKind(Protocol):
@@ -24,6 +25,21 @@ class MediaKind(Protocol):
 
     def subjects(self, payload: bytes, mode: str) -> Subjects:
         """What to classify in ``payload`` under face ``mode``; raises ``ClientError`` for bad input."""
+
+    def subjects_many(self, requests: Sequence[tuple[bytes, str]]) -> list[Subjects | Exception]:
+        """``subjects`` of each (payload, mode), a failure as that request's exception (never raised), in one
+        go where the kind can batch them."""
+
+
+def one_by_one(subjects: Callable[[bytes, str], Subjects], requests: Sequence[tuple[bytes, str]]) -> list[Subjects | Exception]:
+    """``subjects`` of each request in turn, a failure as that request's exception."""
+    results: list[Subjects | Exception] = []
+    for payload, mode in requests:
+        try:
+            results.append(subjects(payload, mode))
+        except Exception as error:  # noqa: BLE001 - the request's own answer, never its batch-mates'
+            results.append(error)
+    return results
 
 
 class ImageMedia:
@@ -42,3 +58,45 @@ class ImageMedia:
         decoded = decode(payload, self.limits)
         found = find_subjects(decoded, mode, self.faces, self.detector)
         return replace(found, fingerprint=fingerprint(decoded.image)) if self.fingerprints else found
+
+    def subjects_many(self, requests: Sequence[tuple[bytes, str]]) -> list[Subjects | Exception]:
+        """Each image decoded on its own, then the faces of all that want them found in one go."""
+        decoded: list[Decoded | Exception] = []
+        for payload, mode in requests:
+            try:
+                check_mode(mode)
+                decoded.append(decode(payload, self.limits))
+            except Exception as error:  # noqa: BLE001 - this request's answer, never its batch-mates'
+                decoded.append(error)
+        searched = [i for i, (item, (_, mode)) in enumerate(zip(decoded, requests)) if isinstance(item, Decoded) and mode != "off"]
+        found = dict(zip(searched, self._faces([decoded[i] for i in searched])))
+        results: list[Subjects | Exception] = []
+        for index, (item, (_, mode)) in enumerate(zip(decoded, requests)):
+            faces = found.get(index, [])
+            if isinstance(item, Exception) or isinstance(faces, Exception):
+                results.append(item if isinstance(item, Exception) else faces)
+                continue
+            try:
+                made = subjects_from(item, mode, self.faces, faces)
+                results.append(replace(made, fingerprint=fingerprint(item.image)) if self.fingerprints else made)
+            except Exception as error:  # noqa: BLE001 - as above
+                results.append(error)
+        return results
+
+    def _faces(self, decoded: list[Decoded]) -> list[list[Box] | Exception]:
+        """The faces of each image, in one batched call; if that call fails, image by image, so only the
+        image at fault fails."""
+        if not decoded:
+            return []
+        detector = self.detector()
+        scales = [detection_scale(item) for item in decoded]
+        try:
+            return detector.detect_many([item.image for item in decoded], scales)
+        except Exception:  # noqa: BLE001 - find the image at fault
+            results: list[list[Box] | Exception] = []
+            for item, scale in zip(decoded, scales):
+                try:
+                    results.append(detector.detect(item.image, scale))
+                except Exception as error:  # noqa: BLE001 - as above
+                    results.append(error)
+            return results

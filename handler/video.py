@@ -26,6 +26,7 @@ from handler.faces import FaceDetector, FaceSettings, check_mode, crop_region, c
 from handler.fingerprint import Fingerprint, fingerprint
 from handler.geometry import Box
 from handler.images import AVIF_BRANDS, HEIF_BRANDS
+from handler.media import one_by_one
 
 # Brands of ISO-BMFF files that are still images (HEIF/AVIF), not videos.
 IMAGE_BRANDS = AVIF_BRANDS + HEIF_BRANDS  # still images in the same box format as MP4/MOV
@@ -240,9 +241,10 @@ class FrameSearch:
 
     def _near(self, image: Image.Image) -> list[Box]:
         found: list[Box] = []
-        for last in self.previous:
-            region = crop_region(image.size, last, (self.window - 1) / 2)
-            for box in self.detector.detect(cut(image, region)):
+        regions = [crop_region(image.size, last, (self.window - 1) / 2) for last in self.previous]
+        windows = self.detector.detect_many([cut(image, region) for region in regions], [1.0] * len(regions))
+        for region, boxes in zip(regions, windows):
+            for box in boxes:
                 moved = Box(box.x + region.x, box.y + region.y, box.w, box.h)
                 if all(moved.iou(other) < 0.3 for other in found):  # windows overlap: one face, once
                     found.append(moved)
@@ -322,6 +324,9 @@ class VideoMedia:
 
     def accepts(self, payload: bytes) -> bool:
         return container_format(payload) is not None
+
+    def subjects_many(self, requests: Sequence[tuple[bytes, str]]) -> list[VideoSubjects | Exception]:
+        return one_by_one(self.subjects, requests)  # a clip's frames are already many detections
 
     def subjects(self, payload: bytes, mode: str) -> VideoSubjects:
         check_mode(mode)

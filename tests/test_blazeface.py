@@ -180,3 +180,11 @@ def test_small_faces_survive_a_reduced_jpeg_decode(tiny_checkpoint):
     found = [type(ASTRONAUT_FACE)(*face["box"]) for face in answer["faces"]]
     assert answer["image_size"] == [1920, 1080]
     assert matched(found, group.faces) == (6, 0), [b.as_list() for b in found]
+
+
+def test_detecting_many_images_at_once_finds_what_each_alone_finds(detector):
+    cases = [case for case in face_cases() if case.kind in ("rotated", "small", "crop", "face-free")][:9]
+    scales = [1.0] * (len(cases) - 1) + [0.5]  # the last as if decoded at half size
+    together = detector.detect_many([case.image for case in cases], scales)
+    assert together == [detector.detect(case.image, scale) for case, scale in zip(cases, scales)]
+    assert sum(map(len, together)) >= 6 and detector.detect_many([], []) == []

@@ -14,6 +14,7 @@ from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.errors import EmptyInput, ImageTooLarge, MissingImage, RequestFailed, UnsupportedMediaType
 from handler.images import decode_image
+from handler.media import one_by_one
 from handler.options import HandlerOptions
 from handler.verdicts import most_fake
 from tests.tiny import TINY_LABELS
@@ -137,13 +138,16 @@ def test_the_most_fake_face_decides_and_without_the_label_the_most_confident_one
 
 def test_an_unexpected_failure_on_one_request_is_its_own_500_with_an_error_id(classifier, caplog):
     class Exploding:
-        name = "image"
+        name = "exploding"
 
         def accepts(self, payload):
             return payload.startswith(b"BOOM")
 
         def subjects(self, payload, mode):
             raise RuntimeError("a library's surprise")
+
+        def subjects_many(self, requests):
+            return one_by_one(self.subjects, requests)
 
     media = classifier.media
     classifier.media = (Exploding(), *media)

@@ -173,3 +173,38 @@ def test_faces_mode_default_comes_from_the_handler_options(tiny_checkpoint, coff
     strict = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, HandlerOptions(face_mode="faces"))
     assert strict.faces == HandlerOptions(face_mode="faces").faces and strict.faces.mode == "faces"
     assert isinstance(strict.predict_batch([jpeg(coffee)])[0], NoFaceFound)
+
+
+class CountingDetector(HaarDetector):
+    """The Haar cascade, counting batched calls; ``broken`` images (by size) make it raise."""
+
+    def __init__(self, broken: tuple[int, int] | None = None):
+        super().__init__(640, 32)
+        self.batches, self.broken = [], broken
+
+    def detect(self, image, scale: float = 1.0):
+        if image.size == self.broken:
+            raise RuntimeError("a detector's surprise")
+        return super().detect(image, scale)
+
+    def detect_many(self, images, scales):
+        self.batches.append(len(images))
+        return super().detect_many(images, scales)
+
+
+def test_the_images_of_a_batch_are_searched_for_faces_in_one_call(tiny_checkpoint, coffee, astronaut, pair):
+    counting = CountingDetector()
+    classifier = faces_classifier(tiny_checkpoint)
+    classifier._detector = counting
+    requests = [jpeg(coffee), jpeg(astronaut), Request(jpeg(pair), face_mode="off"), jpeg(pair), b"not an image"]
+    answers = classifier.predict_batch(requests)
+    assert counting.batches == [3]  # the broken bytes and the request with faces off are not searched
+    assert [len(a["faces"]) for a in answers[:4]] == [0, 1, 0, 2] and answers[4].status == 415
+
+
+def test_an_image_the_detector_fails_on_fails_alone(tiny_checkpoint, coffee, astronaut, pair, caplog):
+    classifier = faces_classifier(tiny_checkpoint)
+    classifier._detector = CountingDetector(broken=astronaut.size)
+    good, failed, other = classifier.predict_batch([jpeg(coffee), jpeg(astronaut), jpeg(pair)])
+    assert failed.status == 500 and "a detector's surprise" in caplog.text
+    assert good["analyzed"] == "image" and len(other["faces"]) == 2

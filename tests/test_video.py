@@ -10,6 +10,7 @@ from deepfake_service.samples import imagegen, videogen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
+from handler.faces import OneByOne
 from handler.geometry import Box
 from handler.options import HandlerOptions
 from handler.verdicts import confident_frames
@@ -209,7 +210,7 @@ def test_the_sampling_budget_stops_a_slow_clip(tiny_checkpoint):
     assert (result.status, result.error) == (422, "video too slow to sample")
 
 
-class SquareFinder:
+class SquareFinder(OneByOne):
     """A stand-in detector: every white square of an image is a face. Remembers the size of each image it
     was asked about (whole frames vs windows)."""
 
