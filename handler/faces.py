@@ -58,6 +58,7 @@ class Subjects:
 
 class FaceDetector(Protocol):
     name: str
+    min_face: int  # the smallest face reported, in original pixels
 
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
         """Faces in an RGB image, largest first, in that image's pixels. ``scale``: the image's pixels per

@@ -242,7 +242,11 @@ class FrameSearch:
     def _near(self, image: Image.Image) -> list[Box]:
         found: list[Box] = []
         regions = [crop_region(image.size, last, (self.window - 1) / 2) for last in self.previous]
-        windows = self.detector.detect_many([cut(image, region) for region in regions], [1.0] * len(regions))
+        # a window follows one face: it is searched for faces of at least half that face's size (``scale``
+        # raises the detector's minimum), which BlazeFace sees in one level (one 192-px canvas) where the
+        # minimum alone would add a finer one
+        scales = [max(1.0, max(last.w, last.h) / 2 / self.detector.min_face) for last in self.previous]
+        windows = self.detector.detect_many([cut(image, region) for region in regions], scales)
         for region, boxes in zip(regions, windows):
             for box in boxes:
                 moved = Box(box.x + region.x, box.y + region.y, box.w, box.h)

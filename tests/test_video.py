@@ -215,14 +215,17 @@ class SquareFinder(OneByOne):
     was asked about (whole frames vs windows)."""
 
     name = "squares"
+    min_face = 8
 
     def __init__(self):
         self.asked: list[tuple[int, int]] = []
+        self.scales: list[float] = []
 
     def detect(self, image, scale: float = 1.0):
         from scipy import ndimage
 
         self.asked.append(image.size)
+        self.scales.append(scale)
         labelled, _ = ndimage.label(np.asarray(image.convert("L")) > 128)
         boxes = [Box(s[1].start, s[0].start, s[1].stop - s[1].start, s[0].stop - s[0].start) for s in ndimage.find_objects(labelled)]
         return sorted(boxes, key=lambda b: (-b.w * b.h, b.x, b.y))
@@ -246,6 +249,18 @@ def test_frame_search_looks_at_whole_frames_every_nth_and_only_around_known_face
     whole = [size == (640, 360) for size in finder.asked]
     assert whole == [True, False, False, False, True, False, False, False] and search.whole == 2
     assert all(w <= 3 * 40 and h <= 3 * 40 for (w, h), is_whole in zip(finder.asked, whole) if not is_whole)
+
+
+def test_a_window_is_searched_for_faces_of_at_least_half_the_size_of_the_one_it_follows():
+    finder = SquareFinder()
+    search = FrameSearch(finder, full_every=4)
+    for i, side in enumerate((40, 40, 10)):
+        search.find(0.25 * i, frame_with((100, 80), side=side))
+    # whole frame: the detector's own minimum; the window around the 40-px face: faces from 20 px
+    assert finder.scales == [1.0, 40 / 2 / finder.min_face, 40 / 2 / finder.min_face]
+    finder.scales.clear()
+    search.find(0.75, frame_with((100, 80), side=10))  # a window around the 10-px face
+    assert finder.scales == [1.0]  # never below the detector's own minimum
 
 
 def test_a_newcomer_is_found_at_the_next_whole_frame_and_far_apart_frames_are_searched_whole():
