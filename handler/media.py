@@ -8,6 +8,7 @@ here, listed before images.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Callable, Protocol, Sequence
 
@@ -15,6 +16,8 @@ from handler.faces import FaceDetector, FaceSettings, Subjects, check_mode, dete
 from handler.fingerprint import fingerprint
 from handler.geometry import Box
 from handler.images import Decoded, ImageLimits, decode
+
+logger = logging.getLogger(__name__)
 
 
 class MediaKind(Protocol):
@@ -69,7 +72,11 @@ class ImageMedia:
             except Exception as error:  # noqa: BLE001 - this request's answer, never its batch-mates'
                 decoded.append(error)
         searched = [i for i, (item, (_, mode)) in enumerate(zip(decoded, requests)) if isinstance(item, Decoded) and mode != "off"]
-        found = dict(zip(searched, self._faces([decoded[i] for i in searched])))
+        try:
+            faces_of = self._faces([decoded[i] for i in searched])
+        except Exception as error:  # noqa: BLE001 - e.g. the detector failed to load: only the requests that need it fail
+            faces_of = [error] * len(searched)
+        found = dict(zip(searched, faces_of))
         results: list[Subjects | Exception] = []
         for index, (item, (_, mode)) in enumerate(zip(decoded, requests)):
             faces = found.get(index, [])
@@ -93,6 +100,7 @@ class ImageMedia:
         try:
             return detector.detect_many([item.image for item in decoded], scales)
         except Exception:  # noqa: BLE001 - find the image at fault
+            logger.warning("the batched face search of %d images failed; searching them one by one", len(decoded), exc_info=True)
             results: list[list[Box] | Exception] = []
             for item, scale in zip(decoded, scales):
                 try:

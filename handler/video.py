@@ -212,6 +212,7 @@ def _decode(container, stream, targets: list[int], keyframes: list[int], start: 
 
 
 MAX_GAP = 8  # sampled frames a person may go unseen and still continue their track
+WINDOWS_PER_CALL = 8  # windows cut and searched together (each up to the frame's shorter side squared)
 
 
 class FrameSearch:
@@ -246,7 +247,9 @@ class FrameSearch:
         # raises the detector's minimum), which BlazeFace sees in one level (one 192-px canvas) where the
         # minimum alone would add a finer one
         scales = [max(1.0, max(last.w, last.h) / 2 / self.detector.min_face) for last in self.previous]
-        windows = self.detector.detect_many([cut(image, region) for region in regions], scales)
+        windows = [boxes for start in range(0, len(regions), WINDOWS_PER_CALL)  # a crowd's windows, a few at a time
+                   for boxes in self.detector.detect_many([cut(image, region) for region in regions[start : start + WINDOWS_PER_CALL]],
+                                                          scales[start : start + WINDOWS_PER_CALL])]
         for region, boxes in zip(regions, windows):
             for box in boxes:
                 moved = Box(box.x + region.x, box.y + region.y, box.w, box.h)

@@ -10,8 +10,8 @@ crops, plus large photos):
     a naive one (batchSize 1, torch fp32, TorchServe's default worker count), the seed's design and a
     LitServe peer (loadtest/litserve_app.py);
   - the ratios: tuned / naive, / seed and / LitServe throughput and p95 at 8 users, end-to-end / in-process ceiling
-    (the ceiling of each configuration's mode measured right before and after each of its runs at the largest
-    user count, --ceiling-rounds runs; the ratio is their median).
+    (the ceiling of each configuration's mode measured right before and after each of its runs at the user
+    count the ratios compare: 8, else the largest; --ceiling-rounds runs; the ratio is their median).
 It prints tables and writes CSV files and PNG plots to --output. It asserts nothing.
 """
 
@@ -48,6 +48,7 @@ from loadtest.harness import built_server, locust_row, save_figure, write_csv, w
 
 MODES = [("torch", "fp32"), ("torch", "bf16"), ("torch", "int8"), ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8")]
 DRAFT_SIDE = 448
+RATIO_USERS = 8  # the user count the ratios compare (else the largest one run)
 NAME = MODEL_NAME
 
 
@@ -162,11 +163,12 @@ def naive_settings(config: dict) -> dict:
 
 def end_to_end(
     checkpoint: Path, label: str, settings: dict, users: list[int], seconds: int, images: Path, workdir: Path, int8: Int8Inputs,
-    ceiling: Ceiling | None = None, rounds: int = 1, min_seconds: float = 2.0,
+    ceiling: Ceiling | None = None, rounds: int = 1, min_seconds: float = 2.0, bracketed_users: int | None = None,
 ) -> list[dict]:
     """Serve ``checkpoint`` with ``settings`` as model-config.yaml and load it at each user count. With a
-    ``ceiling``, the largest user count runs ``rounds`` times, each between two measurements of the ceiling
-    (the server idle meanwhile), and its rows carry them and ``of_ceiling``: images/s over their mean."""
+    ``ceiling``, ``bracketed_users`` (default: the largest count) runs ``rounds`` times, each between two
+    measurements of the ceiling (the server idle meanwhile), and its rows carry them and ``of_ceiling``:
+    images/s over their mean."""
     folder = workdir / label
     folder.mkdir(parents=True)
     model_config = folder / "model-config.yaml"
@@ -176,8 +178,8 @@ def end_to_end(
         served_by = serving_runtime(server, next(iter(sorted(images.iterdir()))).read_bytes())
         print(f"  end-to-end {label}: the worker computes with {served_by}", flush=True)
         for count in users:
-            bracketed = ceiling is not None and count == max(users)
-            for _ in range(rounds if bracketed else 1):
+            bracketed = ceiling is not None and count == (bracketed_users or max(users))
+            for _ in range(max(1, rounds) if bracketed else 1):
                 before = ceiling.measure(min_seconds) if bracketed else None
                 row = {"config": label, "served_by": served_by, **locust_row(server, count, seconds, images, folder)}
                 if bracketed:
@@ -315,7 +317,7 @@ def litserve_baseline(checkpoint: Path, users: list[int], seconds: int, images: 
     return peer_baseline(LITSERVE, command, env, users, seconds, images, workdir, upload_field="data")
 
 
-def ratios(report: dict, configs: list[dict], users: int = 8) -> list[dict]:
+def ratios(report: dict, configs: list[dict], users: int = RATIO_USERS) -> list[dict]:
     """Each configuration against the seed's design, LitServe and the naive TorchServe at ``users`` users
     (the mean of its rounds there), and end to end against the in-process ceiling of its mode: the median
     of the rounds' ``of_ceiling`` (else the best end-to-end figure over the sweep's ceiling)."""
@@ -404,8 +406,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive configuration")
     parser.add_argument("--no-seed", action="store_true", help="skip the seed's design (loadtest/seed_app.py) as the baseline")
     parser.add_argument("--no-litserve", action="store_true", help="skip the LitServe peer (loadtest/litserve_app.py)")
-    parser.add_argument("--ceiling-rounds", type=int, default=3, help="runs at the largest user count per configuration, each "
-                        "between two in-process ceiling measurements; the ratio is their median (default: %(default)s)")
+    parser.add_argument("--ceiling-rounds", type=int, default=3, help="runs at 8 users (else the largest count) per configuration, "
+                        "each between two in-process ceiling measurements; the ratio is their median (default: %(default)s)")
     parser.add_argument("--batch-delays", default="", help="also serve the first tuned mode at each maxBatchDelay (ms), "
                         "e.g. 5,10,25,50 (default: none)")
     args = parser.parse_args(argv)
@@ -431,16 +433,18 @@ def main(argv: list[str] | None = None) -> None:
         report["end_to_end"] = []
         # Timing only: the demo's random weights cannot pass the int8 gate, and answers say "int8-unvalidated".
         int8 = Int8Inputs(calibration=calibration, unvalidated=True)
+        users = [int(u) for u in args.users.split(",")]
+        compared = RATIO_USERS if RATIO_USERS in users else max(users)  # the user count the ratios compare
         for config in configs:
             bracket = Ceiling(folders, smalls, config["mode"])
-            report["end_to_end"] += end_to_end(args.checkpoint, config["label"], config["settings"], [int(u) for u in args.users.split(",")],
-                                               args.seconds, images, scratch, int8, bracket, args.ceiling_rounds, args.min_seconds)
+            report["end_to_end"] += end_to_end(args.checkpoint, config["label"], config["settings"], users, args.seconds, images, scratch,
+                                               int8, bracket, args.ceiling_rounds, args.min_seconds, compared)
             del bracket
         if configs and not args.no_seed:
             report["end_to_end"] += seed_baseline(args.checkpoint, [int(u) for u in args.users.split(",")], args.seconds, images, scratch)
         if configs and not args.no_litserve:
             report["end_to_end"] += litserve_baseline(args.checkpoint, [int(u) for u in args.users.split(",")], args.seconds, images, scratch)
-        report["ratios"] = ratios(report, configs)
+        report["ratios"] = ratios(report, configs, compared) if configs else []
         forward_ms = 1000 / ceiling(report, tuned_modes[0])
         report["preprocess"]["share_of_worker_cpu_small"] = round(
             report["preprocess"]["small_jpeg_ms"] / (report["preprocess"]["small_jpeg_ms"] + forward_ms), 3

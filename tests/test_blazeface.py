@@ -186,5 +186,8 @@ def test_detecting_many_images_at_once_finds_what_each_alone_finds(detector):
     cases = [case for case in face_cases() if case.kind in ("rotated", "small", "crop", "face-free")][:9]
     scales = [1.0] * (len(cases) - 1) + [0.5]  # the last as if decoded at half size
     together = detector.detect_many([case.image for case in cases], scales)
-    assert together == [detector.detect(case.image, scale) for case, scale in zip(cases, scales)]
-    assert sum(map(len, together)) >= 6 and detector.detect_many([], []) == []
+    alone = [detector.detect(case.image, scale) for case, scale in zip(cases, scales)]
+    # the same boxes (bf16 kernels may round a batch's canvases a little differently)
+    assert [matched(mine, tuple(theirs), threshold=0.9) for mine, theirs in zip(together, alone)] == [(len(a), 0) for a in alone]
+    assert [matched(found, case.faces) for found, case in zip(together[:-1], cases)] == [(len(c.faces), 0) for c in cases[:-1]]
+    assert detector.detect_many([], []) == []

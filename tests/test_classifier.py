@@ -13,6 +13,7 @@ from handler.analysis import Request
 from handler.checkpoint import CheckpointError
 from handler.classifier import DeepfakeClassifier
 from handler.errors import EmptyInput, ImageTooLarge, MissingImage, RequestFailed, UnsupportedMediaType
+from handler.faces import OneByOne
 from handler.images import decode_image
 from handler.media import one_by_one
 from handler.options import HandlerOptions
@@ -105,7 +106,7 @@ def test_unknown_runtime_is_refused(tiny_checkpoint):
 def test_detector_is_built_only_when_a_request_needs_faces(tiny_checkpoint):
     built = []
 
-    class CountingDetector:
+    class CountingDetector(OneByOne):
         name = "counting"
 
         def detect(self, image, scale=1.0):

@@ -208,3 +208,14 @@ def test_an_image_the_detector_fails_on_fails_alone(tiny_checkpoint, coffee, ast
     good, failed, other = classifier.predict_batch([jpeg(coffee), jpeg(astronaut), jpeg(pair)])
     assert failed.status == 500 and "a detector's surprise" in caplog.text
     assert good["analyzed"] == "image" and len(other["faces"]) == 2
+
+
+def test_a_detector_that_fails_to_load_fails_only_the_requests_that_need_faces(tiny_checkpoint, coffee):
+    classifier = faces_classifier(tiny_checkpoint)
+
+    def missing_model():
+        raise FileNotFoundError("the face model is missing")
+
+    classifier._detector = missing_model
+    needs, off, bad = classifier.predict_batch([jpeg(coffee), Request(jpeg(coffee), face_mode="off"), b"not an image"])
+    assert needs.status == 500 and off["analyzed"] == "image" and bad.status == 415

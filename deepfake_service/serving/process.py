@@ -28,7 +28,7 @@ from handler.records import SETTINGS_ENV, RecordSettings, connect, purge_older_t
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
-BIND_FAILURE = re.compile(r"Failed to bind to address: (\S+)")
+BIND_FAILURE = re.compile(r"Failed to bind to address:? (\S+)")
 # A model whose worker dies this often while loading is taken as broken: TorchServe would retry it
 # with back-off for minutes while /ping answers 500, so start-up stops instead.
 MAX_WORKER_DEATHS = 3
