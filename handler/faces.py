@@ -173,7 +173,7 @@ class BlazeFaceDetector:
     CANVAS_STEP = 32  # canvas sides are multiples of the network's coarsest stride
     MAX_CANVAS = 1536
     OVERLAP = 128  # between the pieces of a level longer than MAX_CANVAS
-    MAX_STEP = 4.0  # the most one level's scale differs from the next
+    MAX_STEP = 5.0  # the most one level's scale differs from the next
     MERGE = 1.25  # a finest level less than this much finer than the coarsest is left out (the coarsest does both)
     CALL_PIXELS = 2 * 1536 * 1536  # canvas pixels per OpenVINO call: bounds the memory one image takes
     MAX_CANDIDATES = 1000  # boxes above the score threshold that go to suppression, best first
