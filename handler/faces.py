@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 from PIL import Image
@@ -400,16 +400,6 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def find_subjects(decoded: Decoded, mode: str, settings: FaceSettings, detector: Callable[[], FaceDetector]) -> Subjects:
-    """Face crops of ``decoded`` (mode auto or faces), or the whole image (off, or auto without a face).
-
-    ``detector`` is called only when a face mode needs one. Faces beyond ``max_faces`` (largest first)
-    are listed as skipped. Raises ``NoFaceFound`` in mode faces when no face is found.
-    """
-    found = detector().detect(decoded.image, detection_scale(decoded)) if check_mode(mode) != "off" else []
-    return subjects_from(decoded, mode, settings, found)
-
-
 def detection_scale(decoded: Decoded) -> float:
     """The decoded image's pixels per original pixel, as ``detect`` takes it (``face_min_size`` counts in
     original pixels)."""
@@ -417,7 +407,9 @@ def detection_scale(decoded: Decoded) -> float:
 
 
 def subjects_from(decoded: Decoded, mode: str, settings: FaceSettings, found: list[Box]) -> Subjects:
-    """``find_subjects`` with the faces already found (largest first, in decoded pixels)."""
+    """Face crops of ``decoded`` from the faces ``found`` in it (largest first, in decoded pixels; none in
+    mode off), or the whole image (off, or auto without a face). Faces beyond ``max_faces`` are listed as
+    skipped. Raises ``NoFaceFound`` in mode faces when no face was found."""
     image = decoded.image
     sx, sy = decoded.scale
     if not found:

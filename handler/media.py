@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
-from handler.faces import FaceDetector, FaceSettings, Subjects, check_mode, detection_scale, find_subjects, subjects_from
+from handler.faces import FaceDetector, FaceSettings, Subjects, check_mode, detection_scale, subjects_from
 from handler.fingerprint import fingerprint
 from handler.geometry import Box
 from handler.images import Decoded, ImageLimits, decode
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class MediaKind(Protocol):
@@ -34,13 +35,14 @@ class MediaKind(Protocol):
         go where the kind can batch them."""
 
 
-def one_by_one(subjects: Callable[[bytes, str], Subjects], requests: Sequence[tuple[bytes, str]]) -> list[Subjects | Exception]:
-    """``subjects`` of each request in turn, a failure as that request's exception."""
-    results: list[Subjects | Exception] = []
-    for payload, mode in requests:
+def one_by_one(call: Callable[[Any, Any], T], pairs: Iterable[tuple[Any, Any]]) -> list[T | Exception]:
+    """``call`` on each pair of arguments in turn (a request's payload and mode, an image and its scale),
+    a failure as that pair's exception: one item's answer, never its batch-mates'."""
+    results: list[T | Exception] = []
+    for first, second in pairs:
         try:
-            results.append(subjects(payload, mode))
-        except Exception as error:  # noqa: BLE001 - the request's own answer, never its batch-mates'
+            results.append(call(first, second))
+        except Exception as error:  # noqa: BLE001 - the item's own answer
             results.append(error)
     return results
 
@@ -58,19 +60,14 @@ class ImageMedia:
         return True
 
     def subjects(self, payload: bytes, mode: str) -> Subjects:
-        decoded = decode(payload, self.limits)
-        found = find_subjects(decoded, mode, self.faces, self.detector)
-        return replace(found, fingerprint=fingerprint(decoded.image)) if self.fingerprints else found
+        (result,) = self.subjects_many([(payload, mode)])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def subjects_many(self, requests: Sequence[tuple[bytes, str]]) -> list[Subjects | Exception]:
         """Each image decoded on its own, then the faces of all that want them found in one go."""
-        decoded: list[Decoded | Exception] = []
-        for payload, mode in requests:
-            try:
-                check_mode(mode)
-                decoded.append(decode(payload, self.limits))
-            except Exception as error:  # noqa: BLE001 - this request's answer, never its batch-mates'
-                decoded.append(error)
+        decoded = one_by_one(self._decode, requests)
         searched = [i for i, (item, (_, mode)) in enumerate(zip(decoded, requests)) if isinstance(item, Decoded) and mode != "off"]
         try:
             faces_of = self._faces([decoded[i] for i in searched])
@@ -86,9 +83,13 @@ class ImageMedia:
             try:
                 made = subjects_from(item, mode, self.faces, faces)
                 results.append(replace(made, fingerprint=fingerprint(item.image)) if self.fingerprints else made)
-            except Exception as error:  # noqa: BLE001 - as above
+            except Exception as error:  # noqa: BLE001 - this request's answer, never its batch-mates'
                 results.append(error)
         return results
+
+    def _decode(self, payload: bytes, mode: str) -> Decoded:
+        check_mode(mode)
+        return decode(payload, self.limits)
 
     def _faces(self, decoded: list[Decoded]) -> list[list[Box] | Exception]:
         """The faces of each image, in one batched call; if that call fails, image by image, so only the
@@ -96,15 +97,9 @@ class ImageMedia:
         if not decoded:
             return []
         detector = self.detector()
-        scales = [detection_scale(item) for item in decoded]
+        images, scales = [item.image for item in decoded], [detection_scale(item) for item in decoded]
         try:
-            return detector.detect_many([item.image for item in decoded], scales)
+            return detector.detect_many(images, scales)
         except Exception:  # noqa: BLE001 - find the image at fault
             logger.warning("the batched face search of %d images failed; searching them one by one", len(decoded), exc_info=True)
-            results: list[list[Box] | Exception] = []
-            for item, scale in zip(decoded, scales):
-                try:
-                    results.append(detector.detect(item.image, scale))
-                except Exception as error:  # noqa: BLE001 - as above
-                    results.append(error)
-            return results
+            return one_by_one(detector.detect, zip(images, scales))

@@ -27,7 +27,7 @@ from deepfake_service.packaging.face_detector import blazeface_path
 from deepfake_service.packaging.fetch import YUNET_FILE
 from deepfake_service.project import handler_options
 from deepfake_service.samples.faceset import face_cases, matched, size_sweep
-from handler.faces import FaceDetector, create_detector, square_crop
+from handler.faces import FaceDetector, create_detector, detection_scale, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
@@ -94,8 +94,8 @@ def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats:
     rows = []
     for name, payload in photos.items():
         decode_ms, decoded = median_ms(lambda: decode(payload, options.limits), repeats)
-        # as the handler calls it (handler/faces.py:find_subjects): face_min_size stays in original pixels
-        detect_ms, boxes = median_ms(lambda: detector.detect(decoded.image, 1 / max(decoded.scale)), repeats)
+        # as the handler calls it (handler/media.py:ImageMedia._faces): face_min_size stays in original pixels
+        detect_ms, boxes = median_ms(lambda: detector.detect(decoded.image, detection_scale(decoded)), repeats)
         crop_ms, _ = median_ms(lambda: [square_crop(decoded.image, b, options.face_margin) for b in boxes], repeats)
         rows.append({
             "photo": name, "bytes": len(payload), "decoded": "x".join(map(str, decoded.image.size)), "faces": len(boxes),
