@@ -94,6 +94,7 @@ def image_answer(analysis: Analysis, context: AnswerContext) -> Answer:
         "decided_by_face": deciding if faces else None,
         "faces": faces,
         "faces_skipped": [{"box": box.as_list()} for box in subjects.skipped],
+        "face_search": subjects.face_search.as_dict() if subjects.face_search else None,
         "image_size": list(subjects.original_size),
         "media": subjects.media,
     }
@@ -138,6 +139,7 @@ def video_answer(analysis: Analysis, context: AnswerContext) -> Answer:
         "people": people,
         "decided_by_person": deciding,
         "faces_skipped": [{"t": round(t, 3), "box": box.as_list()} for t, box in subjects.skipped],
+        "face_search": subjects.face_search.as_dict() if subjects.face_search else None,
     }
     if timeline is not None:
         built["timeline"] = timeline

@@ -50,15 +50,35 @@ class Subjects:
     media: str = "image"
     # The whole picture's perceptual hash, when records are kept (handler/fingerprint.py).
     fingerprint: Fingerprint | None = None
+    # The search that ran (None in mode off): the detector's name and the smallest face, in original
+    # pixels, it looks for in this image (``FaceDetector.smallest_face``).
+    face_search: FaceSearch | None = None
 
     @property
     def analyzed(self) -> str:
         return "faces" if self.boxes else "image"
 
 
+@dataclass(frozen=True)
+class FaceSearch:
+    """What one image's face search could see: ``detector``'s name and ``smallest_face``, the smallest face
+    (original pixels) it looks for there, so "no face found" reads "none of at least this size"."""
+
+    detector: str
+    smallest_face: int
+
+    def as_dict(self) -> dict:
+        return {"detector": self.detector, "smallest_face": self.smallest_face}
+
+
 class FaceDetector(Protocol):
     name: str
     min_face: int  # the smallest face reported, in original pixels
+
+    def smallest_face(self, size: tuple[int, int], scale: float = 1.0) -> float:
+        """The smallest face, in original pixels, the search of an image of ``size`` pixels looks for, with
+        ``scale`` as in ``detect``: ``min_face``, or more where the image's resolution or the detector's
+        own floor keeps smaller faces out (a JPEG decoded at a quarter of its size)."""
 
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
         """Faces in an RGB image, largest first, in that image's pixels. ``scale``: the image's pixels per
@@ -69,7 +89,16 @@ class FaceDetector(Protocol):
 
 
 class OneByOne:
-    """``detect_many`` for detectors that take one image at a time."""
+    """``detect_many`` for detectors that take one image at a time, on a copy at most ``detect_side`` pixels
+    long (0: the image itself), whose smallest face is ``floor`` pixels of that copy."""
+
+    detect_side: int = 0
+    min_face: int = 1
+    floor: int = 1
+
+    def smallest_face(self, size: tuple[int, int], scale: float = 1.0) -> float:
+        shrink = min(1.0, self.detect_side / max(1, *size)) if self.detect_side else 1.0
+        return max(float(self.min_face), self.floor / shrink / scale)
 
     def detect_many(self, images: Sequence[Image.Image], scales: Sequence[float]) -> list[list[Box]]:
         return [self.detect(image, scale) for image, scale in zip(images, scales)]
@@ -102,6 +131,7 @@ class HaarDetector(OneByOne):
     A pyramid step of 1.2 (OpenCV's usual 1.1 costs ~1.7x the time here) still finds the test faces."""
 
     name = "haar"
+    floor = HAAR_WINDOW
 
     def __init__(self, detect_side: int, min_face: int, scale_factor: float = 1.2, min_neighbors: int = 5):
         import cv2
@@ -215,6 +245,11 @@ class BlazeFaceDetector:
         steps = max(1, math.ceil(math.log(finest / coarsest) / math.log(self.MAX_STEP) - 1e-9))
         ratio = (finest / coarsest) ** (1 / steps)
         return [coarsest * ratio**level for level in range(steps + 1)]
+
+    def smallest_face(self, size: tuple[int, int], scale: float = 1.0) -> float:
+        """1.25 x ``min_face``, as ``scales`` promises, or 16 decoded pixels (SIDE / SMALLEST at the finest
+        level, which never enlarges) where that is more: 64 original pixels in a photo decoded at a quarter."""
+        return max(1.25 * self.min_face, self.SIDE / self.SMALLEST / scale)
 
     def _spans(self, length: int) -> list[tuple[int, int]]:
         """(start, length) of the pieces a level side of ``length`` pixels is cut into: as few as fit in
@@ -406,19 +441,20 @@ def detection_scale(decoded: Decoded) -> float:
     return 1 / max(decoded.scale)
 
 
-def subjects_from(decoded: Decoded, mode: str, settings: FaceSettings, found: list[Box]) -> Subjects:
+def subjects_from(decoded: Decoded, mode: str, settings: FaceSettings, found: list[Box], search: FaceSearch | None = None) -> Subjects:
     """Face crops of ``decoded`` from the faces ``found`` in it (largest first, in decoded pixels; none in
-    mode off), or the whole image (off, or auto without a face). Faces beyond ``max_faces`` are listed as
-    skipped. Raises ``NoFaceFound`` in mode faces when no face was found."""
+    mode off) by ``search``, or the whole image (off, or auto without a face). Faces beyond ``max_faces`` are
+    listed as skipped. Raises ``NoFaceFound`` in mode faces when no face was found."""
     image = decoded.image
     sx, sy = decoded.scale
     if not found:
         if mode == "faces":
+            least = f"of at least {search.smallest_face} px " if search else ""
             raise NoFaceFound(
-                f"no face of at least the minimum size was found in the {image.width}x{image.height} image; "
+                f"no face {least}was found in the {decoded.original_size[0]}x{decoded.original_size[1]} image; "
                 "send a photo with a visible frontal face, or face mode auto or off to classify the whole image"
             )
-        return Subjects([image], [], [], mode, [Box(0, 0, *decoded.original_size)], decoded.original_size)
+        return Subjects([image], [], [], mode, [Box(0, 0, *decoded.original_size)], decoded.original_size, face_search=search)
     kept, extra = found[: settings.max_faces], found[settings.max_faces :]
     regions = [crop_region(image.size, box, settings.margin) for box in kept]
     return Subjects(
@@ -428,4 +464,5 @@ def subjects_from(decoded: Decoded, mode: str, settings: FaceSettings, found: li
         mode=mode,
         regions=[region.scaled(sx, sy) for region in regions],
         original_size=decoded.original_size,
+        face_search=search,
     )

@@ -9,10 +9,11 @@ here, listed before images.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
-from handler.faces import FaceDetector, FaceSettings, Subjects, check_mode, detection_scale, subjects_from
+from handler.faces import FaceDetector, FaceSearch, FaceSettings, Subjects, check_mode, detection_scale, subjects_from
 from handler.fingerprint import fingerprint
 from handler.geometry import Box
 from handler.images import Decoded, ImageLimits, decode
@@ -72,16 +73,16 @@ class ImageMedia:
         try:
             faces_of = self._faces([decoded[i] for i in searched])
         except Exception as error:  # noqa: BLE001 - e.g. the detector failed to load: only the requests that need it fail
-            faces_of = [error] * len(searched)
-        found = dict(zip(searched, faces_of))
+            faces_of = [(error, None)] * len(searched)
+        found = dict(zip(searched, faces_of))  # index -> (boxes or the search's exception, FaceSearch)
         results: list[Subjects | Exception] = []
         for index, (item, (_, mode)) in enumerate(zip(decoded, requests)):
-            faces = found.get(index, [])
+            faces, search = found.get(index, ([], None))
             if isinstance(item, Exception) or isinstance(faces, Exception):
                 results.append(item if isinstance(item, Exception) else faces)
                 continue
             try:
-                made = subjects_from(item, mode, self.faces, faces)
+                made = subjects_from(item, mode, self.faces, faces, search)
                 results.append(replace(made, fingerprint=fingerprint(item.image)) if self.fingerprints else made)
             except Exception as error:  # noqa: BLE001 - this request's answer, never its batch-mates'
                 results.append(error)
@@ -91,15 +92,17 @@ class ImageMedia:
         check_mode(mode)
         return decode(payload, self.limits)
 
-    def _faces(self, decoded: list[Decoded]) -> list[list[Box] | Exception]:
-        """The faces of each image, in one batched call; if that call fails, image by image, so only the
-        image at fault fails."""
+    def _faces(self, decoded: list[Decoded]) -> list[tuple[list[Box] | Exception, FaceSearch]]:
+        """The faces of each image, in one batched call (if that call fails, image by image, so only the
+        image at fault fails), each with what its search could see."""
         if not decoded:
             return []
         detector = self.detector()
         images, scales = [item.image for item in decoded], [detection_scale(item) for item in decoded]
+        searches = [FaceSearch(detector.name, math.ceil(detector.smallest_face(i.size, s))) for i, s in zip(images, scales)]
         try:
-            return detector.detect_many(images, scales)
+            found = detector.detect_many(images, scales)
         except Exception:  # noqa: BLE001 - find the image at fault
             logger.warning("the batched face search of %d images failed; searching them one by one", len(decoded), exc_info=True)
-            return one_by_one(detector.detect, zip(images, scales))
+            found = one_by_one(detector.detect, zip(images, scales))
+        return list(zip(found, searches))

@@ -15,6 +15,7 @@ Each person's verdict over their frames is handler/verdicts.py:over_frames.
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -22,7 +23,7 @@ from typing import Callable, Sequence
 from PIL import Image
 
 from handler.errors import CorruptVideo, NoFaceFound, NoFrames, UnsupportedVideo, VideoTooLarge, VideoTooSlow
-from handler.faces import FaceDetector, FaceSettings, check_mode, crop_region, cut, shrunk
+from handler.faces import FaceDetector, FaceSearch, FaceSettings, check_mode, crop_region, cut, shrunk
 from handler.fingerprint import Fingerprint, fingerprint
 from handler.geometry import Box
 from handler.images import AVIF_BRANDS, HEIF_BRANDS
@@ -309,6 +310,7 @@ class VideoSubjects:
     skipped: list[tuple[float, Box]] = field(default_factory=list)
     media: str = field(default="video")
     fingerprints: list[Fingerprint] = field(default_factory=list)  # one per sampled frame, when records are kept
+    face_search: FaceSearch | None = None  # what a whole frame's search could see (None in mode off)
 
     @property
     def analyzed(self) -> str:
@@ -359,17 +361,19 @@ class VideoMedia:
                 prints.append(fingerprint(image))
 
         sampled = sample_frames(payload, self.settings, on_frame)
+        searched = None if search is None else FaceSearch(search.detector.name, math.ceil(search.detector.smallest_face(sampled.size)))
         people = link_people(found) if any(found) else []
         if not people:
             if mode == "faces":
-                raise NoFaceFound(f"no face of at least the minimum size was found in {sampled.frames} sampled frames; "
+                least = f"of at least {searched.smallest_face} px " if searched else ""
+                raise NoFaceFound(f"no face {least}was found in {sampled.frames} sampled frames; "
                                   "send face mode auto or off to classify whole frames")
             return VideoSubjects(thumbnails, [(-1, i) for i in range(len(times))], [None] * len(times), times, 0, mode, sampled,
-                                 fingerprints=prints)
+                                 fingerprints=prints, face_search=searched)
         crops, owners, boxes = [], [], []
         for person, track in enumerate(people):
             for frame, box in track:
                 crops.append(face_crops[frame][found[frame].index(box)])
                 owners.append((person, frame))
                 boxes.append(box)
-        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped, fingerprints=prints)
+        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped, fingerprints=prints, face_search=searched)

@@ -4,6 +4,8 @@ ms per image in-process, and end-to-end throughput with faces on vs off.
 Recall: each detector (haar, blazeface; yunet when its file is in the checkpoint folder) on
 deepfake_service/samples/faceset.py's cases (rotations, small faces in large frames, a group, a 4K frame,
 a dark JPEG, face-free photos): faces found (IoU >= 0.3), false boxes, median ms.
+As served: the same cases, and small faces in 4K and 4000x3000 frames, as JPEGs through the shipped
+decode (large photos are decoded at a quarter), with the smallest face each answer reports searching for.
 In-process: decode (shipped limits, JPEG draft included), the shipped detector and cropping, timed apart,
 on small and large photos built from scikit-image's public-domain astronaut (one face) and coffee (none).
 End to end: the shipped archive (config/model-config.yaml) of --checkpoint behind a real TorchServe,
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -26,7 +29,7 @@ from PIL import Image
 from deepfake_service.packaging.face_detector import blazeface_path
 from deepfake_service.packaging.fetch import YUNET_FILE
 from deepfake_service.project import handler_options
-from deepfake_service.samples.faceset import face_cases, matched, size_sweep
+from deepfake_service.samples.faceset import face_cases, faces_in_frame, matched, size_sweep
 from handler.faces import FaceDetector, create_detector, detection_scale, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
@@ -85,6 +88,46 @@ def recall(options: HandlerOptions, checkpoint: Path, repeats: int) -> list[dict
         print(f"  {name:9s} found {sum(r['found'] for r in mine)}/{sum(r['faces'] for r in mine)} faces, "
               f"{sum(r['false_boxes'] for r in mine)} false boxes, median of per-case ms "
               f"{statistics.median(r['ms'] for r in mine):.1f}", flush=True)
+    return rows
+
+
+SERVED_SWEEP = (40, 48, 56, 64, 80, 120)
+SERVED_FRAMES = ((3840, 2160), (4000, 3000))
+
+
+def served_recall(options: HandlerOptions, checkpoint: Path, places: int = 3) -> list[dict]:
+    """The shipped detector as served: each case of the face set, and faces of SERVED_SWEEP pixels at
+    ``places`` seeded places in 4K and 4000x3000 frames, sent as quality-92 JPEGs through the shipped
+    decode (``jpeg_draft_side`` included, so large photos are searched at a quarter of their size); faces
+    found, false boxes and the ``smallest_face`` the answer reports."""
+    import random
+
+    from deepfake_service.samples.imagegen import encode
+
+    detector = detector_for(options.face_detector, options, checkpoint)
+    cases = face_cases()
+    for frame in SERVED_FRAMES:
+        for face in SERVED_SWEEP:
+            for k in range(places):
+                draw = random.Random(f"served {frame} {face} {k}")
+                at = (draw.randrange(0, frame[0] - 4 * face), draw.randrange(0, frame[1] - 4 * face))
+                cases.append(faces_in_frame(frame, [(face, at)], f"a {face}-px face in a {frame[0]}x{frame[1]} JPEG #{k + 1}", "served sweep"))
+    rows = []
+    for case in cases:
+        decoded = decode(encode(case.image, "JPEG", quality=92), options.limits)
+        sx, sy = decoded.scale
+        found = [box.scaled(sx, sy) for box in detector.detect(decoded.image, detection_scale(decoded))]
+        hits, false = matched(found, case.faces)
+        rows.append({"detector": detector.name, "case": case.name, "kind": case.kind, "size": "x".join(map(str, case.image.size)),
+                     "decoded": "x".join(map(str, decoded.image.size)), "faces": len(case.faces), "found": hits, "false_boxes": false,
+                     "smallest_face": math.ceil(detector.smallest_face(decoded.image.size, detection_scale(decoded)))})
+    for kind in dict.fromkeys(row["kind"] for row in rows):
+        mine = [row for row in rows if row["kind"] == kind]
+        print(f"  {kind:12s} found {sum(r['found'] for r in mine)}/{sum(r['faces'] for r in mine)}, "
+              f"{sum(r['false_boxes'] for r in mine)} false boxes, smallest_face {sorted({r['smallest_face'] for r in mine})}", flush=True)
+    for face in SERVED_SWEEP:
+        mine = [row for row in rows if row["kind"] == "served sweep" and row["case"].startswith(f"a {face}-px")]
+        print(f"    {face:3d}-px faces in 4K / 4000x3000 JPEGs: {sum(r['found'] for r in mine)}/{len(mine)}", flush=True)
     return rows
 
 
@@ -156,6 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     print("Recall on the generated face set (deepfake_service/samples/faceset.py):", flush=True)
     found = recall(options, args.checkpoint, args.repeats)
     write_csv(found, args.output / "recall.csv")
+    print(f"Recall as served ({options.face_detector}, each case a JPEG through the shipped decode, jpeg_draft_side "
+          f"{options.jpeg_draft_side}):", flush=True)
+    served = served_recall(options, args.checkpoint)
+    write_csv(served, args.output / "served_recall.csv")
     print(f"Face stage in-process (shipped options, detector {options.face_detector}):", flush=True)
     costs = face_stage_costs(photos, options, args.repeats, args.checkpoint)
     write_csv(costs, args.output / "faces.csv")
@@ -164,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="faces-bench-") as workdir:
             e2e = end_to_end(args.checkpoint, photos, args.users, args.seconds, Path(workdir))
         write_csv(e2e, args.output / "e2e.csv")
-    report = {"cpu": cpu_description(), "recall": found, "face_stage": costs, "end_to_end": e2e}
+    report = {"cpu": cpu_description(), "recall": found, "served_recall": served, "face_stage": costs, "end_to_end": e2e}
     (args.output / "faces.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.output}/faces.csv, faces.json, {plot(costs, e2e, args.output / 'faces.png').name}")
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
-from deepfake_service.samples.faceset import ASTRONAUT_FACE, SWEEP_FACES, astronaut, face_cases, matched, sweep_case
+from deepfake_service.samples.faceset import ASTRONAUT_FACE, SWEEP_FACES, astronaut, face_cases, faces_in_frame, matched, sweep_case
 from handler.classifier import DeepfakeClassifier
 from handler.faces import BlazeFaceDetector, _suppress, fully_convolutional
 from handler.geometry import Box
@@ -180,6 +180,28 @@ def test_small_faces_survive_a_reduced_jpeg_decode(tiny_checkpoint):
     found = [type(ASTRONAUT_FACE)(*face["box"]) for face in answer["faces"]]
     assert answer["image_size"] == [1920, 1080]
     assert matched(found, group.faces) == (6, 0), [b.as_list() for b in found]
+    assert answer["face_search"] == {"detector": "blazeface", "smallest_face": 40}
+
+
+def test_a_photo_decoded_at_a_quarter_says_how_small_a_face_it_searched_for(tiny_checkpoint):
+    """A 4K JPEG decodes at 960x540 under the shipped jpeg_draft_side: a face must be 16 decoded pixels (64
+    original) for the finest level, which never enlarges. The answer says 64, and faces of 64 px and up are
+    found (measured: 40-48 px ones mostly are not, which is what the figure warns of)."""
+    from deepfake_service.samples.imagegen import photo_jpeg
+
+    people = [(64, (300, 400)), (72, (1700, 1500)), (96, (3000, 300))]
+    frame = faces_in_frame((3840, 2160), people, "three faces of 64-96 px in a 4K frame")
+    options = HandlerOptions(face_mode="auto", face_detector="blazeface", face_model=str(blazeface_path()), jpeg_draft_side=448)
+    answer = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options).predict_batch([photo_jpeg(frame.image)])[0]
+    assert answer["face_search"] == {"detector": "blazeface", "smallest_face": 64}
+    found = [type(ASTRONAUT_FACE)(*face["box"]) for face in answer["faces"]]
+    assert matched(found, frame.faces) == (3, 0), [b.as_list() for b in found]
+
+
+def test_the_smallest_face_searched_for_follows_the_decode(detector):
+    assert detector.smallest_face((1920, 1080)) == 1.25 * MIN_FACE
+    assert detector.smallest_face((960, 540), 0.5) == 1.25 * MIN_FACE  # 16 decoded pixels: the same 40
+    assert detector.smallest_face((960, 540), 0.25) == 64  # the finest level would have to enlarge
 
 
 def test_detecting_many_images_at_once_finds_what_each_alone_finds(detector):

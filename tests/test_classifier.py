@@ -39,7 +39,7 @@ def test_prediction_fields_and_confidence(classifier):
     prediction = classifier.predict_batch([imagegen.png()])[0]
     assert set(prediction) == {
         "label", "confidence", "probabilities", "verdict", "decision", "model", "version", "demo", "runtime", "precision",
-        "mode", "analyzed", "decided_by_face", "faces", "faces_skipped", "image_size", "media", "provenance",
+        "mode", "analyzed", "decided_by_face", "faces", "faces_skipped", "face_search", "image_size", "media", "provenance",
     }
     # No decision.json: uncalibrated, the verdict follows the top label (this model has no "Fake" label).
     assert prediction["decision"]["calibrated"] is False

@@ -94,6 +94,8 @@ def test_boxes_are_in_original_pixels_after_a_reduced_jpeg_decode(tiny_checkpoin
 def test_auto_classifies_the_whole_image_when_no_face_is_found(auto, coffee):
     answer = auto.predict_batch([jpeg(coffee)])[0]
     assert (answer["mode"], answer["analyzed"], answer["faces"], answer["decided_by_face"]) == ("auto", "image", [], None)
+    # "no face" means none of at least this size: face_min_size, the cascade's 24-px window at full size
+    assert answer["face_search"] == {"detector": "haar", "smallest_face": 32}
     whole = auto.classify([decode(jpeg(coffee), auto.limits).image])[0]
     assert answer["probabilities"] == pytest.approx(whole.probabilities)
 
@@ -102,11 +104,12 @@ def test_faces_mode_without_a_face_is_a_422_that_says_so(auto, coffee):
     (result,) = auto.predict_batch([Request(jpeg(coffee), face_mode="faces")])
     assert isinstance(result, NoFaceFound)
     assert result.status == 422 and result.error == "no face found"
+    assert "no face of at least 32 px was found in the 600x400 image" in result.detail
 
 
 def test_off_mode_classifies_the_whole_photo_even_with_faces(auto, astronaut):
     answer = auto.predict_batch([Request(jpeg(astronaut), face_mode="off")])[0]
-    assert (answer["mode"], answer["analyzed"], answer["faces"]) == ("off", "image", [])
+    assert (answer["mode"], answer["analyzed"], answer["faces"], answer["face_search"]) == ("off", "image", [], None)
 
 
 def test_per_face_probabilities_equal_classifying_the_crop_directly(auto, pair):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 import requests
@@ -48,7 +49,7 @@ def test_upload_and_analyze_shows_verdict_probabilities_and_heatmap(page):
     assert page.is_visible("#verdict") and page.inner_text("#verdict") == "Real"
     assert "Uncalibrated model" in page.inner_text("#decision-note")
     assert page.locator("#probabilities li").count() == 3
-    assert "No face found" in page.inner_text("#analyzed-note")
+    assert re.search(r"^No face of at least \d+ px found", page.inner_text("#analyzed-note"))
     assert page.is_visible("#heatmap") and page.get_attribute("#heatmap", "src").startswith("data:image/png;base64,")
     page.wait_for_timeout(1200)  # let the confidence bar finish its animation for the screenshot
     width = page.evaluate("document.querySelector('#confidence-bar').style.width")

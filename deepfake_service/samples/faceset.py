@@ -63,6 +63,11 @@ def _canvas(size: tuple[int, int], people: list[tuple[int, tuple[int, int]]], na
     return FaceCase(name, kind, canvas, boxes)
 
 
+def faces_in_frame(size: tuple[int, int], faces: list[tuple[int, tuple[int, int]]], name: str, kind: str = "large") -> FaceCase:
+    """A ``size`` frame with one astronaut per (face width in pixels, top-left of the pasted picture)."""
+    return _canvas(size, [(round(face * 512 / ASTRONAUT_FACE.w), at) for face, at in faces], name, kind)
+
+
 def _face_crop(margin: float, side: int, name: str) -> FaceCase:
     """The astronaut's face with ``margin`` times its side around it, scaled to ``side`` pixels square: a
     face crop as the model was trained on (margin 0.2) or a close-up whose face fills the picture."""

@@ -151,17 +151,19 @@ function render(body) {
     return li;
   }));
   let note;
+  // "no face" means none of at least the size the search could see (smaller where the upload was decoded smaller)
+  const least = body.face_search ? ` of at least ${body.face_search.smallest_face} px` : "";
   if (body.media === "video") {
     note = body.analyzed === "faces"
       ? `${body.people.length} ${body.people.length === 1 ? "person" : "people"} in ${body.frames_analyzed} frames sampled over ${body.duration_s.toFixed(1)} s; the most-fake person (#${body.decided_by_person + 1}) decides.`
-      : `No face in ${body.frames_analyzed} frames sampled over ${body.duration_s.toFixed(1)} s: whole frames were classified instead (the model was trained on face crops, so this verdict means less).`;
+      : `No face${least} in ${body.frames_analyzed} frames sampled over ${body.duration_s.toFixed(1)} s: whole frames were classified instead (the model was trained on face crops, so this verdict means less).`;
   } else if (body.analyzed === "faces") {
     const skipped = body.faces_skipped.length ? `; ${body.faces_skipped.length} more not classified (limit)` : "";
     note = `${body.faces.length} face${body.faces.length === 1 ? "" : "s"} found; the most-fake face (#${body.decided_by_face + 1}) decides${skipped}.`;
   } else if (body.mode === "off") {
     note = "Face detection off: the whole image was classified.";
   } else {
-    note = "No face found: the whole image was classified instead (the model was trained on face crops, so this verdict means less).";
+    note = `No face${least} found: the whole image was classified instead (the model was trained on face crops, so this verdict means less).`;
   }
   $("analyzed-note").textContent = note;
   renderProvenance(body.provenance);
