@@ -269,7 +269,6 @@ class BlazeFaceDetector:
     def detect_many(self, images: Sequence[Image.Image], scales: Sequence[float]) -> list[list[Box]]:
         """Every image's levels go through the network together: canvases of one shape from all the
         images share calls (a batch of 192x192 canvases costs ~0.6x per canvas what one does)."""
-        import cv2
 
         pieces: dict[tuple[int, int], list[tuple[np.ndarray, int, int, float, int]]] = {}
         for owner, (image, scale) in enumerate(zip(images, scales)):
@@ -278,9 +277,7 @@ class BlazeFaceDetector:
                 size = (max(1, round(image.width * level)), max(1, round(image.height * level)))
                 if min(size) < self.SIDE / self.SMALLEST:
                     continue  # no face the network finds fits (a long, thin image's coarse levels)
-                # OpenCV's area average shrinks (each level pixel the mean of the pixels it covers), a tenth
-                # of the time of Pillow's bilinear on a 720p frame; bilinear enlarges a small image or window
-                pixels = rgb if size == image.size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if level < 1 else cv2.INTER_LINEAR)
+                pixels = level_pixels(rgb, size)
                 for top, height in self._spans(size[1]):
                     for left, width in self._spans(size[0]):
                         part = pixels[top : top + height, left : left + width]
@@ -323,6 +320,23 @@ class BlazeFaceDetector:
         width_, height_ = found[:, 2] / level, found[:, 3] / level
         boxes = np.stack([centre_x - width_ / 2, centre_y - height_ / 2, width_, height_], axis=1)
         return boxes, score[part_of, anchor_of], owner.astype(np.int64)
+
+
+def level_pixels(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``rgb`` at ``size`` (width, height) for a pyramid level. A shrink goes first by the largest whole
+    factor that fits, with OpenCV's area average (its fast path: each pixel the mean of k x k), then bilinear
+    for what is left (less than 2x). OpenCV's area average at any factor took 3-12 ms on a 720p-1080p frame,
+    about as much as the network on those levels; this takes 0.4-3.5 ms, and found the same faces (127 of the
+    face set and sweeps, 43 of 55 as served, no false box; tests/test_blazeface.py). Bilinear enlarges."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    if size == (width, height):
+        return rgb
+    whole = min(width // size[0], height // size[1])
+    if whole >= 2:
+        rgb = cv2.resize(rgb[: height - height % whole, : width - width % whole], (width // whole, height // whole), interpolation=cv2.INTER_AREA)
+    return rgb if rgb.shape[1::-1] == size else cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
 
 
 @lru_cache(maxsize=16)

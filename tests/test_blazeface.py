@@ -12,7 +12,7 @@ from PIL import Image
 from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
 from deepfake_service.samples.faceset import ASTRONAUT_FACE, SWEEP_FACES, astronaut, face_cases, faces_in_frame, matched, sweep_case
 from handler.classifier import DeepfakeClassifier
-from handler.faces import BlazeFaceDetector, _suppress, fully_convolutional
+from handler.faces import BlazeFaceDetector, _suppress, fully_convolutional, level_pixels
 from handler.geometry import Box
 from handler.options import HandlerOptions
 
@@ -213,3 +213,16 @@ def test_detecting_many_images_at_once_finds_what_each_alone_finds(detector):
     assert [matched(mine, tuple(theirs), threshold=0.9) for mine, theirs in zip(together, alone)] == [(len(a), 0) for a in alone]
     assert [matched(found, case.faces) for found, case in zip(together[:-1], cases)] == [(len(c.faces), 0) for c in cases[:-1]]
     assert detector.detect_many([], []) == []
+
+
+@pytest.mark.parametrize("source, size", [((1280, 720), (512, 288)), ((1125, 750), (135, 90)), ((1001, 333), (700, 233)),
+                                          ((300, 200), (600, 400)), ((5, 3), (1, 1)), ((640, 360), (640, 360))])
+def test_level_pixels_have_the_levels_size(source, size):
+    rgb = np.random.default_rng(0).integers(0, 256, (source[1], source[0], 3), dtype=np.uint8)
+    assert level_pixels(rgb, size).shape == (size[1], size[0], 3)
+
+
+def test_a_whole_factor_shrink_is_the_mean_of_each_block():
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    blocks = rgb.reshape(2, 3, 3, 3, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(level_pixels(rgb, (3, 2)).astype(np.float64) - blocks).max() <= 0.5
