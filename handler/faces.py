@@ -70,6 +70,11 @@ class FaceSearch:
     def as_dict(self) -> dict:
         return {"detector": self.detector, "smallest_face": self.smallest_face}
 
+    @classmethod
+    def of(cls, detector: "FaceDetector", size: tuple[int, int], scale: float = 1.0) -> "FaceSearch":
+        """``detector``'s search of an image of ``size`` (``scale`` as in ``detect``), in whole pixels."""
+        return cls(detector.name, math.ceil(round(detector.smallest_face(size, scale), 6)))
+
 
 class FaceDetector(Protocol):
     name: str
@@ -142,9 +147,21 @@ class HaarDetector(OneByOne):
         self.detect_side, self.min_face = detect_side, min_face
         self.scale_factor, self.min_neighbors = scale_factor, min_neighbors
 
+    def smallest_face(self, size: tuple[int, int], scale: float = 1.0) -> float:
+        """The smallest window the cascade tries (24 x 1.2^k copy pixels, rounded, at least the copy's
+        ``min_face``), in original pixels: 35 for a photo searched at full size, 72 in a 1080p frame."""
+        shrink = min(1.0, self.detect_side / max(1, *size))
+        side, factor = self._min_side(scale, shrink), 1.0
+        while round(HAAR_WINDOW * factor) < side:  # OpenCV's window sizes (cascadedetect.cpp)
+            factor *= self.scale_factor
+        return max(float(self.min_face), round(HAAR_WINDOW * factor) / shrink / scale)
+
+    def _min_side(self, scale: float, shrink: float) -> int:
+        return max(HAAR_WINDOW, round(self.min_face * scale * shrink))
+
     def detect(self, image: Image.Image, scale: float = 1.0) -> list[Box]:
         small, shrink = shrunk(image, self.detect_side)
-        side = max(HAAR_WINDOW, round(self.min_face * scale * shrink))
+        side = self._min_side(scale, shrink)
         if min(small.size) < side:
             return []
         found = self._cascade.detectMultiScale(
@@ -247,9 +264,16 @@ class BlazeFaceDetector:
         return [coarsest * ratio**level for level in range(steps + 1)]
 
     def smallest_face(self, size: tuple[int, int], scale: float = 1.0) -> float:
-        """1.25 x ``min_face``, as ``scales`` promises, or 16 decoded pixels (SIDE / SMALLEST at the finest
-        level, which never enlarges) where that is more: 64 original pixels in a photo decoded at a quarter."""
-        return max(1.25 * self.min_face, self.SIDE / self.SMALLEST / scale)
+        """1.25 x ``min_face``, as ``scales`` promises, or what SIDE / SMALLEST (16) pixels of the finest level
+        that runs cover, where that is more: 64 original pixels in a photo decoded at a quarter (the finest
+        level never enlarges), up to 1.25x more in a small image searched at its coarsest level alone. An
+        image no level of which holds a face (a long, thin one): its longer side."""
+        width, height = size
+        run = [level for level in self.scales(size, self.min_face * scale)
+               if min(max(1, round(width * level)), max(1, round(height * level))) >= self.SIDE / self.SMALLEST]
+        if not run:
+            return max(size) / scale
+        return max(1.25 * self.min_face, self.SIDE / self.SMALLEST / max(run) / scale)
 
     def _spans(self, length: int) -> list[tuple[int, int]]:
         """(start, length) of the pieces a level side of ``length`` pixels is cut into: as few as fit in

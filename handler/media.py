@@ -9,7 +9,6 @@ here, listed before images.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
@@ -46,6 +45,15 @@ def one_by_one(call: Callable[[Any, Any], T], pairs: Iterable[tuple[Any, Any]]) 
         except Exception as error:  # noqa: BLE001 - the item's own answer
             results.append(error)
     return results
+
+
+def _search(detector: FaceDetector, image, scale: float) -> FaceSearch | None:
+    """What ``detector`` can see in ``image``; None (and a log line) if it cannot say: the answer still comes."""
+    try:
+        return FaceSearch.of(detector, image.size, scale)
+    except Exception:  # noqa: BLE001 - a figure beside the answer must not cost the answer
+        logger.warning("the face detector could not say the smallest face it searched for", exc_info=True)
+        return None
 
 
 class ImageMedia:
@@ -99,7 +107,7 @@ class ImageMedia:
             return []
         detector = self.detector()
         images, scales = [item.image for item in decoded], [detection_scale(item) for item in decoded]
-        searches = [FaceSearch(detector.name, math.ceil(detector.smallest_face(i.size, s))) for i, s in zip(images, scales)]
+        searches = [_search(detector, image, scale) for image, scale in zip(images, scales)]
         try:
             found = detector.detect_many(images, scales)
         except Exception:  # noqa: BLE001 - find the image at fault

@@ -15,7 +15,6 @@ Each person's verdict over their frames is handler/verdicts.py:over_frames.
 from __future__ import annotations
 
 import io
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -361,7 +360,7 @@ class VideoMedia:
                 prints.append(fingerprint(image))
 
         sampled = sample_frames(payload, self.settings, on_frame)
-        searched = None if search is None else FaceSearch(search.detector.name, math.ceil(search.detector.smallest_face(sampled.size)))
+        searched = None if search is None else FaceSearch.of(search.detector, sampled.size)
         people = link_people(found) if any(found) else []
         if not people:
             if mode == "faces":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ from deepfake_service.packaging.face_detector import blazeface_path
 from deepfake_service.packaging.fetch import YUNET_FILE
 from deepfake_service.project import handler_options
 from deepfake_service.samples.faceset import face_cases, faces_in_frame, matched, size_sweep
-from handler.faces import FaceDetector, create_detector, detection_scale, square_crop
+from handler.faces import FaceDetector, FaceSearch, create_detector, detection_scale, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
@@ -120,7 +119,7 @@ def served_recall(options: HandlerOptions, checkpoint: Path, places: int = 3) ->
         hits, false = matched(found, case.faces)
         rows.append({"detector": detector.name, "case": case.name, "kind": case.kind, "size": "x".join(map(str, case.image.size)),
                      "decoded": "x".join(map(str, decoded.image.size)), "faces": len(case.faces), "found": hits, "false_boxes": false,
-                     "smallest_face": math.ceil(detector.smallest_face(decoded.image.size, detection_scale(decoded)))})
+                     "smallest_face": FaceSearch.of(detector, decoded.image.size, detection_scale(decoded)).smallest_face})
     for kind in dict.fromkeys(row["kind"] for row in rows):
         mine = [row for row in rows if row["kind"] == kind]
         print(f"  {kind:12s} found {sum(r['found'] for r in mine)}/{sum(r['faces'] for r in mine)}, "
@@ -213,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         write_csv(e2e, args.output / "e2e.csv")
     report = {"cpu": cpu_description(), "recall": found, "served_recall": served, "face_stage": costs, "end_to_end": e2e}
     (args.output / "faces.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}/faces.csv, faces.json, {plot(costs, e2e, args.output / 'faces.png').name}")
+    print(f"wrote {args.output}/recall.csv, served_recall.csv, faces.csv, e2e.csv, faces.json, {plot(costs, e2e, args.output / 'faces.png').name}")
 
 
 if __name__ == "__main__":

@@ -199,9 +199,12 @@ def test_a_photo_decoded_at_a_quarter_says_how_small_a_face_it_searched_for(tiny
 
 
 def test_the_smallest_face_searched_for_follows_the_decode(detector):
-    assert detector.smallest_face((1920, 1080)) == 1.25 * MIN_FACE
-    assert detector.smallest_face((960, 540), 0.5) == 1.25 * MIN_FACE  # 16 decoded pixels: the same 40
-    assert detector.smallest_face((960, 540), 0.25) == 64  # the finest level would have to enlarge
+    assert detector.smallest_face((1920, 1080)) == pytest.approx(1.25 * MIN_FACE)
+    assert detector.smallest_face((960, 540), 0.5) == pytest.approx(1.25 * MIN_FACE)  # 16 decoded pixels: the same 40
+    assert detector.smallest_face((960, 540), 0.25) == pytest.approx(64)  # the finest level would have to enlarge
+    # a 256-px crop is searched at its coarsest level alone (90 of its pixels in 256): 16 level pixels are 45.5
+    assert detector.smallest_face((256, 256)) == pytest.approx(16 * 256 / 90)
+    assert detector.smallest_face((1, 300)) == 300  # no level holds a face
 
 
 def test_detecting_many_images_at_once_finds_what_each_alone_finds(detector):

@@ -94,8 +94,9 @@ def test_boxes_are_in_original_pixels_after_a_reduced_jpeg_decode(tiny_checkpoin
 def test_auto_classifies_the_whole_image_when_no_face_is_found(auto, coffee):
     answer = auto.predict_batch([jpeg(coffee)])[0]
     assert (answer["mode"], answer["analyzed"], answer["faces"], answer["decided_by_face"]) == ("auto", "image", [], None)
-    # "no face" means none of at least this size: face_min_size, the cascade's 24-px window at full size
-    assert answer["face_search"] == {"detector": "haar", "smallest_face": 32}
+    # "no face" means none of at least this size: the cascade's windows are 24 x 1.2^k px, and the first
+    # of at least face_min_size (32) is 35
+    assert answer["face_search"] == {"detector": "haar", "smallest_face": 35}
     whole = auto.classify([decode(jpeg(coffee), auto.limits).image])[0]
     assert answer["probabilities"] == pytest.approx(whole.probabilities)
 
@@ -104,7 +105,7 @@ def test_faces_mode_without_a_face_is_a_422_that_says_so(auto, coffee):
     (result,) = auto.predict_batch([Request(jpeg(coffee), face_mode="faces")])
     assert isinstance(result, NoFaceFound)
     assert result.status == 422 and result.error == "no face found"
-    assert "no face of at least 32 px was found in the 600x400 image" in result.detail
+    assert "no face of at least 35 px was found in the 600x400 image" in result.detail
 
 
 def test_off_mode_classifies_the_whole_photo_even_with_faces(auto, astronaut):
@@ -122,6 +123,23 @@ def test_per_face_probabilities_equal_classifying_the_crop_directly(auto, pair):
         direct = auto.classify([crop])[0]
         assert face["probabilities"] == pytest.approx(direct.probabilities, abs=1e-5)
         assert face["label"] == direct.label
+
+
+def test_a_detector_that_cannot_say_its_smallest_face_still_answers(tiny_checkpoint, astronaut):
+    class Unsure(HaarDetector):
+        def smallest_face(self, size, scale=1.0):
+            raise RuntimeError("a plug-in detector's surprise")
+
+    classifier = faces_classifier(tiny_checkpoint)
+    classifier._detector = Unsure(640, 32)
+    answer = classifier.predict_batch([jpeg(astronaut)])[0]
+    assert (answer["analyzed"], len(answer["faces"]), answer["face_search"]) == ("faces", 1, None)
+
+
+def test_the_cascades_smallest_face_is_its_smallest_window_tried(detector):
+    assert detector.smallest_face((600, 400)) == 35  # windows 24, 29, 35: the first of at least 32
+    assert detector.smallest_face((1920, 1080)) == 72  # the 24-px window in a 640-px copy
+    assert detector.smallest_face((1000, 750), 0.25) == 150  # a 4000x3000 JPEG decoded at a quarter
 
 
 def test_square_crop_adds_the_margin_and_stays_inside_the_image(pair):

@@ -70,11 +70,11 @@ def test_a_clip_without_faces_aggregates_whole_frames_or_is_422_in_faces_mode(vi
     answer = answer_of(video_classifier, payload)
     assert (answer["analyzed"], answer["people"], answer["decided_by_person"]) == ("frames", [], None)
     assert len(answer["timeline"]) == FRAMES and sum(answer["probabilities"].values()) == pytest.approx(1.0)
-    # a 640x360 frame: the cascade looks at it whole, so the floor is face_min_size
-    assert answer["face_search"] == {"detector": "haar", "smallest_face": 32}
+    # a 640x360 frame: the cascade looks at it whole; its first window of at least face_min_size is 35 px
+    assert answer["face_search"] == {"detector": "haar", "smallest_face": 35}
     error = error_of(video_classifier, payload, "faces")
     assert (error.status, error.error) == (422, "no face found")
-    assert f"no face of at least 32 px was found in {FRAMES} sampled frames" in error.detail
+    assert f"no face of at least 35 px was found in {FRAMES} sampled frames" in error.detail
     assert answer_of(video_classifier, payload, "off")["face_search"] is None
 
 
