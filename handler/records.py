@@ -87,6 +87,7 @@ records = Table(
     Column("logits", JSON),
     Column("decision", JSON),
     Column("subjects", Integer),
+    Column("face_search", JSON),  # the answer's face_search: {"detector", "smallest_face"} (migration 0002)
     Column("provenance", JSON),
     Column("declared_ai", Boolean),
     Column("match", JSON),
@@ -382,7 +383,7 @@ def record_row(analysis, reply, model: dict[str, Any], fake_label: str) -> dict[
         "media": getattr(subjects, "media", None), "model": model.get("name"), "version": model.get("version"),
         "weights_sha256": model.get("weights_sha256"), "demo": model.get("demo"),
         "pdq": None, "pdq_quality": None, "frame_hashes": None, "runtime": None, "precision": None, "verdict": None,
-        "p_fake": None, "labels": None, "logits": None, "decision": None, "subjects": None, "provenance": None,
+        "p_fake": None, "labels": None, "logits": None, "decision": None, "subjects": None, "face_search": None, "provenance": None,
         "declared_ai": None, "match": None, "status": 200, "error": None,
     }
     if getattr(subjects, "fingerprint", None) is not None:
@@ -400,5 +401,6 @@ def record_row(analysis, reply, model: dict[str, Any], fake_label: str) -> dict[
     row.update(runtime=reply.get("runtime"), precision=reply.get("precision"), verdict=reply.get("verdict"),
                p_fake=finite([p_fake])[0], labels=list(probabilities), logits=finite(logits) or None,
                decision=reply.get("decision"), subjects=len(reply.get("faces") or reply.get("people") or ()),
+               face_search=reply.get("face_search"),
                provenance=summary, declared_ai=(summary or {}).get("declared_ai"), match=reply.get("match"))
     return row

@@ -104,7 +104,7 @@ def test_the_index_returns_the_nearest_labelled_hash_within_the_distance_only():
 
 
 def test_migrations_build_the_schema_from_empty_and_are_idempotent(store_url):
-    assert schema_revision(store_url) == "0001"
+    assert schema_revision(store_url) == "0002"
     migrate(store_url)
     engine = connect(store_url)
     tables = set(inspect(engine).get_table_names())
@@ -112,10 +112,30 @@ def test_migrations_build_the_schema_from_empty_and_are_idempotent(store_url):
     assert {"records", "labels", "alembic_version"} <= tables
 
 
+def test_a_store_from_before_face_search_is_upgraded_keeping_its_records(store_url):
+    engine = connect(store_url)
+    with engine.begin() as connection:  # back to the first schema, with one record in it
+        for table in ("labels", "records", "alembic_version"):
+            connection.exec_driver_sql(f"DROP TABLE {table}")
+    engine.dispose()
+    migrate(store_url, to="0001")
+    engine = connect(store_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO records (id, created_at, status, verdict) VALUES ('before', CURRENT_TIMESTAMP, 200, 'real')")
+    engine.dispose()
+    migrate(store_url)
+    assert schema_revision(store_url) == "0002"
+    engine = connect(store_url)
+    kept = get_record(engine, "before")
+    engine.dispose()
+    assert (kept["verdict"], kept["face_search"]) == ("real", None)
+
+
 def test_each_answer_writes_one_record_with_its_fields(store_url, two_label_checkpoint):
     classifier = recording(two_label_checkpoint, store_url)
     good, bad = astronaut(), b"not an image at all"
-    answers = classifier.predict_batch([Request(good, client="page:alice"), Request(bad, client="key:abc", route="v2")])
+    answers = classifier.predict_batch([Request(good, client="page:alice"), Request(bad, client="key:abc", route="v2"),
+                                        Request(good, face_mode="auto")])
     assert answers[0]["record"]["kept"] and isinstance(answers[1], ClientError)
     assert json.loads(answers[1].to_json())["record"]["kept"]  # a 4xx answer names its record too
     engine = connect(store_url)
@@ -133,6 +153,9 @@ def test_each_answer_writes_one_record_with_its_fields(store_url, two_label_chec
     assert probabilities[1] == pytest.approx(answers[0]["probabilities"]["Fake"], abs=1e-5)  # uncalibrated: softmax of the logits
     assert kept["decision"] == answers[0]["decision"] and kept["subjects"] == 0  # face mode off: the whole image
     assert kept["provenance"]["declared_ai"] is None and kept["error"] is None
+    assert kept["face_search"] is None  # face mode off: nothing was searched
+    searched = get_record(engine, answers[2]["record"]["id"])
+    assert searched["face_search"] == answers[2]["face_search"] == {"detector": "haar", "smallest_face": 35}
     assert (refused["status"], refused["error"], refused["client"], refused["route"]) == (415, "not an image", "key:abc", "v2")
     assert refused["verdict"] is None and refused["sha256"] == hashlib.sha256(bad).hexdigest()
     engine.dispose()

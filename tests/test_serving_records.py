@@ -117,7 +117,8 @@ def test_a_reviewer_labels_an_uncertain_record_in_the_browser(browser, server, s
 
     from handler.records import records
 
-    answer = post(server, photo_jpeg(photos.camera())).json()
+    answer = post(server, photo_jpeg(photos.camera()), headers={"X-Face-Mode": "auto"}).json()
+    assert answer["face_search"]["smallest_face"] > 0
     with store.begin() as connection:  # the tiny model never says uncertain; the view must list such records first
         connection.execute(update(records).where(records.c.id == answer["record"]["id"]).values(verdict="uncertain"))
     context = browser.new_context(viewport={"width": 1100, "height": 900}, extra_http_headers={REVIEWER_HEADER: "reviewer-cy"})
@@ -132,6 +133,8 @@ def test_a_reviewer_labels_an_uncertain_record_in_the_browser(browser, server, s
     row.click()
     page.wait_for_selector("#detail:not([hidden])")
     assert answer["record"]["id"] in page.text_content("#d-id")
+    search = answer["face_search"]  # the record keeps what the face search could see
+    assert f"searched from {search['smallest_face']} px, {search['detector']}" in page.text_content("#d-summary")
     page.select_option("#l-label", "fake")
     page.fill("#l-note", "blending seam at the jaw")
     page.click("#label-form button")

@@ -42,8 +42,8 @@ def redacted(url: str) -> str:
         return "(a URL SQLAlchemy cannot parse)"
 
 
-def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the newest schema (from empty too), with Alembic."""
+def migrate(url: str, to: str = "head") -> None:
+    """Bring the database at ``url`` to the newest schema (from empty too), or to revision ``to``, with Alembic."""
     from alembic import command
     from alembic.config import Config
 
@@ -55,7 +55,7 @@ def migrate(url: str) -> None:
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, to)
     finally:
         engine.dispose()
 

@@ -60,7 +60,8 @@ async function show(id) {
     $("d-id").textContent = id;
     $("d-summary").textContent = record.status === 200
       ? `${record.media} answered ${record.verdict} (P(fake) ${record.p_fake === null ? "-" : record.p_fake.toFixed(3)}) by ${record.model} ${record.version} ` +
-        `on ${record.runtime} ${record.precision}; ${record.subjects} ${record.media === "video" ? "people" : "faces"}; sha256 ${record.sha256}`
+        `on ${record.runtime} ${record.precision}; ${record.subjects} ${record.media === "video" ? "people" : "faces"}` +
+        (record.face_search ? ` (searched from ${record.face_search.smallest_face} px, ${record.face_search.detector})` : "") + `; sha256 ${record.sha256}`
       : `refused with ${record.status} ${record.error}; sha256 ${record.sha256 || "-"}`;
     $("d-demo").hidden = !record.demo;
     const provenance = record.provenance;
