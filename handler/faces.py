@@ -95,24 +95,28 @@ class FaceDetector(Protocol):
 
 class OneByOne:
     """``detect_many`` for detectors that take one image at a time, on a copy at most ``detect_side`` pixels
-    long (0: the image itself), whose smallest face is ``floor`` pixels of that copy."""
+    long (0: the image itself); ``smallest_face``: ``min_face``, or one pixel of that copy where that is more."""
 
     detect_side: int = 0
     min_face: int = 1
-    floor: int = 1
 
     def smallest_face(self, size: tuple[int, int], scale: float = 1.0) -> float:
-        shrink = min(1.0, self.detect_side / max(1, *size)) if self.detect_side else 1.0
-        return max(float(self.min_face), self.floor / shrink / scale)
+        shrink = shrink_factor(size, self.detect_side) if self.detect_side else 1.0
+        return max(float(self.min_face), 1 / shrink / scale)
 
     def detect_many(self, images: Sequence[Image.Image], scales: Sequence[float]) -> list[list[Box]]:
         return [self.detect(image, scale) for image, scale in zip(images, scales)]
 
 
+def shrink_factor(size: tuple[int, int], side: int) -> float:
+    """What an image of ``size`` is shrunk by so its longer side is at most ``side`` (never enlarged)."""
+    return min(1.0, side / max(1, *size))
+
+
 def shrunk(image: Image.Image, side: int) -> tuple[Image.Image, float]:
     """``image`` shrunk so its longer side is at most ``side`` (never enlarged), and the factor: the
     detection copy, and the copies a video keeps of its crops and frames."""
-    shrink = min(1.0, side / max(image.size))
+    shrink = shrink_factor(image.size, side)
     if shrink == 1.0:
         return image, 1.0
     size = (max(1, round(image.width * shrink)), max(1, round(image.height * shrink)))
@@ -136,7 +140,6 @@ class HaarDetector(OneByOne):
     A pyramid step of 1.2 (OpenCV's usual 1.1 costs ~1.7x the time here) still finds the test faces."""
 
     name = "haar"
-    floor = HAAR_WINDOW
 
     def __init__(self, detect_side: int, min_face: int, scale_factor: float = 1.2, min_neighbors: int = 5):
         import cv2
@@ -150,7 +153,7 @@ class HaarDetector(OneByOne):
     def smallest_face(self, size: tuple[int, int], scale: float = 1.0) -> float:
         """The smallest window the cascade tries (24 x 1.2^k copy pixels, rounded, at least the copy's
         ``min_face``), in original pixels: 35 for a photo searched at full size, 72 in a 1080p frame."""
-        shrink = min(1.0, self.detect_side / max(1, *size))
+        shrink = shrink_factor(size, self.detect_side)
         side, factor = self._min_side(scale, shrink), 1.0
         while round(HAAR_WINDOW * factor) < side:  # OpenCV's window sizes (cascadedetect.cpp)
             factor *= self.scale_factor
@@ -268,12 +271,21 @@ class BlazeFaceDetector:
         that runs cover, where that is more: 64 original pixels in a photo decoded at a quarter (the finest
         level never enlarges), up to 1.25x more in a small image searched at its coarsest level alone. An
         image no level of which holds a face (a long, thin one): its longer side."""
-        width, height = size
-        run = [level for level in self.scales(size, self.min_face * scale)
-               if min(max(1, round(width * level)), max(1, round(height * level))) >= self.SIDE / self.SMALLEST]
+        run = [level for level, _ in self._levels(size, self.min_face * scale)]
         if not run:
             return max(size) / scale
         return max(1.25 * self.min_face, self.SIDE / self.SMALLEST / max(run) / scale)
+
+    def _levels(self, size: tuple[int, int], min_face: float) -> list[tuple[float, tuple[int, int]]]:
+        """The levels that run on an image of ``size``: (scale, level size), coarsest first; a level whose
+        shorter side cannot hold a face the network finds (a long, thin image's coarse levels) is left out."""
+        width, height = size
+        run = []
+        for level in self.scales(size, min_face):
+            level_size = (max(1, round(width * level)), max(1, round(height * level)))
+            if min(level_size) >= self.SIDE / self.SMALLEST:
+                run.append((level, level_size))
+        return run
 
     def _spans(self, length: int) -> list[tuple[int, int]]:
         """(start, length) of the pieces a level side of ``length`` pixels is cut into: as few as fit in
@@ -297,10 +309,7 @@ class BlazeFaceDetector:
         pieces: dict[tuple[int, int], list[tuple[np.ndarray, int, int, float, int]]] = {}
         for owner, (image, scale) in enumerate(zip(images, scales)):
             rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-            for level in self.scales(image.size, self.min_face * scale):
-                size = (max(1, round(image.width * level)), max(1, round(image.height * level)))
-                if min(size) < self.SIDE / self.SMALLEST:
-                    continue  # no face the network finds fits (a long, thin image's coarse levels)
+            for level, size in self._levels(image.size, self.min_face * scale):
                 pixels = level_pixels(rgb, size)
                 for top, height in self._spans(size[1]):
                     for left, width in self._spans(size[0]):
