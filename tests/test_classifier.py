@@ -11,7 +11,7 @@ from transformers import AutoImageProcessor
 from deepfake_service.samples import imagegen
 from handler.analysis import Request
 from handler.checkpoint import CheckpointError
-from handler.classifier import DeepfakeClassifier
+from handler.classifier import DeepfakeClassifier, pass_sizes
 from handler.errors import EmptyInput, ImageTooLarge, MissingImage, RequestFailed, UnsupportedMediaType
 from handler.faces import OneByOne
 from handler.images import decode_image
@@ -160,3 +160,14 @@ def test_an_unexpected_failure_on_one_request_is_its_own_500_with_an_error_id(cl
     assert f"error id {failed.error_id}" in caplog.text and "a library's surprise" in caplog.text
     assert good["label"] in TINY_LABELS.values() and other["label"] in TINY_LABELS.values()
 
+
+
+@pytest.mark.parametrize(("count", "most", "sizes"), [(0, 16, []), (3, 16, [3]), (11, 16, [11]), (16, 16, [16]),
+                                                      (17, 16, [9, 8]), (20, 16, [10, 10]), (33, 16, [11, 11, 11]), (5, 1, [1] * 5)])
+def test_forward_passes_are_as_few_as_the_cap_allows_and_even(count, most, sizes):
+    assert pass_sizes(count, most) == sizes
+
+
+def test_a_forward_pass_takes_at_least_one_crop():
+    with pytest.raises(ValueError, match="at least one crop"):
+        pass_sizes(4, 0)
