@@ -9,7 +9,7 @@ decode (large photos are decoded at a quarter), with the smallest face each answ
 In-process: decode (shipped limits, JPEG draft included), the shipped detector and cropping, timed apart,
 on small and large photos built from scikit-image's public-domain astronaut (one face) and coffee (none).
 End to end: the shipped archive (config/model-config.yaml) of --checkpoint behind a real TorchServe,
-Locust sending those photos with X-Face-Mode auto, then off. Prints figures and writes
+Locust sending those photos with X-Face-Mode auto and off, in alternating rounds, each round's ratio. Prints figures and writes
 results/faces/faces.csv, e2e.csv, faces.json and faces.png; it asserts nothing.
 
   python -m loadtest.faces_bench --checkpoint checkpoints/demo      (make bench-faces)
@@ -149,8 +149,10 @@ def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats:
     return rows
 
 
-def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: int, workdir: Path) -> list[dict]:
-    """The shipped archive under Locust, the same photos with faces on (auto) and off."""
+def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: int, rounds: int, workdir: Path) -> list[dict]:
+    """The shipped archive under Locust, the same photos with faces on (auto) and off, in ``rounds``
+    rounds of both (the order alternating, so a drift of the CPU's speed weighs on both modes alike); each
+    row has its round and, on the auto row, that round's auto/off ratio."""
     images = workdir / "photos"
     images.mkdir()
     for index, payload in enumerate(photos.values()):
@@ -159,11 +161,19 @@ def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: 
     with built_server(workdir, checkpoint) as server:
         for mode in ("auto", "off"):  # warm-up of both paths (the detector loads on first use), not reported
             locust_row(server, users, max(1, min(seconds, 10) // 2), images, workdir, mode)
-        for mode in ("auto", "off"):
-            row = {"face_mode": mode, **locust_row(server, users, seconds, images, workdir, mode)}
-            rows.append(row)
-            print(f"  end-to-end faces {mode:4s} {users} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
-                  f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)
+        for round_ in range(1, rounds + 1):
+            found = {}
+            for mode in ("auto", "off") if round_ % 2 else ("off", "auto"):
+                found[mode] = {"round": round_, "face_mode": mode, **locust_row(server, users, seconds, images, workdir, mode)}
+                row = found[mode]
+                print(f"  round {round_}: faces {mode:4s} {users} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
+                      f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)
+            off = found["off"]["images_per_s"]
+            found["auto"]["auto_over_off"] = round(found["auto"]["images_per_s"] / off, 3) if off else None
+            rows += [found["auto"], found["off"]]
+    ratios = [row["auto_over_off"] for row in rows if row.get("auto_over_off") is not None]
+    if ratios:
+        print(f"  faces auto / off per round: {', '.join(f'{r:.2f}' for r in ratios)} (median {statistics.median(ratios):.2f})", flush=True)
     return rows
 
 
@@ -180,7 +190,7 @@ def plot(costs: list[dict], e2e: list[dict], path: Path) -> Path:
     left.set(xlabel="ms per image (median)", title="Face stage cost in-process")
     axes = [left]
     if e2e:
-        right.bar([row["face_mode"] for row in e2e], [row["images_per_s"] for row in e2e], label="images/s")
+        right.bar([f"{row['face_mode']} ({row['round']})" for row in e2e], [row["images_per_s"] for row in e2e], label="images/s")
         right.set(xlabel="face mode", ylabel="images/s", title=f"End to end, {e2e[0]['users']} users")
         axes.append(right)
     return save_figure(fig, axes, path)
@@ -189,7 +199,8 @@ def plot(costs: list[dict], e2e: list[dict], path: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, "faces", 20, "photo")
     parser.add_argument("--users", type=int, default=8, help="Locust users (default: %(default)s)")
-    parser.add_argument("--seconds", type=int, default=30, help="seconds per Locust run (default: %(default)s)")
+    parser.add_argument("--seconds", type=int, default=20, help="seconds per Locust run (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of faces auto and off, alternating (default: %(default)s)")
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     options = handler_options()
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     e2e = []
     if not args.skip_e2e:
         with tempfile.TemporaryDirectory(prefix="faces-bench-") as workdir:
-            e2e = end_to_end(args.checkpoint, photos, args.users, args.seconds, Path(workdir))
+            e2e = end_to_end(args.checkpoint, photos, args.users, args.seconds, args.rounds, Path(workdir))
         write_csv(e2e, args.output / "e2e.csv")
     report = {"cpu": cpu_description(), "recall": found, "served_recall": served, "face_stage": costs, "end_to_end": e2e}
     (args.output / "faces.json").write_text(json.dumps(report, indent=2) + "\n")
