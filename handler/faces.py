@@ -14,6 +14,7 @@ the pixels of the image they were given.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +28,8 @@ from handler.errors import BadOption, NoFaceFound
 from handler.fingerprint import Fingerprint
 from handler.geometry import Box
 from handler.images import Decoded
+
+logger = logging.getLogger(__name__)
 
 FACE_MODES = ("auto", "faces", "off")
 DETECTORS = ("blazeface", "haar", "yunet")
@@ -74,6 +77,16 @@ class FaceSearch:
     def of(cls, detector: "FaceDetector", size: tuple[int, int], scale: float = 1.0) -> "FaceSearch":
         """``detector``'s search of an image of ``size`` (``scale`` as in ``detect``), in whole pixels."""
         return cls(detector.name, math.ceil(round(detector.smallest_face(size, scale), 6)))
+
+    @classmethod
+    def tried(cls, detector: "FaceDetector", size: tuple[int, int], scale: float = 1.0) -> "FaceSearch | None":
+        """``of``, or None (and a log line) when the detector cannot say: a figure beside an answer must
+        not cost the answer, for an image or a video."""
+        try:
+            return cls.of(detector, size, scale)
+        except Exception:  # noqa: BLE001 - e.g. a plug-in detector's surprise
+            logger.warning("the face detector could not say the smallest face it searched for", exc_info=True)
+            return None
 
 
 class FaceDetector(Protocol):

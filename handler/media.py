@@ -47,15 +47,6 @@ def one_by_one(call: Callable[[Any, Any], T], pairs: Iterable[tuple[Any, Any]]) 
     return results
 
 
-def _search(detector: FaceDetector, image, scale: float) -> FaceSearch | None:
-    """What ``detector`` can see in ``image``; None (and a log line) if it cannot say: the answer still comes."""
-    try:
-        return FaceSearch.of(detector, image.size, scale)
-    except Exception:  # noqa: BLE001 - a figure beside the answer must not cost the answer
-        logger.warning("the face detector could not say the smallest face it searched for", exc_info=True)
-        return None
-
-
 class ImageMedia:
     """Still images: safe decoding (handler/images.py), then the face stage; with ``fingerprints`` also
     the picture's perceptual hash (records)."""
@@ -107,7 +98,7 @@ class ImageMedia:
             return []
         detector = self.detector()
         images, scales = [item.image for item in decoded], [detection_scale(item) for item in decoded]
-        searches = [_search(detector, image, scale) for image, scale in zip(images, scales)]
+        searches = [FaceSearch.tried(detector, image.size, scale) for image, scale in zip(images, scales)]
         try:
             found = detector.detect_many(images, scales)
         except Exception:  # noqa: BLE001 - find the image at fault

@@ -360,7 +360,7 @@ class VideoMedia:
                 prints.append(fingerprint(image))
 
         sampled = sample_frames(payload, self.settings, on_frame)
-        searched = None if search is None else FaceSearch.of(search.detector, sampled.size)
+        searched = None if search is None else FaceSearch.tried(search.detector, sampled.size)
         people = link_people(found) if any(found) else []
         if not people:
             if mode == "faces":

@@ -10,7 +10,7 @@ from deepfake_service.samples import imagegen, videogen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
-from handler.faces import OneByOne
+from handler.faces import HaarDetector, OneByOne
 from handler.geometry import Box
 from handler.options import HandlerOptions
 from handler.verdicts import confident_frames
@@ -202,6 +202,20 @@ def test_a_truncated_tail_keeps_the_frames_before_it(video_classifier):
     payload = videogen.clip(people=1, count=30, gop=5, options={"movflags": "frag_keyframe+empty_moov"})
     answer = answer_of(video_classifier, payload[: len(payload) * 6 // 10])
     assert answer["media"] == "video" and 1 <= answer["frames_analyzed"] <= FRAMES
+
+
+def test_a_detector_that_cannot_say_its_smallest_face_still_answers_a_video(tiny_checkpoint, two_people):
+    class Unsure(HaarDetector):
+        def smallest_face(self, size, scale=1.0):
+            raise RuntimeError("a plug-in detector's surprise")
+
+    options = HandlerOptions(face_mode="auto", video_frames=FRAMES, fake_label="synthetic", video_confident_min=2)
+    classifier = DeepfakeClassifier.from_checkpoint(tiny_checkpoint, options, forward_batch=4)
+    classifier._detector = Unsure(options.face_detect_side, options.face_min_size)
+    answer = answer_of(classifier, two_people)
+    assert len(answer["people"]) == 2 and answer["face_search"] is None
+    error = error_of(classifier, videogen.clip(people=0, count=12), "faces")
+    assert (error.status, error.error) == (422, "no face found") and "no face was found in" in error.detail
 
 
 def test_a_video_cannot_be_explained(video_classifier, two_people):
