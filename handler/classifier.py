@@ -152,7 +152,7 @@ class DeepfakeClassifier:
         return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     def classify(self, images: Sequence[Image.Image]) -> list[Verdict]:
-        """Classify RGB images with the runtime, in forward passes of at most ``forward_batch`` images."""
+        """Classify RGB images with the runtime, in the forward passes ``_passes`` sizes."""
         return [verdict for chunk in self._passes(images, explain=False) for verdict, _ in chunk]
 
     def _passes(self, images: Sequence[Image.Image], explain: bool):

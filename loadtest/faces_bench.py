@@ -151,7 +151,7 @@ def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats:
 
 def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: int, rounds: int, workdir: Path) -> list[dict]:
     """The shipped archive under Locust, the same photos with faces on (auto) and off, in ``rounds``
-    rounds of both (the order alternating, so a drift of the CPU's speed weighs on both modes alike); each
+    rounds of both (the order alternating, so a drift of the CPU's speed weighs on both modes about alike); each
     row has its round and, on the auto row, that round's auto/off ratio."""
     images = workdir / "photos"
     images.mkdir()
@@ -169,7 +169,7 @@ def end_to_end(checkpoint: Path, photos: dict[str, bytes], users: int, seconds: 
                 print(f"  round {round_}: faces {mode:4s} {users} users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
                       f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)
             off = found["off"]["images_per_s"]
-            found["auto"]["auto_over_off"] = round(found["auto"]["images_per_s"] / off, 3) if off else None
+            found["auto"]["auto_over_off"] = round(found["auto"]["images_per_s"] / off, 4) if off else None
             rows += [found["auto"], found["off"]]
     ratios = [row["auto_over_off"] for row in rows if row.get("auto_over_off") is not None]
     if ratios:

@@ -121,6 +121,7 @@ def run_locust(
 
     Failed requests are counted in the rows; raises ``RuntimeError`` when Locust wrote no stats."""
     extra = [*(["--tags", *tags] if tags else []), *(["--exclude-tags", *exclude_tags] if exclude_tags and not tags else [])]
+    Path(f"{csv_prefix}_stats.csv").unlink(missing_ok=True)  # an earlier run's stats must not stand for this one
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
