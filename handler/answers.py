@@ -80,7 +80,10 @@ def image_answer(analysis: Analysis, context: AnswerContext) -> Answer:
     subjects: Subjects = analysis.subjects
     found = analysis.verdicts
     deciding = most_fake([v.probabilities for v in found], context.decision.fake_label)
-    faces = [{"box": box.as_list(), **verdict.as_dict()} for box, verdict in zip(subjects.boxes, found)]
+    # crop_pixels: the crop the model saw, in the pixels it was cut from (a large JPEG's are its decoded
+    # quarter), before the processor resized it to the model's input: a 16-px face there was enlarged ~10x
+    faces = [{"box": box.as_list(), "crop_pixels": list(crop.size), **verdict.as_dict()}
+             for box, crop, verdict in zip(subjects.boxes, subjects.crops, found)]
     checked = {}
     if analysis.rechecks and context.consistency is not None:
         block = context.consistency.block(found[deciding], analysis.rechecks[deciding])

@@ -196,6 +196,12 @@ def test_a_photo_decoded_at_a_quarter_says_how_small_a_face_it_searched_for(tiny
     assert answer["face_search"] == {"detector": "blazeface", "smallest_face": 64}
     found = [type(ASTRONAUT_FACE)(*face["box"]) for face in answer["faces"]]
     assert matched(found, frame.faces) == (3, 0), [b.as_list() for b in found]
+    # the crops were cut from the 960x540 decode: a 64-96 px face with its margin is 22-34 pixels there, so
+    # the answer shows how much the model's 224 enlarged it
+    for face in answer["faces"]:
+        side = max(face["box"][2:]) * (1 + 2 * options.face_margin) / 4
+        assert face["crop_pixels"][0] == face["crop_pixels"][1] == pytest.approx(side, abs=2), (face["box"], face["crop_pixels"])
+        assert max(face["crop_pixels"]) < 40
 
 
 def test_the_smallest_face_searched_for_follows_the_decode(detector):

@@ -120,6 +120,7 @@ def test_per_face_probabilities_equal_classifying_the_crop_directly(auto, pair):
     assert len(answer["faces"]) == 2
     for face in answer["faces"]:
         crop = square_crop(image, as_box(face["box"]), auto.faces.margin)
+        assert face["crop_pixels"] == list(crop.size)  # full-size decode: the crop as cut from the photo
         direct = auto.classify([crop])[0]
         assert face["probabilities"] == pytest.approx(direct.probabilities, abs=1e-5)
         assert face["label"] == direct.label

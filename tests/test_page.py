@@ -66,6 +66,9 @@ def test_a_photo_with_a_face_shows_its_box_and_per_face_verdict(page):
     assert page.locator(".face-box").count() == 1
     assert page.locator("#faces li").count() == 1
     assert "1 face found" in page.inner_text("#analyzed-note")
+    # the astronaut's ~95-px face with its margin: a square crop of well under 224 px, which the model enlarged
+    seen = re.search(r"from a (\d+)×\1 px crop \(enlarged (\d\.\d)×\)", page.inner_text("#faces li"))
+    assert seen and 110 <= int(seen[1]) <= 200 and abs(float(seen[2]) - 224 / int(seen[1])) <= 0.051, page.inner_text("#faces li")
     box = page.locator(".face-box").bounding_box()
     image = page.locator("#preview").bounding_box()
     # The astronaut's face is at x 177..272 of 512: the drawn box sits there on the displayed image.

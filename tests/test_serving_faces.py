@@ -47,7 +47,7 @@ def test_a_photo_gets_per_face_boxes_and_verdicts(server, photos_by_faces):
     assert (body["mode"], body["analyzed"], body["image_size"]) == ("auto", "faces", [512, 512])
     (face,) = body["faces"]
     assert as_box(face["box"]).iou(ASTRONAUT_FACE) > 0.7
-    assert set(face) == {"box", "label", "confidence", "probabilities", "verdict"}
+    assert set(face) == {"box", "crop_pixels", "label", "confidence", "probabilities", "verdict"}
 
 
 def test_batched_photos_with_0_1_2_faces_each_get_their_own_faces(server, photos_by_faces, tiny_checkpoint):

@@ -173,7 +173,10 @@ function render(body) {
   $("faces").replaceChildren(...(body.faces || []).map((face, index) => {
     const li = document.createElement("li");
     li.innerHTML = "<span></span><strong></strong>";
-    li.firstChild.textContent = `Face #${index + 1} at ${face.box.join(", ")}`;
+    // the crop the model saw, in the pixels it was cut from: under its 224-px input the crop was enlarged
+    const [cropW, cropH] = face.crop_pixels || [];
+    const seen = cropW ? ` · from a ${cropW}×${cropH} px crop${Math.min(cropW, cropH) < 224 ? ` (enlarged ${(224 / Math.min(cropW, cropH)).toFixed(1)}×)` : ""}` : "";
+    li.firstChild.textContent = `Face #${index + 1} at ${face.box.join(", ")}${seen}`;
     li.lastChild.textContent = `${VERDICT_NAMES[face.verdict]} · ${face.label} ${percent(face.confidence)}`;
     return li;
   }));
