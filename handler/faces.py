@@ -78,6 +78,11 @@ class FaceSearch:
         """``detector``'s search of an image of ``size`` (``scale`` as in ``detect``), in whole pixels."""
         return cls(detector.name, math.ceil(round(detector.smallest_face(size, scale), 6)))
 
+    @staticmethod
+    def at_least(search: "FaceSearch | None") -> str:
+        """The words a "no face" message puts after "no face": "of at least N px " when ``search`` says N."""
+        return f"of at least {search.smallest_face} px " if search else ""
+
     @classmethod
     def tried(cls, detector: "FaceDetector", size: tuple[int, int], scale: float = 1.0) -> "FaceSearch | None":
         """``of``, or None (and a log line) when the detector cannot say: a figure beside an answer must
@@ -509,9 +514,8 @@ def subjects_from(decoded: Decoded, mode: str, settings: FaceSettings, found: li
     sx, sy = decoded.scale
     if not found:
         if mode == "faces":
-            least = f"of at least {search.smallest_face} px " if search else ""
             raise NoFaceFound(
-                f"no face {least}was found in the {decoded.original_size[0]}x{decoded.original_size[1]} image; "
+                f"no face {FaceSearch.at_least(search)}was found in the {decoded.original_size[0]}x{decoded.original_size[1]} image; "
                 "send a photo with a visible frontal face, or face mode auto or off to classify the whole image"
             )
         return Subjects([image], [], [], mode, [Box(0, 0, *decoded.original_size)], decoded.original_size, face_search=search)

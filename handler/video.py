@@ -364,8 +364,7 @@ class VideoMedia:
         people = link_people(found) if any(found) else []
         if not people:
             if mode == "faces":
-                least = f"of at least {searched.smallest_face} px " if searched else ""
-                raise NoFaceFound(f"no face {least}was found in {sampled.frames} sampled frames; "
+                raise NoFaceFound(f"no face {FaceSearch.at_least(searched)}was found in {sampled.frames} sampled frames; "
                                   "send face mode auto or off to classify whole frames")
             return VideoSubjects(thumbnails, [(-1, i) for i in range(len(times))], [None] * len(times), times, 0, mode, sampled,
                                  fingerprints=prints, face_search=searched)

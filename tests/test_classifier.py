@@ -161,7 +161,6 @@ def test_an_unexpected_failure_on_one_request_is_its_own_500_with_an_error_id(cl
     assert good["label"] in TINY_LABELS.values() and other["label"] in TINY_LABELS.values()
 
 
-
 @pytest.mark.parametrize(("count", "most", "sizes"), [(0, 16, []), (3, 16, [3]), (11, 16, [11]), (16, 16, [16]),
                                                       (17, 16, [9, 8]), (20, 16, [10, 10]), (33, 16, [11, 11, 11]), (5, 1, [1] * 5)])
 def test_forward_passes_are_as_few_as_the_cap_allows_and_even(count, most, sizes):
