@@ -29,6 +29,7 @@ stop: venv
 POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 
 test: preflight-test venv $(FACE_DETECTOR) $(CHROMIUM) $(if $(POSTGRES),,postgresql)
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 # Seconds, before anything is installed: Python 3.11 with venv, Java 17+, disk, free ports (serve).

@@ -96,7 +96,7 @@ class ProvenanceReader:
                 continue
             try:
                 block[name] = reader(payload)
-            except Exception as exc:  # untrusted metadata: a reader's failure is reported, never raised
+            except Exception as exc:  # noqa: BLE001 - untrusted metadata: a reader's failure is reported, never raised
                 block["errors"].append(f"{name}: {type(exc).__name__}: {_short(exc)}")
         block.update(summarise(block))
         return block

@@ -67,7 +67,8 @@ def stage_costs(classifier: DeepfakeClassifier, clips: dict[str, bytes], repeats
             seconds, answer = _timed(lambda: classifier.predict_batch([Request(payload)])[0])
             timings["total_s"].append(seconds)
         row = {"clip": name, "size": "x".join(map(str, SIZES[name])), "bytes": len(payload),
-               "frames": sampled.frames, "crops": len(crops), "people": len(answer["people"]), **{k: round(statistics.median(v), 3) for k, v in timings.items()}}
+               "frames": sampled.frames, "crops": len(crops), "people": len(answer["people"]),
+               **{k: round(statistics.median(v), 3) for k, v in timings.items()}}
         row["overhead_share"] = round(1 - row["classify_s"] / row["total_s"], 3)
         # the same share from the stages alone (sampling and detection against their sum with classification):
         # a cross-check that does not lean on two separately timed runs of a noisy CPU

@@ -23,8 +23,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-config", type=Path, default=MODEL_CONFIG, help="model-config.yaml to pack (default: %(default)s)")
     parser.add_argument("--export-dir", type=Path, default=MODEL_STORE, help="where the .mar goes (default: %(default)s)")
     parser.add_argument("--mar-name", help="archive file name without .mar (default: the model name); e.g. deepfake-detector-v2")
-    parser.add_argument("--calibration", type=Path, help="int8 (openvino): folder of calibration images, or a split CSV such as <run>/splits/train.csv")
-    parser.add_argument("--validation", type=Path, help="int8: labelled folder <label>/* or a split CSV such as <run>/splits/test.csv; the build fails when int8 "
+    parser.add_argument("--calibration", type=Path, help="int8 (openvino): folder of calibration images, or a split CSV such as "
+                        "<run>/splits/train.csv")
+    parser.add_argument("--validation", type=Path, help="int8: labelled folder <label>/* or a split CSV such as <run>/splits/test.csv; "
+                        "the build fails when int8 "
                         "agrees with fp32 on < 99.5 %% of it or loses > 0.3 accuracy points")
     parser.add_argument("--unvalidated-int8", action="store_true", help="int8 without the gate, for timing only; answers say int8-unvalidated")
     args = parser.parse_args(argv)

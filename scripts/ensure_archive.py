@@ -25,7 +25,8 @@ from deepfake_service.project import MODEL_CONFIG, MODEL_NAME, MODEL_STORE
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="checkpoint folder or Hugging Face Hub id (default: the archive already in the store, as built; the demo checkpoint when there is none)")
+    parser.add_argument("--checkpoint", help="checkpoint folder or Hugging Face Hub id (default: the archive already in the store, "
+                        "as built; the demo checkpoint when there is none)")
     parser.add_argument("--name", default=MODEL_NAME, help="model name (default: %(default)s)")
     parser.add_argument("--model-store", type=Path, default=MODEL_STORE, help="(default: %(default)s)")
     parser.add_argument("--model-config", type=Path, default=MODEL_CONFIG, help="(default: %(default)s)")

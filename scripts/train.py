@@ -2,7 +2,8 @@
 
 Steps: list the labelled images -> stratified train/test split (or the dataset's own Train/Test folders)
 -> random oversampling of the *training* split only -> fine-tune (random rotation + sharpness augmentation, then
-delivery augmentation: JPEG re-compression, down-and-up scaling, WebP, blur, noise, on training images; test images only resized + normalised by the checkpoint's processor) -> evaluate on
+delivery augmentation: JPEG re-compression, down-and-up scaling, WebP, blur, noise, on training images; test images
+only resized + normalised by the checkpoint's processor) -> evaluate on
 the held-out split. With --calibration-size, a further stratified share of the images (never trained
 on, never tested on) sets the operating point (scripts.calibrate) before the held-out evaluation. Defaults are those of the reference fine-tune of
 dima806/deepfake_vs_real_image_detection: 60/40 split, 2 epochs, batch 32, lr 1e-6, weight decay 0.02.

@@ -57,8 +57,8 @@ def test_deployment_runs_non_root_with_token_aware_probes_and_a_draining_prestop
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert {p["containerPort"] for p in container["ports"]} == {8080}  # the page is not published by default
     assert container["args"][container["args"].index("--page-port") + 1] == "0"
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["exec"]["command"][:4] == ["python", "-m", "scripts.serve", "probe"]
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[kind]["exec"]["command"][:4] == ["python", "-m", "scripts.serve", "probe"]
     assert "--readiness" in container["readinessProbe"]["exec"]["command"]
     pre_stop = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
     assert f"/home/model-server/run/{DRAINING}" in pre_stop and "sleep" in pre_stop

@@ -122,11 +122,13 @@ def served_twin(server: Server, name: str) -> str | None:
 
 
 def unregister(server: Server, name: str, version: str) -> None:
-    _check(requests.delete(f"{server.management_url}/models/{name}/{version}", headers=server.headers("management"), timeout=TIMEOUT), f"unregister {name} {version}")
+    answer = requests.delete(f"{server.management_url}/models/{name}/{version}", headers=server.headers("management"), timeout=TIMEOUT)
+    _check(answer, f"unregister {name} {version}")
 
 
 def set_default(server: Server, name: str, version: str) -> None:
-    _check(requests.put(f"{server.management_url}/models/{name}/{version}/set-default", headers=server.headers("management"), timeout=30), f"set {name} {version} default")
+    answer = requests.put(f"{server.management_url}/models/{name}/{version}/set-default", headers=server.headers("management"), timeout=30)
+    _check(answer, f"set {name} {version} default")
 
 
 def deploy(
