@@ -16,8 +16,9 @@ class OptionsError(Exception):
 
 @dataclass(frozen=True)
 class HandlerOptions:
-    """Defaults here apply only to keys the handler section leaves out (torch fp32 runs any archive);
-    the shipped choices are in config/model-config.yaml."""
+    """Defaults are the library's: they run any checkpoint folder as it is (torch fp32, full JPEG decode, faces
+    off, haar needs no file). What is served is config/model-config.yaml's handler section, which sets every
+    key; the keys where it departs from these defaults are listed in tests/test_options.py."""
 
     checkpoint: str = "checkpoint"
     runtime: str = "torch"

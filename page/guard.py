@@ -30,6 +30,8 @@ from urllib.parse import urlsplit
 TOKEN_HEADER = "X-Page-Token"
 WINDOW_S = 60.0
 MAX_CLIENTS = 10_000  # clients tracked by the limiter; the oldest are forgotten beyond this
+# Per client: analyses started per minute and analyses at once (the page's --rate and --concurrency defaults).
+RATE, CONCURRENCY = 30, 2
 
 audit = logging.getLogger("page.audit")
 
@@ -110,7 +112,7 @@ def cross_site(headers, host: str) -> str | None:
 class Limiter:
     """At most ``rate`` starts per client per minute and ``concurrency`` in flight."""
 
-    def __init__(self, rate: int, concurrency: int) -> None:
+    def __init__(self, rate: int = RATE, concurrency: int = CONCURRENCY) -> None:
         self.rate, self.concurrency = rate, concurrency
         self._lock = threading.Lock()
         self._starts: dict[str, deque[float]] = {}

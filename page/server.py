@@ -48,6 +48,8 @@ from handler.records import CLIENT_HEADER, connect
 from handler.roles import video_twin
 from handler.video import container_format
 from page.guard import (
+    CONCURRENCY,
+    RATE,
     TOKEN_HEADER,
     Access,
     AccessControlMissing,
@@ -104,7 +106,7 @@ def create_app(
     guard /api/* (page/guard.py); videos go to ``video_model`` (None: ``model``; the command line defaults
     to ``<model>-video``), and to ``model`` when the server answers 404 there (no video registration);
     ``records``: the record store the review routes read and label (None: they answer 404)."""
-    limiter = limiter or Limiter(rate=60, concurrency=4)
+    limiter = limiter or Limiter()
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # keep the model's label order (config.id2label) in probabilities
     # Werkzeug refuses larger bodies with 413 before reading them; the margin covers multipart framing.
@@ -313,8 +315,8 @@ def main(argv: list[str] | None = None) -> None:
                                                   "e.g. X-Forwarded-User (oauth2-proxy)")
     parser.add_argument("--reviewers", default="", help="comma-separated identities (from --identity-header) who may read and "
                                                          "label records on /review; without access control (loopback) the local user may")
-    parser.add_argument("--rate", type=int, default=30, help="analyses per client per minute (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=2, help="analyses per client at once (default: %(default)s)")
+    parser.add_argument("--rate", type=int, default=RATE, help="analyses per client per minute (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="analyses per client at once (default: %(default)s)")
     parser.add_argument("--no-explanations", action="store_true", help="predictions only: no attention maps (the costly path)")
     args = parser.parse_args(argv)
     from waitress import serve

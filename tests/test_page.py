@@ -179,10 +179,31 @@ def test_a_heic_photo_the_browser_gives_no_type_is_analysed(page):
     assert page.inner_text("#verdict") in ("Real", "Fake", "Uncertain")
 
 
+def info_loaded(page) -> None:
+    """Wait until /api/info has answered (its first call asks the model; until then the page checks no type)."""
+    page.locator("#limits", has_text="MB").wait_for()  # no wait_for_function: the page's CSP forbids eval
+
+
 def test_the_client_refuses_a_file_that_is_not_an_image_type(page):
+    info_loaded(page)
     upload(page, "notes.txt", b"hello", mime="text/plain")
-    assert "not a supported image" in page.inner_text("#error")
+    error = page.inner_text("#error")
+    assert "not a supported image" in error and "AVIF" in error and "HEIC" in error
     assert page.is_disabled("#analyze")
+
+
+def test_the_drop_hint_names_the_types_api_info_accepts(page):
+    info_loaded(page)
+    hint = page.inner_text("#limits")
+    assert "AVIF" in hint and "HEIC" in hint and "MP4" in hint
+
+
+def test_the_file_picker_offers_the_types_the_page_server_accepts():
+    from page.server import ACCEPTED_TYPES, STATIC
+
+    accept = re.search(r'id="file" type="file" accept="([^"]+)"', (STATIC / "index.html").read_text()).group(1)
+    # Besides the MIME types, extensions (.heic, .avif) for systems that give such files no type.
+    assert {entry for entry in accept.split(",") if "/" in entry} == set(ACCEPTED_TYPES)
 
 
 def test_phone_width_renders_without_horizontal_scroll(browser, page_url):

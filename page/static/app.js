@@ -27,6 +27,27 @@ function percent(p) {
 
 const VERDICT_NAMES = { real: "Real", fake: "Fake", uncertain: "Uncertain" };
 
+// How the hint writes a type of /api/info's accepted_types: its subtype in capitals, unless named here.
+const TYPE_NAMES = { "image/webp": "WebP", "video/quicktime": "MOV", "video/webm": "WebM", "video/x-matroska": "MKV", "video/x-msvideo": "AVI" };
+
+function typeName(type) {
+  return TYPE_NAMES[type] || type.split("/").pop().replace(/^x-/, "").toUpperCase();
+}
+
+function orList(names) {
+  return names.length < 2 ? names.join("") : `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}`;
+}
+
+// The accepted types by kind, in the server's order: "JPEG, PNG or HEIC; MP4 or WebM".
+function typesHint(types) {
+  const kinds = new Map();
+  for (const type of types) {
+    const kind = type.split("/")[0];
+    kinds.set(kind, [...new Set([...(kinds.get(kind) || []), typeName(type)])]);
+  }
+  return [...kinds.values()].map(orList).join("; ");
+}
+
 function fpr(rate) {
   return `${(100 * rate).toFixed(rate < 0.01 ? 1 : 0)} %`;
 }
@@ -63,7 +84,7 @@ async function loadInfo() {
     $("token-form").hidden = true;
     state.maxBytes = info.max_upload_bytes;
     state.types = info.accepted_types;
-    $("limits").textContent = `JPEG, PNG, WebP, BMP, GIF or TIFF; MP4, MOV, WebM, MKV or AVI; up to ${(info.max_upload_bytes / 1048576).toFixed(0)} MB`;
+    $("limits").textContent = `${typesHint(state.types)}; up to ${(info.max_upload_bytes / 1048576).toFixed(0)} MB`;
     $("demo-banner").hidden = !info.demo;
     if (!info.available) {
       $("server-note").textContent = `The model server is not answering yet (${info.detail}).`;
@@ -83,7 +104,7 @@ function choose(file) {
   if (state.types.length && file.type && !state.types.includes(file.type)) {
     state.file = null;
     $("analyze").disabled = true;
-    showError(`"${file.name}" is not a supported image or video (${file.type || "unknown type"}); use JPEG, PNG, WebP, BMP, GIF, TIFF, AVIF, HEIC, MP4, MOV, WebM, MKV or AVI.`);
+    showError(`"${file.name}" is not a supported image or video (${file.type || "unknown type"}); use ${typesHint(state.types)}.`);
     return;
   }
   if (file.size > state.maxBytes) {
