@@ -1,23 +1,25 @@
-"""The answer's JSON, built in one place from a request's ``Analysis`` (handler/analysis.py): an image's
-answer (each face with its verdict, the most-fake face on top), a video's (each person over their frames,
-the most-fake person on top), the explanation block, and the provenance block beside them."""
+"""The answer's JSON, built in one place and last, from a request's ``Analysis`` (handler/analysis.py): an
+image's answer (each face with its verdict, the most-fake face on top), a video's (each person over their
+frames, the most-fake person on top), an error's body, and the blocks beside them (decision, explanation,
+provenance, match, record). The record store's JSON columns reuse the same blocks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from handler.analysis import Analysis
+from handler.analysis import Analysis, Match, Receipt
 from handler.consistency import Consistency
 from handler.decision import Decision
-from handler.errors import ClientError
+from handler.errors import RequestError
 from handler.explain import METHOD, overlay_png
-from handler.faces import Subjects
-from handler.verdicts import most_fake, over_frames, verdict_of
-from handler.video import VideoSettings, VideoSubjects
+from handler.faces import FaceSearch
+from handler.image_media import ImageSubjects
+from handler.verdicts import Outcome, Recheck, Verdict
+from handler.video_media import VideoSubjects
 
 Answer = dict[str, Any]
 
@@ -33,71 +35,106 @@ class ModelIdentity:
 
 @dataclass(frozen=True)
 class AnswerContext:
-    """What every answer of one model shares: who answers, the decision rule, and video aggregation."""
+    """What every answer of one model shares: who answers, the decision rule, and the consistency check."""
 
     identity: ModelIdentity
     decision: Decision
-    video: VideoSettings
     consistency: Consistency | None = None
 
 
-def answer(analysis: Analysis, context: AnswerContext) -> Answer | ClientError:
-    """The request's answer: its ``ClientError`` when a stage refused it, else the image or video answer
-    with the explanation (when asked) and the provenance block."""
+def answer(analysis: Analysis, context: AnswerContext) -> Answer:
+    """The request's JSON answer: its error's body when a stage refused it, else its media kind's answer with
+    the explanation (when asked), the provenance block and the match; the record block either way."""
     if analysis.error is not None:
-        return analysis.error
-    if isinstance(analysis.subjects, VideoSubjects):
-        built = video_answer(analysis, context)
+        built = error_body(analysis.error)
     else:
-        built = image_answer(analysis, context)
-    if analysis.request.explain:
-        built["explanation"] = explanation(analysis.subjects, torch.stack(analysis.maps))
-    built["provenance"] = analysis.provenance
-    if analysis.match is not None:
-        built["match"] = analysis.match
+        built = BUILDERS[analysis.subjects.media](analysis, context)
+        if analysis.request.explain:
+            built["explanation"] = explanation(analysis.subjects, torch.stack(analysis.maps))
+        built["provenance"] = analysis.provenance
+        if analysis.match is not None:
+            built["match"] = match_block(analysis.match)
+    if analysis.record is not None:
+        built["record"] = record_block(analysis.record)
     return built
 
 
-def with_record(reply: Answer | ClientError, block: dict) -> None:
-    """Stamp an answer (or the client error that is its answer) with its ``record`` block
-    (handler/records.py): ``{"id", "kept"}``, or ``kept: false`` and why."""
-    if isinstance(reply, ClientError):
-        reply.record = block
-    else:
-        reply["record"] = block
+def error_body(error: RequestError) -> Answer:
+    """``{"error": ..., "detail": ...}`` and the error kind's own fields."""
+    return {"error": error.error, "detail": error.detail, **error.fields()}
 
 
-def _made_by(analysis: Analysis, context: AnswerContext) -> Answer:
-    """The fields every answer carries: the decision, the model identity and what computed the logits."""
+def verdict_block(verdict: Verdict) -> Answer:
+    return {"label": verdict.label, "confidence": verdict.confidence, "probabilities": verdict.probabilities, "verdict": verdict.verdict}
+
+
+def decision_block(decision: Decision) -> Answer:
+    """The ``decision`` block: the rule that turned probabilities into verdicts."""
+    return {
+        "calibrated": decision.calibrated,
+        "fake_label": decision.fake_label,
+        "temperature": decision.temperature,
+        "fake_threshold": decision.fake_threshold,
+        "uncertain_threshold": decision.uncertain_threshold,
+        "target_fpr": decision.target_fpr,
+        "uncertain_fpr": decision.uncertain_fpr,
+    }
+
+
+def face_search_block(search: FaceSearch | None) -> Answer | None:
+    return {"detector": search.detector, "smallest_face": search.smallest_face} if search else None
+
+
+def match_block(match: Match) -> Answer:
+    return {"record": match.record, "label": match.label, "distance": match.distance, "labelled_at": match.labelled_at,
+            "max_distance": match.max_distance}
+
+
+def record_block(receipt: Receipt) -> Answer:
+    """``{"id", "kept"}``, or ``kept: false`` and why."""
+    return {"id": receipt.id, "kept": True} if receipt.kept else {"id": None, "kept": False, "detail": receipt.detail}
+
+
+def consistency_block(recheck: Recheck, original: Verdict, consistency: Consistency) -> Answer:
+    """The ``consistency`` block for the deciding crop's verdict and its re-encoded copy's."""
+    copy = f"JPEG q{consistency.quality} at {consistency.side} px"
+    block = {"agrees": recheck.agrees, "reencoded": copy, "verdict": recheck.again.verdict, "probabilities": recheck.again.probabilities}
+    if not recheck.agrees:
+        block["reason"] = (f"the verdict moved from {original.verdict} to {recheck.again.verdict} when the image was re-encoded "
+                           f"({copy}): it depends on how the file was delivered, so it is answered uncertain")
+    return block
+
+
+def _top(outcome: Outcome, analysis: Analysis, context: AnswerContext) -> Answer:
+    """The fields every answer carries: the verdict on top, the decision, the model identity and what computed
+    the logits."""
     identity = context.identity
-    return {"decision": context.decision.as_block(), "model": identity.name, "version": identity.version,
-            "demo": identity.demo, "runtime": analysis.computed_by[0], "precision": analysis.computed_by[1]}
+    return {**verdict_block(outcome.verdict), "verdict": outcome.final, "decision": decision_block(context.decision),
+            "model": identity.name, "version": identity.version, "demo": identity.demo,
+            "runtime": analysis.computed_by[0], "precision": analysis.computed_by[1]}
 
 
 def image_answer(analysis: Analysis, context: AnswerContext) -> Answer:
     """An image's answer: the deciding subject's verdict (the most-fake face, or the whole image), the
     decision that made it, the model identity, what computed it, and each face with its own verdict."""
-    subjects: Subjects = analysis.subjects
-    found = analysis.verdicts
-    deciding = most_fake([v.probabilities for v in found], context.decision.fake_label)
+    subjects: ImageSubjects = analysis.subjects
+    outcome = analysis.outcome
     # crop_pixels: the crop the model saw, in the pixels it was cut from (a large JPEG's are its decoded
-    # quarter), before the processor resized it to the model's input: a 16-px face there was enlarged ~10x
-    faces = [{"box": box.as_list(), "crop_pixels": list(crop.size), **verdict.as_dict()}
-             for box, crop, verdict in zip(subjects.boxes, subjects.crops, found)]
+    # part), before the processor resized it to the model's input
+    faces = [{"box": box.as_list(), "crop_pixels": list(crop.size), **verdict_block(verdict)}
+             for box, crop, verdict in zip(subjects.boxes, subjects.crops, analysis.verdicts)]
     checked = {}
-    if analysis.rechecks and context.consistency is not None:
-        block = context.consistency.block(found[deciding], analysis.rechecks[deciding])
-        checked = {"consistency": block, **({} if block["agrees"] else {"verdict": "uncertain"})}
+    if outcome.recheck is not None and context.consistency is not None:
+        checked = {"consistency": consistency_block(outcome.recheck, outcome.verdict, context.consistency)}
     return {
-        **found[deciding].as_dict(),
+        **_top(outcome, analysis, context),
         **checked,
-        **_made_by(analysis, context),
         "mode": subjects.mode,
         "analyzed": subjects.analyzed,
-        "decided_by_face": deciding if faces else None,
+        "decided_by_face": outcome.deciding,
         "faces": faces,
         "faces_skipped": [{"box": box.as_list()} for box in subjects.skipped],
-        "face_search": subjects.face_search.as_dict() if subjects.face_search else None,
+        "face_search": face_search_block(subjects.face_search),
         "image_size": list(subjects.original_size),
         "media": subjects.media,
     }
@@ -107,32 +144,23 @@ def video_answer(analysis: Analysis, context: AnswerContext) -> Answer:
     """A video's answer: each person's verdict over their frames (timeline included), the most-fake
     person's verdict on top; without faces, whole frames aggregated the same way."""
     subjects: VideoSubjects = analysis.subjects
-    found, decision = analysis.verdicts, context.decision
-    people, timeline, deciding = [], None, None
-    if subjects.people:
-        for person in range(subjects.people):
-            mine = [i for i, (owner, _) in enumerate(subjects.owners) if owner == person]
-            probabilities, used = over_frames([found[i] for i in mine], decision.fake_label, context.video)
-            first = mine[0]
-            people.append({
-                "id": person,
-                "frames_seen": len(mine),
-                "frames_used": used,
-                **verdict_of(probabilities, decision).as_dict(),
-                "first_t": round(subjects.times[subjects.owners[first][1]], 3),
-                "first_box": subjects.boxes[first].as_list(),
-                "timeline": [{"t": round(subjects.times[subjects.owners[i][1]], 3), "box": subjects.boxes[i].as_list(),
-                              "probabilities": found[i].probabilities, "verdict": found[i].verdict} for i in mine],
-            })
-        deciding = most_fake([p["probabilities"] for p in people], decision.fake_label)
-        top = verdict_of(people[deciding]["probabilities"], decision)
-    else:
-        probabilities, _ = over_frames(found, decision.fake_label, context.video)
-        top = verdict_of(probabilities, decision)
-        timeline = [{"t": round(t, 3), "probabilities": v.probabilities, "verdict": v.verdict} for t, v in zip(subjects.times, found)]
+    outcome, found = analysis.outcome, analysis.verdicts
+
+    def moment(crop: int) -> float:
+        return round(subjects.times[subjects.owners[crop][1]], 3)
+
+    people = [{
+        "id": number,
+        "frames_seen": len(person.crops),
+        "frames_used": person.used,
+        **verdict_block(person.verdict),
+        "first_t": moment(person.crops[0]),
+        "first_box": subjects.boxes[person.crops[0]].as_list(),
+        "timeline": [{"t": moment(i), "box": subjects.boxes[i].as_list(), "probabilities": found[i].probabilities,
+                      "verdict": found[i].verdict} for i in person.crops],
+    } for number, person in enumerate(outcome.people)]
     built = {
-        **top.as_dict(),
-        **_made_by(analysis, context),
+        **_top(outcome, analysis, context),
         "media": subjects.media,
         "mode": subjects.mode,
         "analyzed": subjects.analyzed,
@@ -140,16 +168,20 @@ def video_answer(analysis: Analysis, context: AnswerContext) -> Answer:
         "frames_analyzed": subjects.sampled.frames,
         "image_size": list(subjects.sampled.size),
         "people": people,
-        "decided_by_person": deciding,
+        "decided_by_person": outcome.deciding,
         "faces_skipped": [{"t": round(t, 3), "box": box.as_list()} for t, box in subjects.skipped],
-        "face_search": subjects.face_search.as_dict() if subjects.face_search else None,
+        "face_search": face_search_block(subjects.face_search),
     }
-    if timeline is not None:
-        built["timeline"] = timeline
+    if not outcome.people:
+        built["timeline"] = [{"t": round(t, 3), "probabilities": v.probabilities, "verdict": v.verdict} for t, v in zip(subjects.times, found)]
     return built
 
 
-def explanation(subjects: Subjects, maps: torch.Tensor) -> Answer:
+# Each media kind's answer (handler/kinds.py lists the kinds), by its name.
+BUILDERS: dict[str, Callable[[Analysis, AnswerContext], Answer]] = {"image": image_answer, "video": video_answer}
+
+
+def explanation(subjects: ImageSubjects, maps: torch.Tensor) -> Answer:
     """Rollout maps as numbers (one per face, or one for the whole image) and as one overlay PNG."""
     regions = [r.as_list() for r in subjects.regions]
     grids = [m.numpy() for m in maps]

@@ -1,13 +1,15 @@
 """The inference core, as stages over one ``Analysis`` per request (handler/analysis.py):
 
-  subjects   (media kind: decode + faces, or video sampling + people)   -> ``subjects`` or ``error``
-  forward    (preprocess, runtime or explainer, in even passes of at most 2 x ``forward_batch`` crops,
-             ``forward_batch`` for the explainer) -> ``verdicts``,
-             ``computed_by`` (and ``maps`` for explanations)
-  provenance (C2PA, declared AI metadata)                                -> ``provenance``
-  answer     (handler/answers.py)                                        -> JSON, or the ``ClientError``
+  subjects   (the media kind: decode + faces, or video sampling + people)  -> ``kind``, ``subjects``
+  forward    (preprocess, runtime or explainer, in the passes ``pass_sizes`` makes)
+                                                   -> ``verdicts``, ``computed_by`` (``maps``, ``rechecks``)
+  decide     (the media kind's rule over the verdicts)                      -> ``outcome``
+  provenance (C2PA, declared AI metadata)                                   -> ``provenance``
+  match, record (records on: handler/recorder.py)                           -> ``match``, ``record``
+  answer     (handler/answers.py, last)                                     -> the JSON
 
-A bad request ends at the stage that refused it and is answered alone; its batch-mates go on.
+A request ends at the stage that refused it (``error``) and is answered alone; its batch-mates go on. An
+unexpected failure of one request's stage is caught in one place, ``_each``.
 """
 
 from __future__ import annotations
@@ -21,22 +23,24 @@ from typing import Callable, Sequence
 import torch
 from PIL import Image
 
-from handler.analysis import Analysis, Request
-from handler.answers import Answer, AnswerContext, ModelIdentity, answer, with_record
+from handler.analysis import Analysis, Receipt, Request
+from handler.answers import Answer, AnswerContext, ModelIdentity, answer
 from handler.checkpoint import load_image_processor, read_checkpoint_info, weight_files
 from handler.consistency import Consistency
 from handler.decision import Decision, read_decision
-from handler.errors import BadOption, ClientError, RequestFailed, VideoElsewhere
+from handler.detectors import create_detector
+from handler.errors import BadOption, ClientError, RequestError, RequestFailed, VideoElsewhere
 from handler.explain import Explainer
-from handler.faces import FaceDetector, FaceSettings, create_detector
+from handler.faces import FaceDetector, FaceSettings
 from handler.images import ImageLimits
-from handler.media import ImageMedia, MediaKind
+from handler.kinds import media_kinds
 from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings, load_trust_list
-from handler.records import Recorder, RecordSettings, record_row, weights_sha256
+from handler.recorder import Recorder, record_row, weights_sha256
 from handler.runtime import Runtime, create_runtime
+from handler.store import RecordSettings
 from handler.verdicts import Verdict, verdicts
-from handler.video import VideoMedia, VideoSettings, VideoSubjects
+from handler.video import VideoSettings
 
 logger = logging.getLogger(__name__)
 
@@ -79,14 +83,13 @@ class DeepfakeClassifier:
         # The worker's batchSize: a runtime pass takes at most twice as many crops (a batch with faces makes
         # more crops than requests), the explainer's at most this many; a video's many crops are split.
         self.forward_batch = forward_batch
-        # Where videos go when this worker does not analyse them (handler/roles.py); None: here.
-        self.video_endpoint = video_endpoint
+        # Where a media kind goes when this worker does not analyse it (handler/roles.py): kind -> endpoint.
+        self.elsewhere = {"video": video_endpoint} if video_endpoint else {}
         # The opt-in re-encoding check of images (handler/consistency.py); None: off.
         self.consistency = consistency
-        # The record of every answer and the "seen before" match (handler/records.py); None: off.
+        # The record of every answer and the "seen before" match (handler/recorder.py); None: off.
         self.records = records
-        hashes = records is not None
-        self.media: tuple[MediaKind, ...] = (VideoMedia(self.video, faces, self.detector, hashes), ImageMedia(limits, faces, self.detector, hashes))
+        self.media = media_kinds(limits, self.video, faces, self.detector, records is not None)
 
     @classmethod
     def from_checkpoint(
@@ -145,7 +148,7 @@ class DeepfakeClassifier:
     @property
     def answers(self) -> AnswerContext:
         """What every answer of this model shares (handler/answers.py)."""
-        return AnswerContext(self.identity, self.decision, self.video, self.consistency)
+        return AnswerContext(self.identity, self.decision, self.consistency)
 
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB images -> ``pixel_values[N, 3, H, W]`` exactly as the checkpoint's processor makes them."""
@@ -167,70 +170,36 @@ class DeepfakeClassifier:
             found = verdicts(self.labels, logits, self.decision)
             yield [(verdict, None if maps is None else maps[i]) for i, verdict in enumerate(found)]
 
-    def predict_batch(self, requests: Sequence[Request | bytes]) -> list[Answer | ClientError]:
-        """Answer each request; a bad one gets its ``ClientError`` at its own index (bytes stand for a
-        ``Request`` with the defaults). Plain requests go through the runtime, requests for an explanation
-        through the torch explainer, which also returns attentions."""
+    def predict_batch(self, requests: Sequence[Request | bytes]) -> list[Answer | RequestError]:
+        """Each request's answer, or the error that ended it, at its own index (bytes stand for a ``Request``
+        with the defaults). ``analyse`` keeps everything else that was found."""
+        return [analysis.error or answer(analysis, self.answers) for analysis in self.analyse(requests)]
+
+    def analyse(self, requests: Sequence[Request | bytes]) -> list[Analysis]:
+        """Every stage over the batch, one ``Analysis`` per request. Plain requests go through the runtime,
+        requests for an explanation through the torch explainer, which also returns attentions."""
         analyses = [Analysis(r if isinstance(r, Request) else Request(r)) for r in requests]
-        self.find_subjects(*analyses)
+        self.find_subjects(analyses)
         self.forward([a for a in analyses if a.open and not a.request.explain])
         self.forward([a for a in analyses if a.open and a.request.explain], explain=True)
-        for analysis in analyses:
-            self.read_provenance(analysis)
+        _each("deciding", analyses, self.decide)
+        _each("reading provenance", analyses, self.read_provenance)
         if self.records is not None:
             self.match_records(analyses)
-        answers = [answer(analysis, self.answers) for analysis in analyses]
-        if self.records is not None:
-            self.keep_records(analyses, answers)
-        return answers
+            self.keep_records(analyses)
+        return analyses
 
-    def match_records(self, analyses: Sequence[Analysis]) -> None:
-        """The match stage (records on): each image's perceptual hash against the labelled ones
-        (handler/records.py) -> ``match``. A failure here costs the batch its matches, never its answers."""
-        try:
-            self.records.try_refresh()
-            for analysis in analyses:
-                if analysis.open and getattr(analysis.subjects, "media", None) == "image":
-                    analysis.match = self.records.match(analysis.subjects.fingerprint)
-        except Exception:  # noqa: BLE001 - as in keep_records
-            logger.exception("no matches for a batch of %d", len(analyses))
-
-    def keep_records(self, analyses: Sequence[Analysis], answers: list[Answer | ClientError]) -> None:
-        """The record stage (records on): one record per answer, one transaction for the batch; each answer
-        gets its ``record`` block (handler/answers.py:with_record). Never fails the batch."""
-        try:
-            rows = [record_row(a, r, self.records.model, self.decision.fake_label) for a, r in zip(analyses, answers)]
-            blocks = self.records.keep(rows)
-        except Exception:  # noqa: BLE001 - keeping the record must never cost the answers
-            logger.exception("records not kept for a batch of %d", len(answers))
-            blocks = [{"id": None, "kept": False, "detail": "records stage failed (see the worker log)"}] * len(answers)
-        for reply, block in zip(answers, blocks):
-            with_record(reply, block)
-
-    def find_subjects(self, *analyses: Analysis) -> None:
-        """The subjects stage: what to classify, by the first media kind that accepts each request's bytes;
-        the requests of one kind go to it together (images: one batched face search). A ``ClientError``
-        (bad bytes, bad face mode, no face in mode faces) ends that analysis, and only that one."""
-        kinds: dict[int, list[Analysis]] = {}  # by the kind's place in self.media
-        for analysis in analyses:
-            if not analysis.open:
+    def find_subjects(self, analyses: Sequence[Analysis]) -> None:
+        """The subjects stage: the first media kind that accepts each request's bytes takes it; the requests of
+        one kind go to it together (images: one batched face search). A ``ClientError`` (bad bytes, bad face
+        mode, no face in mode faces) ends that analysis, and only that one."""
+        _each("finding the media kind", analyses, self.route)
+        for kind in self.media:
+            batch = [a for a in analyses if a.open and a.kind is kind]
+            if not batch:
                 continue
-            request = analysis.request
             try:
-                place, kind = next((i, k) for i, k in enumerate(self.media) if k.accepts(request.payload))
-                if kind.name == "video" and self.video_endpoint:
-                    raise VideoElsewhere(self.video_endpoint)
-                if request.explain and kind.name != "image":
-                    raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
-                kinds.setdefault(place, []).append(analysis)
-            except ClientError as error:
-                analysis.error = error
-            except Exception:  # noqa: BLE001 - a surprise on this request's bytes must not fail its batch-mates
-                analysis.error = _failed("finding what to classify")
-        for place, kind in enumerate(self.media):
-            batch = kinds.get(place, [])
-            try:
-                found = kind.subjects_many([(a.request.payload, a.request.face_mode or self.faces.mode) for a in batch]) if batch else []
+                found = kind.subjects_many([(a.request.payload, a.request.face_mode or self.faces.mode) for a in batch])
             except Exception as error:  # noqa: BLE001 - e.g. the face detector failed to load: every request of the kind fails
                 found = [error] * len(batch)
             for analysis, result in zip(batch, found):
@@ -241,16 +210,26 @@ class DeepfakeClassifier:
                 else:
                     analysis.subjects = result
 
+    def route(self, analysis: Analysis) -> None:
+        """The media kind that takes the request; refused when its kind is answered elsewhere or it asks an
+        explanation of a kind that has none."""
+        kind = next(k for k in self.media if k.accepts(analysis.request.payload))
+        if kind.name in self.elsewhere:
+            raise VideoElsewhere(self.elsewhere[kind.name])
+        if analysis.request.explain and not kind.explains:
+            raise BadOption(f"explanations are computed for images; send the {kind.name} to /predictions")
+        analysis.kind = kind
+
     def forward(self, analyses: Sequence[Analysis], explain: bool = False) -> None:
         """The forward stage: every crop of ``analyses`` through the runtime (or the explainer, which also
-        gives attention maps), in the passes ``_passes`` sizes; each verdict (and map) goes
-        to the analysis its crop came from."""
+        gives attention maps), in the passes ``_passes`` sizes; each verdict (and map) goes to the analysis
+        its crop came from; with the consistency check on, the re-encoded copies go along."""
         if not analyses:
             return  # the explainer is loaded on the first request that asks for it
         crops = [(analysis, crop, False) for analysis in analyses for crop in analysis.subjects.crops]
         if self.consistency is not None:
-            crops += [(analysis, self.consistency.copy(crop), True) for analysis in analyses
-                      if not isinstance(analysis.subjects, VideoSubjects) for crop in analysis.subjects.crops]
+            crops += [(analysis, self.consistency.copy(crop), True) for analysis in analyses if analysis.kind.rechecks
+                      for crop in analysis.subjects.crops]
         results = (found for chunk in self._passes([crop for _, crop, _ in crops], explain) for found in chunk)
         for (analysis, _, recheck), (verdict, attention) in zip(crops, results):
             (analysis.rechecks if recheck else analysis.verdicts).append(verdict)
@@ -260,19 +239,56 @@ class DeepfakeClassifier:
         for analysis in analyses:
             analysis.computed_by = (engine.name, engine.precision)
 
+    def decide(self, analysis: Analysis) -> None:
+        """The decide stage: the media kind's rule over the request's verdicts."""
+        analysis.outcome = analysis.kind.decide(analysis.subjects, analysis.verdicts, self.decision, analysis.rechecks)
+
     def read_provenance(self, analysis: Analysis) -> None:
-        """The provenance stage: content credentials and declared AI metadata beside the verdict."""
-        if analysis.open and self.provenance.settings.enabled:
-            try:
-                analysis.provenance = self.provenance.read(analysis.request.payload, analysis.subjects.media)
-            except Exception:  # noqa: BLE001 - as in find_subjects
-                analysis.error = _failed("reading provenance")
+        """The provenance stage: content credentials and declared AI metadata beside the verdict, by the
+        readers that apply to the request's media kind."""
+        if self.provenance.settings.enabled:
+            analysis.provenance = self.provenance.read(analysis.request.payload, analysis.kind.provenance)
+
+    def match_records(self, analyses: Sequence[Analysis]) -> None:
+        """The match stage (records on): each perceptual hash its kind matches against the labelled ones
+        (handler/recorder.py) -> ``match``. A failure here costs the batch its matches, never its answers."""
+        try:
+            self.records.try_refresh()
+            for analysis in analyses:
+                if analysis.open and analysis.subjects.fingerprint is not None:
+                    analysis.match = self.records.match(analysis.subjects.fingerprint)
+        except Exception:  # noqa: BLE001 - as in keep_records
+            logger.exception("no matches for a batch of %d", len(analyses))
+
+    def keep_records(self, analyses: Sequence[Analysis]) -> None:
+        """The record stage (records on): one record per request, one transaction for the batch -> each
+        one's ``record`` receipt. Never fails the batch."""
+        try:
+            receipts = self.records.keep([record_row(a, self.records.model, self.decision) for a in analyses])
+        except Exception:  # noqa: BLE001 - keeping the record must never cost the answers
+            logger.exception("records not kept for a batch of %d", len(analyses))
+            receipts = [Receipt(None, False, "records stage failed (see the worker log)")] * len(analyses)
+        for analysis, receipt in zip(analyses, receipts):
+            analysis.record = receipt
+
+
+def _each(stage: str, analyses: Sequence[Analysis], call: Callable[[Analysis], None]) -> None:
+    """``call`` on each open analysis: a ``ClientError`` it raises ends that analysis; anything else ends it
+    as a ``RequestFailed`` (logged with an error id). The one place a request's stage failure is caught."""
+    for analysis in analyses:
+        if not analysis.open:
+            continue
+        try:
+            call(analysis)
+        except ClientError as error:
+            analysis.error = error
+        except Exception:  # noqa: BLE001 - a surprise on this request must not fail its batch-mates
+            analysis.error = _failed(stage)
 
 
 def pass_sizes(count: int, most: int) -> list[int]:
     """How many crops each forward pass takes: as few passes as ``most`` allows, sized evenly (11 crops at
-    most 16: one pass; 20: two of 10), since a small pass costs more per crop (OpenVINO bf16, machine B:
-    12.4 img/s at 3 against 13.1 at 8 and 14.0 at 11; docs/performance.md)."""
+    most 16: one pass; 20: two of 10), since a small pass costs more per crop (docs/performance.md)."""
     if most < 1:
         raise ValueError(f"a forward pass takes at least one crop, not {most}")
     passes = -(-count // most)

@@ -1,8 +1,8 @@
 """The opt-in delivery-consistency check (handler option ``consistency_check``): each image's crops are
 also classified as one re-encoded copy (JPEG at ``consistency_quality``, at the model's input size, as a
 re-shared file would arrive), and an image whose deciding crop gets another verdict on that copy is
-answered ``uncertain``: a verdict that a plain re-save changes should not be acted on. Videos are not
-checked (their verdicts already aggregate many frames)."""
+answered ``uncertain``: a verdict that a plain re-save changes should not be acted on. Which media
+kinds are checked is each kind's ``rechecks`` (videos are not: their verdicts already aggregate many frames)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from handler.verdicts import Verdict
+from handler.verdicts import Recheck, Verdict
 
 
 @dataclass(frozen=True)
@@ -25,13 +25,7 @@ class Consistency:
         crop.convert("RGB").resize((self.side, self.side), Image.Resampling.BILINEAR).save(buffer, "JPEG", quality=self.quality)
         return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
 
-    def block(self, original: Verdict, again: Verdict) -> dict:
-        """The answer's ``consistency`` block for the deciding crop's two verdicts."""
-        agrees = original.verdict == again.verdict
-        block = {"agrees": agrees, "reencoded": f"JPEG q{self.quality} at {self.side} px",
-                 "verdict": again.verdict, "probabilities": again.probabilities}
-        if not agrees:
-            block["reason"] = (f"the verdict moved from {original.verdict} to {again.verdict} when the image was re-encoded "
-                               f"(JPEG q{self.quality} at {self.side} px): it depends on how the file was delivered, so it is "
-                               "answered uncertain")
-        return block
+    @staticmethod
+    def check(original: Verdict, again: Verdict) -> Recheck:
+        """The deciding crop's two verdicts, as the outcome keeps them."""
+        return Recheck(again, original.verdict == again.verdict)

@@ -59,18 +59,6 @@ class Decision:
             return "uncertain"
         return "real"
 
-    def as_block(self) -> dict[str, Any]:
-        """The ``decision`` block of an answer."""
-        return {
-            "calibrated": self.calibrated,
-            "fake_label": self.fake_label,
-            "temperature": self.temperature,
-            "fake_threshold": self.fake_threshold,
-            "uncertain_threshold": self.uncertain_threshold,
-            "target_fpr": self.target_fpr,
-            "uncertain_fpr": self.uncertain_fpr,
-        }
-
 
 def _fraction(value: Any, name: str, low: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= 1.0:

@@ -1,14 +1,14 @@
-"""The few typed errors a client can cause, and the one mapping to HTTP status codes."""
+"""The few typed errors that end a request, each with its HTTP status: a client's (4xx, ``ClientError``) or
+the service's own (500, ``RequestFailed``)."""
 
 from __future__ import annotations
 
-import json
 
+class RequestError(Exception):
+    """One request the service does not answer with a verdict; it is answered alone, with ``status``.
 
-class ClientError(Exception):
-    """A request the service cannot answer because of what the client sent.
-
-    ``error`` is a short stable name; ``detail`` says what was wrong and what is accepted.
+    ``error`` is a short stable name; ``detail`` says what was wrong and, for a client's error, what is
+    accepted. The JSON body is built by handler/answers.py.
     """
 
     status = 400
@@ -19,17 +19,15 @@ class ClientError(Exception):
         self.detail = detail
 
     def fields(self) -> dict:
-        """Fields the body carries beside ``error`` and ``detail`` (none unless a kind says so)."""
+        """Values the body carries beside ``error`` and ``detail``, by name (none unless a kind says so)."""
         return {}
 
-    def to_json(self) -> str:
-        """The response body for this error: ``{"error": ..., "detail": ...}``, the kind's own fields, and
-        the ``record`` block when the error was kept (handler/records.py)."""
-        record = getattr(self, "record", None)
-        return json.dumps({"error": self.error, "detail": self.detail, **self.fields(), **({"record": record} if record else {})})
+
+class ClientError(RequestError):
+    """A request the service cannot answer because of what the client sent: a 4xx."""
 
 
-class RequestFailed(ClientError):
+class RequestFailed(RequestError):
     """Not the client's fault: analysing this one request raised something unexpected. It is answered
     alone with a 500 whose ``error_id`` the worker's log line also carries; its batch-mates go on."""
 

@@ -1,38 +1,70 @@
-"""Media kinds: each turns a request's bytes into the subjects to classify. One seam per kind.
+"""The media-kind seam: what every kind (handler/kinds.py lists them) makes of a request's bytes, and what the
+rest of the core reads of it, whatever the kind.
 
-A kind says whether it ``accepts`` a payload (by content, never by name or Content-Type) and makes its
-``subjects``. The classifier asks the kinds in order; images come last and accept anything, so bytes
-no kind recognises get the image decoder's "not an image" error. Videos are handler/video.py:VideoMedia; a new kind is a class
-here, listed before images.
+A kind says whether it ``accepts`` a payload (by content, never by name or Content-Type), makes its
+``Subjects`` (the crops to classify, with what was found), and ``decide``s the request's ``Outcome`` from
+the crops' verdicts. Its own answer block is built by handler/answers.py from the same subjects.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import replace
 from typing import Any, Callable, Iterable, Protocol, Sequence, TypeVar
 
-from handler.faces import FaceDetector, FaceSearch, FaceSettings, Subjects, check_mode, detection_scale, subjects_from
-from handler.fingerprint import fingerprint
-from handler.geometry import Box
-from handler.images import Decoded, ImageLimits, decode
+from PIL import Image
 
-logger = logging.getLogger(__name__)
+from handler.decision import Decision
+from handler.faces import FaceSearch
+from handler.fingerprint import Fingerprint
+from handler.verdicts import Outcome, Verdict
+
 T = TypeVar("T")
 
 
+class Subjects(Protocol):
+    """What one request's media gives the classifier, the same for every kind. ``crops``: what is classified,
+    in order; ``faces``: how many of them are faces; ``analyzed``: what they are (``faces``, or the kind's
+    whole picture: ``image``, ``frames``); ``size``: the picture's or frames' width and height as shown;
+    ``fingerprint``: the hash matched against labelled records (None: not matched); ``fingerprints``: the
+    hashes kept in the record beside it (a clip's frames); ``face_search``: what the search could see
+    (None in mode off)."""
+
+    media: str
+    mode: str
+    crops: list[Image.Image]
+    face_search: FaceSearch | None
+    fingerprint: Fingerprint | None
+    fingerprints: list[Fingerprint]
+
+    @property
+    def analyzed(self) -> str: ...
+
+    @property
+    def faces(self) -> int: ...
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+
 class MediaKind(Protocol):
+    """One kind of media. ``explains``: ``/explanations`` answers it; ``rechecks``: the delivery-consistency
+    check (handler/consistency.py) applies to it; ``provenance``: the provenance readers that apply
+    (handler/provenance.py)."""
+
     name: str
+    explains: bool
+    rechecks: bool
+    provenance: tuple[str, ...]
 
     def accepts(self, payload: bytes) -> bool:
         """True when this kind decodes ``payload``."""
 
-    def subjects(self, payload: bytes, mode: str) -> Subjects:
-        """What to classify in ``payload`` under face ``mode``; raises ``ClientError`` for bad input."""
-
     def subjects_many(self, requests: Sequence[tuple[bytes, str]]) -> list[Subjects | Exception]:
-        """``subjects`` of each (payload, mode), a failure as that request's exception (never raised), in one
-        go where the kind can batch them."""
+        """The subjects of each (payload, face mode), a failure as that request's exception (never raised), in
+        one go where the kind can batch them; a ``ClientError`` for bad input."""
+
+    def decide(self, subjects: Subjects, found: Sequence[Verdict], decision: Decision, rechecks: Sequence[Verdict]) -> Outcome:
+        """The request's outcome from its crops' verdicts (and, where the kind rechecks, the verdicts of the
+        re-encoded copies)."""
 
 
 def one_by_one(call: Callable[[Any, Any], T], pairs: Iterable[tuple[Any, Any]]) -> list[T | Exception]:
@@ -45,63 +77,3 @@ def one_by_one(call: Callable[[Any, Any], T], pairs: Iterable[tuple[Any, Any]]) 
         except Exception as error:  # noqa: BLE001 - the item's own answer
             results.append(error)
     return results
-
-
-class ImageMedia:
-    """Still images: safe decoding (handler/images.py), then the face stage; with ``fingerprints`` also
-    the picture's perceptual hash (records)."""
-
-    name = "image"
-
-    def __init__(self, limits: ImageLimits, faces: FaceSettings, detector: Callable[[], FaceDetector], fingerprints: bool = False) -> None:
-        self.limits, self.faces, self.detector, self.fingerprints = limits, faces, detector, fingerprints
-
-    def accepts(self, payload: bytes) -> bool:
-        return True
-
-    def subjects(self, payload: bytes, mode: str) -> Subjects:
-        (result,) = self.subjects_many([(payload, mode)])
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    def subjects_many(self, requests: Sequence[tuple[bytes, str]]) -> list[Subjects | Exception]:
-        """Each image decoded on its own, then the faces of all that want them found in one go."""
-        decoded = one_by_one(self._decode, requests)
-        searched = [i for i, (item, (_, mode)) in enumerate(zip(decoded, requests)) if isinstance(item, Decoded) and mode != "off"]
-        try:
-            faces_of = self._faces([decoded[i] for i in searched])
-        except Exception as error:  # noqa: BLE001 - e.g. the detector failed to load: only the requests that need it fail
-            faces_of = [(error, None)] * len(searched)
-        found = dict(zip(searched, faces_of))  # index -> (boxes or the search's exception, FaceSearch)
-        results: list[Subjects | Exception] = []
-        for index, (item, (_, mode)) in enumerate(zip(decoded, requests)):
-            faces, search = found.get(index, ([], None))
-            if isinstance(item, Exception) or isinstance(faces, Exception):
-                results.append(item if isinstance(item, Exception) else faces)
-                continue
-            try:
-                made = subjects_from(item, mode, self.faces, faces, search)
-                results.append(replace(made, fingerprint=fingerprint(item.image)) if self.fingerprints else made)
-            except Exception as error:  # noqa: BLE001 - this request's answer, never its batch-mates'
-                results.append(error)
-        return results
-
-    def _decode(self, payload: bytes, mode: str) -> Decoded:
-        check_mode(mode)
-        return decode(payload, self.limits)
-
-    def _faces(self, decoded: list[Decoded]) -> list[tuple[list[Box] | Exception, FaceSearch]]:
-        """The faces of each image, in one batched call (if that call fails, image by image, so only the
-        image at fault fails), each with what its search could see."""
-        if not decoded:
-            return []
-        detector = self.detector()
-        images, scales = [item.image for item in decoded], [detection_scale(item) for item in decoded]
-        searches = [FaceSearch.tried(detector, image.size, scale) for image, scale in zip(images, scales)]
-        try:
-            found = detector.detect_many(images, scales)
-        except Exception:  # noqa: BLE001 - find the image at fault
-            logger.warning("the batched face search of %d images failed; searching them one by one", len(decoded), exc_info=True)
-            found = one_by_one(detector.detect, zip(images, scales))
-        return list(zip(found, searches))

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-from handler.faces import BLAZEFACE_FILE, DETECTORS, FACE_MODES, FaceSettings
+from handler.detectors import DETECTORS
+from handler.faces import FACE_MODES, FaceSettings
 from handler.images import ImageLimits
 from handler.video import VideoSettings
 
@@ -31,7 +32,7 @@ class HandlerOptions:
     threads: int = field(default=0, metadata={"min": 0})
     # The face stage (handler/faces.py). "off" here keeps archives built without these keys as they were.
     face_mode: str = field(default="off", metadata={"choices": FACE_MODES})
-    face_detector: str = field(default="haar", metadata={"choices": DETECTORS})
+    face_detector: str = field(default="haar", metadata={"choices": tuple(DETECTORS)})
     # The detector's file, relative to the checkpoint folder: YuNet's ONNX file; for blazeface "" means
     # face_detection_full_range.tflite (the build packs it from models/, where make venv puts it).
     face_model: str = ""
@@ -97,7 +98,7 @@ class HandlerOptions:
     @property
     def face_model_file(self) -> str:
         """The face detector's file name in the checkpoint folder ("" when the detector needs none)."""
-        return self.face_model or (BLAZEFACE_FILE if self.face_detector == "blazeface" else "")
+        return DETECTORS[self.face_detector].file_name(self.face_model)
 
     @property
     def faces(self) -> FaceSettings:

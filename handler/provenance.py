@@ -20,13 +20,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 # IPTC digital source types (http://cv.iptc.org/newscodes/digitalsourcetype/<term>).
 AI_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia", "algorithmicMedia",
                              "compositeSynthetic", "algorithmicallyEnhanced"})
 CAPTURE_SOURCE_TYPES = frozenset({"digitalCapture", "computationalCapture", "negativeFilm", "positiveFilm", "print",
                                   "digitalArt", "minorHumanEdits"})
+READERS = ("c2pa", "xmp", "exif", "png")  # every reader; a media kind names those that apply to it
 EXCERPT = 120  # characters of a generation-parameter chunk echoed back
 TEXT_CAP = 200  # characters of any other string read from the file
 XMP_SCAN = 4 * 1024 * 1024  # bytes searched for an XMP packet
@@ -88,11 +89,12 @@ class ProvenanceReader:
             self._context = c2pa.Context.from_dict(config)
         return self._context
 
-    def read(self, payload: bytes, media: str) -> dict[str, Any]:
-        """The provenance block of one file (its cost: ``make bench-provenance``)."""
+    def read(self, payload: bytes, readers: Sequence[str] = READERS) -> dict[str, Any]:
+        """The provenance block of one file from the ``readers`` that apply to its media kind (its cost:
+        ``make bench-provenance``)."""
         block: dict[str, Any] = {"c2pa": None, "xmp": None, "exif": None, "png": None, "errors": []}
         for name, reader in (("c2pa", self._c2pa), ("xmp", _xmp), ("exif", _exif), ("png", _png)):
-            if media != "image" and name in ("exif", "png"):
+            if name not in readers:
                 continue
             try:
                 block[name] = reader(payload)

@@ -12,14 +12,15 @@ import torch
 from ts.metrics.dimension import Dimension
 from ts.torch_handler.base_handler import BaseHandler
 
-from handler.analysis import Request
+from handler.analysis import Analysis, Request
+from handler.answers import answer
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
-from handler.records import CLIENT_HEADER, RecordSettings
 from handler.roles import worker_role
+from handler.store import CLIENT_HEADER, RecordSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,39 +35,37 @@ def worker_device(system_properties: dict) -> torch.device:
     return torch.device("cpu")
 
 
-def v2_outputs(results: list, context) -> list[dict]:
+def v2_outputs(analyses: list[Analysis], bodies: list[dict], context) -> list[dict]:
     """Answers for the inputs of one KServe v2 request (the kservev2 envelope turns each into an output
-    tensor holding that answer). A v2 request is one request: a client error in any input sets its status."""
-    errors = [r for r in results if isinstance(r, ClientError)]
-    if errors:
-        context.set_response_status(errors[0].status, errors[0].error, 0)
-    return [json.loads(r.to_json()) if isinstance(r, ClientError) else r for r in results]
+    tensor holding that answer). A v2 request is one request: an error in any input sets its status."""
+    failed = [a.error for a in analyses if a.error is not None]
+    if failed:
+        context.set_response_status(failed[0].status, failed[0].error, 0)
+    return bodies
 
 
-def record_metrics(metrics, results: list) -> None:
-    """The service's own Prometheus counters, beside TorchServe's (declared here, nowhere else):
-    RejectedRequests{Error} per 4xx by error name, FacesClassified, WholeImagesClassified (answers that
-    classified the whole image: face mode off, or auto without a face), and Verdicts{Verdict} per
-    answer by its verdict (real | fake | uncertain), VideosAnalyzed, RecordsNotKept (answers whose record
-    the store did not take) and Matches{Label} (images matched to a labelled record)."""
+def record_metrics(metrics, analyses: list[Analysis]) -> None:
+    """The service's own Prometheus counters, beside TorchServe's (config/config.properties lists them; a test
+    holds the two equal): RejectedRequests{Error} per refused request by error name, FacesClassified (face crops classified),
+    WholeImagesClassified (answers that classified the whole image: face mode off, or auto without a face),
+    Verdicts{Verdict} per answer by its verdict (real | fake | uncertain), VideosAnalyzed, RecordsNotKept
+    (requests whose record the store did not take) and Matches{Label} (images matched to a labelled record)."""
     if metrics is None:  # contexts without a metrics cache (unit tests)
         return
-    answers = [r for r in results if not isinstance(r, ClientError)]
-    blocks = [getattr(r, "record", None) if isinstance(r, ClientError) else r.get("record") for r in results]
-    lost = sum(1 for block in blocks if block is not None and not block["kept"])
+    answered = [a for a in analyses if a.open]
+    lost = sum(1 for a in analyses if a.record is not None and not a.record.kept)
     if lost:
         metrics.add_counter("RecordsNotKept", lost)
-    for label in sorted({a["match"]["label"] for a in answers if a.get("match")}):
-        metrics.add_counter("Matches", sum(1 for a in answers if (a.get("match") or {}).get("label") == label),
-                            dimensions=[Dimension("Label", label)])
-    for error in (r for r in results if isinstance(r, ClientError)):
-        metrics.add_counter("RejectedRequests", 1, dimensions=[Dimension("Error", error.error)])
-    if answers:
-        metrics.add_counter("FacesClassified", sum(len(a.get("faces", ())) for a in answers))
-        metrics.add_counter("VideosAnalyzed", sum(a.get("media") == "video" for a in answers))
-        metrics.add_counter("WholeImagesClassified", sum(a["analyzed"] == "image" for a in answers))
-        for verdict in sorted({a["verdict"] for a in answers}):
-            metrics.add_counter("Verdicts", sum(a["verdict"] == verdict for a in answers), dimensions=[Dimension("Verdict", verdict)])
+    for label in sorted({a.match.label for a in answered if a.match}):
+        metrics.add_counter("Matches", sum(1 for a in answered if a.match and a.match.label == label), dimensions=[Dimension("Label", label)])
+    for refused in (a for a in analyses if a.error is not None):
+        metrics.add_counter("RejectedRequests", 1, dimensions=[Dimension("Error", refused.error.error)])
+    if answered:
+        metrics.add_counter("FacesClassified", sum(a.subjects.faces for a in answered))
+        metrics.add_counter("VideosAnalyzed", sum(a.subjects.media == "video" for a in answered))
+        metrics.add_counter("WholeImagesClassified", sum(a.subjects.analyzed == "image" for a in answered))
+        for verdict in sorted({a.outcome.final for a in answered}):
+            metrics.add_counter("Verdicts", sum(a.outcome.final == verdict for a in answered), dimensions=[Dimension("Verdict", verdict)])
 
 
 def is_explanation(headers: dict) -> bool:
@@ -147,17 +146,14 @@ class DeepfakeHandler(BaseHandler):
         # Under the kservev2 envelope the items are the input tensors of request 0, not requests.
         route = "v2" if v2 else "predictions"
         requests = [read_request(item, context.get_all_request_header(0 if v2 else index) or {}, route) for index, item in enumerate(data)]
-        results = self.classifier.predict_batch(requests)
-        logger.info("batch of %d requests, %d rejected", len(results), sum(isinstance(r, ClientError) for r in results))
-        record_metrics(getattr(context, "metrics", None), results)
+        analyses = self.classifier.analyse(requests)
+        bodies = [answer(analysis, self.classifier.answers) for analysis in analyses]
+        logger.info("batch of %d requests, %d refused", len(analyses), sum(not a.open for a in analyses))
+        record_metrics(getattr(context, "metrics", None), analyses)
         if v2:
-            return v2_outputs(results, context)
-        responses = []
-        for index, result in enumerate(results):
+            return v2_outputs(analyses, bodies, context)
+        for index, analysis in enumerate(analyses):
             context.set_response_content_type(index, JSON)
-            if isinstance(result, ClientError):
-                context.set_response_status(result.status, result.error, index)
-                responses.append(result.to_json())
-            else:
-                responses.append(json.dumps(result))
-        return responses
+            if analysis.error is not None:
+                context.set_response_status(analysis.error.status, analysis.error.error, index)
+        return [json.dumps(body) for body in bodies]

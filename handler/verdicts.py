@@ -10,7 +10,7 @@ the mean over those; else the mean over all.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
@@ -30,8 +30,40 @@ class Verdict:
     # The raw logits it came from (a crop's; empty for aggregates): kept in records, not in answers.
     logits: tuple[float, ...] = field(default=(), compare=False)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "confidence": self.confidence, "probabilities": self.probabilities, "verdict": self.verdict}
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a video: the indices of their crops (in crop order, time order), and their verdict over
+    the ``used`` frames the confident strategy kept."""
+
+    crops: tuple[int, ...]
+    verdict: Verdict
+    used: int
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """The deciding crop's verdict on its re-encoded copy (handler/consistency.py)."""
+
+    again: Verdict
+    agrees: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What was decided for one request: ``verdict``, the deciding subject's (a face, the whole image, a
+    person, or the frames over time); ``deciding``: that face's or person's index (None: the whole picture);
+    ``people``: a video's people; ``recheck``: the consistency check's result, when it ran."""
+
+    verdict: Verdict
+    deciding: int | None = None
+    people: tuple[Person, ...] = ()
+    recheck: Recheck | None = None
+
+    @property
+    def final(self) -> str:
+        """The answer's verdict: ``uncertain`` when a re-encoded copy disagreed, else the deciding verdict."""
+        return "uncertain" if self.recheck is not None and not self.recheck.agrees else self.verdict.verdict
 
 
 def verdict_of(probabilities: dict[str, float], decision: Decision, logits: Sequence[float] = ()) -> Verdict:

@@ -1,5 +1,5 @@
-"""Videos: sample frames with PyAV (FFmpeg's libraries, no binary, no shell), find the faces in each,
-link them into people across frames, and aggregate each person's frame verdicts.
+"""Video sampling: frames of a clip with PyAV (FFmpeg's libraries, no binary, no shell). The media kind
+that finds faces in them and links them into people is handler/video_media.py.
 
 The container is recognised by content (MP4/MOV, Matroska/WebM, AVI) and opened with that demuxer
 only, so no playlist, concat or image-sequence reader is reachable. Every limit is checked before the
@@ -8,29 +8,22 @@ costly step it guards; a bad file is a ``ClientError`` (4xx JSON), never a stuck
 Sampling: ``frames`` timestamps evenly spaced over the clip; one demux pass (no decoding) reads each
 packet's timestamp and keyframe flag, then the decoder seeks to a keyframe only when that skips frames
 it would otherwise decode, so short-GOP clips are read by seeking and long-GOP clips in one pass.
-
-Each person's verdict over their frames is handler/verdicts.py:over_frames.
 """
 
 from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from PIL import Image
 
-from handler.errors import CorruptVideo, NoFaceFound, NoFrames, UnsupportedVideo, VideoTooLarge, VideoTooSlow
-from handler.faces import FaceDetector, FaceSearch, FaceSettings, check_mode, crop_region, cut, shrunk
-from handler.fingerprint import Fingerprint, fingerprint
-from handler.geometry import Box
+from handler.errors import CorruptVideo, NoFrames, UnsupportedVideo, VideoTooLarge, VideoTooSlow
 from handler.images import AVIF_BRANDS, HEIF_BRANDS
-from handler.media import one_by_one
 
 # Brands of ISO-BMFF files that are still images (HEIF/AVIF), not videos.
 IMAGE_BRANDS = AVIF_BRANDS + HEIF_BRANDS  # still images in the same box format as MP4/MOV
-KEEP_SIDE = 448  # crops and whole frames are kept at most this long (the model sees 224)
 
 
 @dataclass(frozen=True)
@@ -209,169 +202,3 @@ def _decode(container, stream, targets: list[int], keyframes: list[int], start: 
             sampled.size = image.size
         sampled.frames += 1
         on_frame(float((picked.pts - start) * stream.time_base), image)
-
-
-MAX_GAP = 8  # sampled frames a person may go unseen and still continue their track
-WINDOWS_PER_CALL = 8  # windows cut and searched together (each up to the frame's shorter side squared)
-
-
-class FrameSearch:
-    """Where to look for faces in a clip's sampled frames, in time order: the whole frame every
-    ``full_every``-th frame, and whenever the previous frame gave no face or is more than ``max_step_s``
-    earlier; in between only a window around each face of the previous frame (a square ``window`` times
-    the face's longer side). A whole 720p frame costs BlazeFace about five 192-pixel canvases, a window
-    one, so detection costs a fraction; a newcomer is found at the next whole-frame pass (within
-    ``full_every - 1`` sampled frames), a face that left its window at the next pass too (``link_people``
-    bridges the gap)."""
-
-    def __init__(self, detector: FaceDetector, full_every: int = 4, window: float = 3.0, max_step_s: float = 1.0) -> None:
-        self.detector, self.full_every, self.window, self.max_step_s = detector, full_every, window, max_step_s
-        self.previous: list[Box] = []
-        self.t: float | None = None
-        self.frames = 0
-        self.whole = 0  # frames searched whole
-
-    def find(self, t: float, image: Image.Image) -> list[Box]:
-        """The faces of the frame at ``t`` seconds, largest first, in its pixels."""
-        near = (self.previous and self.t is not None and t - self.t <= self.max_step_s and self.frames % self.full_every != 0)
-        boxes = self._near(image) if near else self.detector.detect(image)
-        self.whole += not near
-        self.frames += 1
-        self.previous, self.t = boxes, t
-        return boxes
-
-    def _near(self, image: Image.Image) -> list[Box]:
-        found: list[Box] = []
-        regions = [crop_region(image.size, last, (self.window - 1) / 2) for last in self.previous]
-        # a window follows one face: it is searched for faces of at least half that face's size (``scale``
-        # raises the detector's minimum), which BlazeFace sees in one level (one 192-px canvas) where the
-        # minimum alone would add a finer one
-        scales = [max(1.0, max(last.w, last.h) / 2 / self.detector.min_face) for last in self.previous]
-        windows = [boxes for start in range(0, len(regions), WINDOWS_PER_CALL)  # a crowd's windows, a few at a time
-                   for boxes in self.detector.detect_many([cut(image, region) for region in regions[start : start + WINDOWS_PER_CALL]],
-                                                          scales[start : start + WINDOWS_PER_CALL])]
-        for region, boxes in zip(regions, windows):
-            for box in boxes:
-                moved = Box(box.x + region.x, box.y + region.y, box.w, box.h)
-                if all(moved.iou(other) < 0.3 for other in found):  # windows overlap: one face, once
-                    found.append(moved)
-        return sorted(found, key=lambda b: (-b.w * b.h, b.x, b.y))
-
-
-def _affinity(last: Box, box: Box, gap: int = 1) -> float:
-    """How likely ``box`` continues a track last seen ``gap`` sampled frames ago at ``last``: their IoU,
-    else a little for a centre within reach (a reach that grows with the gap, since people move), less the
-    longer the gap; 0 for boxes of very different sizes or out of reach."""
-    iou = last.iou(box)
-    if iou > 0.1:
-        return iou / gap
-    distance = ((last.x + last.w / 2 - box.x - box.w / 2) ** 2 + (last.y + last.h / 2 - box.y - box.h / 2) ** 2) ** 0.5
-    reach = (1.5 + 0.75 * (gap - 1)) * max(last.w, last.h, box.w, box.h)
-    size_ratio = min(last.w, box.w) / max(last.w, box.w)
-    return 0.1 * (1 - distance / reach) / gap if distance < reach and size_ratio > 0.5 else 0.0
-
-
-def link_people(detections: Sequence[Sequence[Box]], max_gap: int = MAX_GAP) -> list[list[tuple[int, Box]]]:
-    """Faces per sampled frame -> people: each a list of (frame index, box), linked greedily (best affinity
-    first) with each track's last box, bridging up to ``max_gap - 1`` sampled frames where the face was
-    missed, so one person stays one person."""
-    tracks: list[list[tuple[int, Box]]] = []
-    for index, boxes in enumerate(detections):
-        pairs = sorted(
-            ((_affinity(track[-1][1], box, index - track[-1][0]), t, b) for t, track in enumerate(tracks)
-             if index - track[-1][0] <= max_gap for b, box in enumerate(boxes)),
-            reverse=True,
-        )
-        used_tracks, used_boxes = set(), set()
-        for score, t, b in pairs:
-            if score <= 0 or t in used_tracks or b in used_boxes:
-                continue
-            tracks[t].append((index, boxes[b]))
-            used_tracks.add(t)
-            used_boxes.add(b)
-        tracks += [[(index, box)] for b, box in enumerate(boxes) if b not in used_boxes]
-    return tracks
-
-
-@dataclass
-class VideoSubjects:
-    """What gets classified for one video: ``crops`` (faces of every sampled frame, or whole frames), and
-    for each crop its owner (person index, or -1 for a whole frame) and its sampled frame. ``skipped``:
-    (time, box) of each face beyond the per-frame cap."""
-
-    crops: list[Image.Image]
-    owners: list[tuple[int, int]]
-    boxes: list[Box | None]
-    times: list[float]
-    people: int
-    mode: str
-    sampled: Sampled
-    skipped: list[tuple[float, Box]] = field(default_factory=list)
-    media: str = field(default="video")
-    fingerprints: list[Fingerprint] = field(default_factory=list)  # one per sampled frame, when records are kept
-    face_search: FaceSearch | None = None  # what a whole frame's search could see (None in mode off)
-
-    @property
-    def analyzed(self) -> str:
-        return "faces" if self.people else "frames"
-
-
-def _keep(image: Image.Image) -> Image.Image:
-    """``image`` shrunk so its longer side is at most ``KEEP_SIDE``: the model sees 224 pixels."""
-    return shrunk(image, KEEP_SIDE)[0]
-
-
-class VideoMedia:
-    """Videos: sampled frames, faces per frame linked into people, whole frames without faces; with
-    ``fingerprints`` also each sampled frame's perceptual hash (records)."""
-
-    name = "video"
-
-    def __init__(self, settings: VideoSettings, faces: FaceSettings, detector: Callable[[], FaceDetector], fingerprints: bool = False) -> None:
-        self.settings, self.faces, self.detector, self.fingerprints = settings, faces, detector, fingerprints
-
-    def accepts(self, payload: bytes) -> bool:
-        return container_format(payload) is not None
-
-    def subjects_many(self, requests: Sequence[tuple[bytes, str]]) -> list[VideoSubjects | Exception]:
-        return one_by_one(self.subjects, requests)  # a clip's frames are already many detections
-
-    def subjects(self, payload: bytes, mode: str) -> VideoSubjects:
-        check_mode(mode)
-        times: list[float] = []
-        thumbnails: list[Image.Image | None] = []
-        found: list[list[Box]] = []
-        face_crops: list[list[Image.Image]] = []
-        skipped: list[tuple[float, Box]] = []
-        prints: list[Fingerprint] = []
-        search = FrameSearch(self.detector(), self.settings.full_search_every) if mode != "off" else None
-
-        def on_frame(t: float, image: Image.Image) -> None:
-            times.append(t)
-            boxes = search.find(t, image) if search is not None else []
-            skipped.extend((t, box) for box in boxes[self.faces.max_faces :])
-            boxes = boxes[: self.faces.max_faces]
-            found.append(boxes)
-            face_crops.append([_keep(cut(image, crop_region(image.size, box, self.faces.margin))) for box in boxes])
-            # A whole frame is classified only when no sampled frame shows a face: a frame with faces never
-            # needs its copy (shrinking a 1080p frame costs ~14 ms, about a tenth of a clip's time).
-            thumbnails.append(None if boxes else _keep(image))
-            if self.fingerprints:
-                prints.append(fingerprint(image))
-
-        sampled = sample_frames(payload, self.settings, on_frame)
-        searched = None if search is None else FaceSearch.tried(search.detector, sampled.size)
-        people = link_people(found) if any(found) else []
-        if not people:
-            if mode == "faces":
-                raise NoFaceFound(f"no face {FaceSearch.at_least(searched)}was found in {sampled.frames} sampled frames; "
-                                  "send face mode auto or off to classify whole frames")
-            return VideoSubjects(thumbnails, [(-1, i) for i in range(len(times))], [None] * len(times), times, 0, mode, sampled,
-                                 fingerprints=prints, face_search=searched)
-        crops, owners, boxes = [], [], []
-        for person, track in enumerate(people):
-            for frame, box in track:
-                crops.append(face_crops[frame][found[frame].index(box)])
-                owners.append((person, frame))
-                boxes.append(box)
-        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped, fingerprints=prints, face_search=searched)

@@ -21,15 +21,16 @@ import io
 import json
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
-from deepfake_service.packaging.face_detector import blazeface_path
-from deepfake_service.packaging.fetch import YUNET_FILE
+from deepfake_service.packaging.face_detector import detector_file
 from deepfake_service.project import handler_options
 from deepfake_service.samples.faceset import face_cases, faces_in_frame, matched, size_sweep
-from handler.faces import FaceDetector, FaceSearch, create_detector, detection_scale, square_crop
+from handler.detectors import YUNET_FILE, create_detector
+from handler.faces import FaceDetector, FaceSearch, detection_scale, square_crop
 from handler.hardware import cpu_description
 from handler.images import decode
 from handler.options import HandlerOptions
@@ -65,9 +66,9 @@ def yunet_file(options: HandlerOptions, checkpoint: Path) -> Path:
 
 
 def detector_for(name: str, options: HandlerOptions, checkpoint: Path) -> FaceDetector:
-    """Detector ``name`` with the shipped sizes; its file from models/ (blazeface) or the checkpoint folder."""
-    files = {"blazeface": blazeface_path(), "yunet": yunet_file(options, checkpoint)}
-    return create_detector(name, files.get(name), options.face_detect_side, options.face_min_size)
+    """Detector ``name`` with the shipped sizes; its file found as an archive build finds it."""
+    chosen = replace(options, face_detector=name, face_model=yunet_file(options, checkpoint).name if name == "yunet" else "")
+    return create_detector(name, detector_file(checkpoint, chosen), options.face_detect_side, options.face_min_size)
 
 
 def recall(options: HandlerOptions, checkpoint: Path, repeats: int) -> list[dict]:
@@ -136,7 +137,7 @@ def face_stage_costs(photos: dict[str, bytes], options: HandlerOptions, repeats:
     rows = []
     for name, payload in photos.items():
         decode_ms, decoded = median_ms(lambda: decode(payload, options.limits), repeats)
-        # as the handler calls it (handler/media.py:ImageMedia._faces): face_min_size stays in original pixels
+        # as the handler calls it (handler/image_media.py:ImageMedia._faces): face_min_size stays in original pixels
         detect_ms, boxes = median_ms(lambda: detector.detect(decoded.image, detection_scale(decoded)), repeats)
         crop_ms, _ = median_ms(lambda: [square_crop(decoded.image, b, options.face_margin) for b in boxes], repeats)
         rows.append({

@@ -36,7 +36,8 @@ from deepfake_service.samples import imagegen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.fingerprint import HashIndex, Labelled, fingerprint
-from handler.records import Recorder, RecordSettings, connect, labels, new_id, now, records
+from handler.recorder import Recorder, new_id
+from handler.store import RecordSettings, connect, labels, now, records
 from loadtest.harness import announce_cpu, bench_parser, local_server, locust_row, median_ms, write_csv
 
 BATCH = 8

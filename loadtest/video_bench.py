@@ -31,7 +31,8 @@ from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.faces import crop_region, cut
 from handler.roles import video_twin
-from handler.video import FrameSearch, sample_frames
+from handler.tracking import FrameSearch
+from handler.video import sample_frames
 from loadtest.harness import announce_cpu, bench_parser, built_server, model_config, save_figure, write_csv
 
 SIZES = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}

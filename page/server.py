@@ -44,8 +44,8 @@ from deepfake_service.records.review import BadFilter, Filters, ReviewError, add
 from deepfake_service.serving.server import ServeError, read_key_file
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
-from handler.records import CLIENT_HEADER, connect
 from handler.roles import video_twin
+from handler.store import CLIENT_HEADER, connect
 from handler.video import container_format
 from page.guard import (
     CONCURRENCY,

@@ -36,7 +36,8 @@ from deepfake_service.training.evaluate import EvaluationError
 from deepfake_service.training.operating_point import calibrate, calibrate_from_records
 from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args
 from handler.checkpoint import weight_files
-from handler.records import connect, weights_sha256
+from handler.recorder import weights_sha256
+from handler.store import connect
 
 
 def main(argv: list[str] | None = None) -> None:

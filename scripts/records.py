@@ -30,7 +30,7 @@ from deepfake_service.records.review import (
     list_records,
 )
 from deepfake_service.training.operating_point import review_report
-from handler.records import LABELS, connect, purge_older_than
+from handler.store import LABELS, connect, purge_older_than
 
 
 def main(argv: list[str] | None = None) -> None:

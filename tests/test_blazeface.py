@@ -11,8 +11,8 @@ from PIL import Image
 
 from deepfake_service.packaging.face_detector import FILE_SHA256, FaceDetectorError, blazeface_path, extract_blazeface, sha256_of
 from deepfake_service.samples.faceset import ASTRONAUT_FACE, SWEEP_FACES, astronaut, face_cases, faces_in_frame, matched, sweep_case
+from handler.blazeface import BlazeFaceDetector, _suppress, fully_convolutional, level_pixels
 from handler.classifier import DeepfakeClassifier
-from handler.faces import BlazeFaceDetector, _suppress, fully_convolutional, level_pixels
 from handler.geometry import Box
 from handler.options import HandlerOptions
 

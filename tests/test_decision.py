@@ -14,6 +14,7 @@ from deepfake_service.packaging.archive import BuildError, build_mar
 from deepfake_service.samples import imagegen
 from deepfake_service.training.calibration import decide, fit_temperature, nll, tempered, threshold_for_fpr
 from handler.analysis import Analysis, Request
+from handler.answers import decision_block
 from handler.classifier import DeepfakeClassifier
 from handler.decision import DECISION_FILE, Decision, DecisionError, read_decision
 from handler.options import HandlerOptions
@@ -84,7 +85,7 @@ def test_uncalibrated_verdict_follows_the_top_label_and_is_never_uncertain():
     plain = Decision(fake_label="Fake")
     assert plain.verdict({"Real": 0.45, "Fake": 0.55}, "Fake") == "fake"
     assert plain.verdict({"Real": 0.55, "Fake": 0.45}, "Real") == "real"
-    assert plain.as_block()["calibrated"] is False and plain.as_block()["fake_threshold"] is None
+    assert decision_block(plain)["calibrated"] is False and decision_block(plain)["fake_threshold"] is None
 
 
 def test_decide_writes_thresholds_that_meet_both_targets_on_its_set():
@@ -113,7 +114,7 @@ def decided_checkpoint(tiny_checkpoint, tmp_path):
 
 def subjects_of(classifier, request):
     analysis = Analysis(request)
-    classifier.find_subjects(analysis)
+    classifier.find_subjects([analysis])
     return analysis.subjects
 
 

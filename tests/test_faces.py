@@ -10,8 +10,9 @@ from skimage import data as photos
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
+from handler.detectors import HaarDetector
 from handler.errors import BadOption, NoFaceFound
-from handler.faces import Box, HaarDetector, square_crop
+from handler.faces import Box, square_crop
 from handler.images import decode
 from handler.options import HandlerOptions
 from handler.payload import face_mode

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from deepfake_service.samples import imagegen
+from handler.answers import error_body
 from handler.errors import CorruptImage, EmptyInput, ImageTooLarge, PayloadTooLarge, UnsupportedMediaType
 from handler.images import ImageLimits, decode_image
 
@@ -92,7 +93,7 @@ def test_errors_serialise_as_json_with_detail():
     with pytest.raises(EmptyInput) as caught:
         decode_image(b"", LIMITS)
     assert caught.value.status == 400
-    assert '"error": "empty input"' in caught.value.to_json()
+    assert error_body(caught.value)["error"] == "empty input"
     assert caught.value.detail.startswith("the request carried no bytes")
 
 

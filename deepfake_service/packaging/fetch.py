@@ -12,9 +12,9 @@ import requests
 
 from deepfake_service.project import CHECKPOINTS
 from handler.checkpoint import CheckpointError, read_checkpoint_info
+from handler.detectors import YUNET_FILE
 
 ALLOWED_FILES = ["*.json", "*.safetensors"]
-YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 YUNET_URL = f"https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/{YUNET_FILE}"
 MAX_FACE_MODEL_BYTES = 16 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""The record store's settings and schema migrations (the worker side is handler/records.py; the review
+"""The record store's settings and schema migrations (the worker side is handler/recorder.py; the review
 queries are deepfake_service/records/review.py)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from deepfake_service.project import RECORDS_CONFIG, ROOT
-from handler.records import RecordSettings, connect
+from handler.store import RecordSettings, connect
 
 URL_ENV = "DEEPFAKE_RECORDS_URL"  # overrides the config file's url (passwords belong here)
 REFRESH_ENV = "DEEPFAKE_RECORDS_REFRESH_S"  # overrides refresh_s (the tests' servers: labels reach answers in seconds)

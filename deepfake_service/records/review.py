@@ -1,6 +1,6 @@
 """What people do with the records: list and read them, label them (append-only; the latest label
 counts), delete by id or sha256, and take labelled ones as a calibration set (purging by age is
-handler/records.py:purge_older_than, which the workers run too)."""
+handler/store.py:purge_older_than, which the workers run too)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, case, insert, select
 
-from handler.records import LABELS, delete_where, iso_utc, labels, latest_labels, now, records
+from handler.store import LABELS, delete_where, iso_utc, labels, latest_labels, now, records
 
 LIST_LIMIT = 200
 LIST_COLUMNS = ("id", "created_at", "client", "route", "sha256", "size_bytes", "media", "model", "version", "demo", "verdict",

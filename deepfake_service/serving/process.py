@@ -24,7 +24,7 @@ from deepfake_service.serving.drain import drain
 from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
 from deepfake_service.serving.registrations import model_snapshot
 from deepfake_service.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
-from handler.records import SETTINGS_ENV, RecordSettings, connect, purge_older_than
+from handler.store import SETTINGS_ENV, RecordSettings, connect, purge_older_than
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
 LOG_FILES = ("logs/model_log.log", "logs/ts_log.log", "torchserve.out")
