@@ -71,7 +71,7 @@ class BlazeFaceDetector:
         192-pixel canvas, its shorter side at most LARGEST pixels, so a face as large as the picture is
         found), the finest seeing faces of ``min_face`` image pixels (default: the detector's) at
         1/(1.25 * SMALLEST) of 192 (never enlarged), so every face from 1.25 * min_face up is found
-        (measured; smaller ones down to min_face often are), with as few levels as ``MAX_STEP`` allows.
+        (tests/test_blazeface.py; smaller ones down to min_face often are), with as few levels as ``MAX_STEP`` allows.
         When the finest would be less than MERGE times finer than the coarsest (a 256-px face crop: 0.35
         and 0.4), the coarsest alone serves: 1.25 * min_face is then at least 12.8 pixels in it."""
         coarsest = min(self.SIDE / max(size), self.LARGEST / min(size))

@@ -3,8 +3,8 @@ labelled hashes that tells an answer "seen before".
 
 PDQ (``pdqhash``, Meta's reference C++ built from its sdist) gives 256 bits and a quality from 0 to 100.
 It reduces any picture to 64x64 luminance first, so it is computed on a copy scaled to ``HASH_SIDE``
-pixels on its longer side: about 1 ms instead of 5 ms at 512 px and 400 ms at 4K, and the distances stay
-those of full-size hashing (a 0.8x, quality-70 copy of a photo: 0-4 bits; unrelated photos: 110-136).
+pixels on its longer side, a fraction of the cost of full-size hashing with the same distances (tests/test_records.py
+holds re-saved copies near and unrelated photos far; the costs are in docs/records.md and ``make bench-records``).
 Hashes whose quality is below ``MIN_QUALITY`` (flat, featureless pictures) are kept but never matched:
 PDQ's own guidance is that they say little.
 """
@@ -62,7 +62,7 @@ class Labelled:
 
 class HashIndex:
     """Labelled hashes as four columns of uint64 (a ``[4, N]`` matrix): a lookup XORs and popcounts each
-    column into one running sum (about 0.3-0.5 ms for 100,000 hashes on one core); the nearest within
+    column into one running sum (``make bench-records`` times it); the nearest within
     ``max_distance`` wins. One caller at a time (its scratch buffers are reused); swap in a new index to
     change the entries."""
 

@@ -109,7 +109,7 @@ class VideoMedia:
             found.append(boxes)
             face_crops.append([_keep(cut(image, crop_region(image.size, box, self.faces.margin))) for box in boxes])
             # A whole frame is classified only when no sampled frame shows a face: a frame with faces never
-            # needs its copy (shrinking a 1080p frame costs ~14 ms, about a tenth of a clip's time).
+            # needs its copy, and shrinking a large frame costs a noticeable share of a clip's time.
             thumbnails.append(None if boxes else _keep(image))
             if self.fingerprints:
                 prints.append(fingerprint(image))

@@ -333,6 +333,27 @@ def test_the_default_store_lives_outside_the_folder_stop_clears(monkeypatch):
     assert read_settings(environ={"DEEPFAKE_RECORDS_URL": "off"}).enabled is False
 
 
+def test_the_shipped_records_yaml_states_the_settings_defaults():
+    """config/records.yaml writes out every setting; past the url, its values are RecordSettings' defaults, so the
+    file and a library user's store behave alike."""
+    import yaml
+
+    from deepfake_service.project import RECORDS_CONFIG
+
+    shipped = yaml.safe_load(RECORDS_CONFIG.read_text())
+    defaults = RecordSettings()
+    assert set(shipped) == {"url", "match_distance", "refresh_s", "retention_days"}
+    assert {key: shipped[key] for key in ("match_distance", "refresh_s", "retention_days")} == {
+        "match_distance": defaults.match_distance, "refresh_s": defaults.refresh_s, "retention_days": defaults.retention_days}
+
+
+def test_a_nested_records_section_is_refused_not_read_as_records_off(tmp_path):
+    config = tmp_path / "records.yaml"
+    config.write_text("records:\n  url: sqlite:///var/r.sqlite3\n")
+    with pytest.raises(ValueError, match="unknown record store setting.*records.*the file is flat"):
+        read_settings(config, environ={})
+
+
 def test_a_recorder_without_labels_matches_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
     migrate(url)

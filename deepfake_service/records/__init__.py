@@ -4,6 +4,7 @@ queries are deepfake_service/records/review.py)."""
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 
 from deepfake_service.project import RECORDS_CONFIG, ROOT
@@ -16,10 +17,15 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None) -> RecordSettings:
     """config/records.yaml with ``DEEPFAKE_RECORDS_URL`` over its url (and ``DEEPFAKE_RECORDS_REFRESH_S``
-    over refresh_s); a relative SQLite path is taken from the project root."""
+    over refresh_s); a relative SQLite path is taken from the project root. Raises ``ValueError`` for a key
+    the file may not hold (a nested ``records:`` section would otherwise turn records off unnoticed)."""
     import yaml
 
     section = (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
+    unknown = sorted(set(section) - {f.name for f in fields(RecordSettings)}) if isinstance(section, dict) else ["(not a mapping)"]
+    if unknown:
+        raise ValueError(f"{config}: unknown record store setting(s) {unknown}; the file is flat: url, match_distance, refresh_s, "
+                         "retention_days")
     environ = os.environ if environ is None else environ
     url = str(environ.get(URL_ENV) or section.get("url") or "off")
     prefix = "sqlite:///"
