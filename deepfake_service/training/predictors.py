@@ -21,7 +21,7 @@ from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR
 from deepfake_service.serving.server import read_key_file
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
-from handler.errors import ClientError
+from handler.errors import ClientError, RequestError
 from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
 from handler.payload import FACE_MODE_HEADER
@@ -52,7 +52,7 @@ def _read(path: Path) -> bytes | ClientError:
         return ClientError(f"cannot read {path}: {exc.strerror or exc}")
 
 
-def _error_text(error: ClientError) -> str:
+def _error_text(error: RequestError) -> str:
     return f"{error.error}: {error.detail}"
 
 
@@ -66,7 +66,7 @@ class CheckpointPredictor:
     def predict(self, paths: Sequence[Path]) -> list[Scored]:
         results = self.classifier.predict_batch([Request(_read(p), self.face_mode) for p in paths])
         return [
-            Scored(path, error=_error_text(r)) if isinstance(r, ClientError) else Scored(path, prediction=r)
+            Scored(path, error=_error_text(r)) if isinstance(r, RequestError) else Scored(path, prediction=r)
             for path, r in zip(paths, results)
         ]
 
