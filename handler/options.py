@@ -34,7 +34,7 @@ class HandlerOptions:
     face_mode: str = field(default="off", metadata={"choices": FACE_MODES})
     face_detector: str = field(default="haar", metadata={"choices": tuple(DETECTORS)})
     # The detector's file, relative to the checkpoint folder: YuNet's ONNX file; for blazeface "" means
-    # face_detection_full_range.tflite (the build packs it from models/, where make venv puts it).
+    # face_detection_full_range.tflite (the build packs it from models/, where scripts.fetch_face_detector puts it).
     face_model: str = ""
     # Added on each side of a face box, as a fraction of its longer side; the crop is square.
     face_margin: float = field(default=0.2, metadata={"min": 0.0})
@@ -61,7 +61,7 @@ class HandlerOptions:
     video_confident_min: int = field(default=11, metadata={"min": 0})
     video_low_share: float = field(default=0.9, metadata={"min": 0.0})
     # Faces in videos: the whole frame is searched every this many sampled frames (1: every frame), in
-    # between only windows around the faces of the frame before (handler/video.py:FrameSearch).
+    # between only windows around the faces of the frame before (handler/tracking.py:FrameSearch).
     video_full_search_every: int = field(default=4, metadata={"min": 1})
     # Provenance beside the verdict (handler/provenance.py): C2PA, XMP, EXIF, PNG generator chunks.
     provenance: bool = True

@@ -148,7 +148,7 @@ class DeepfakeHandler(BaseHandler):
         requests = [read_request(item, context.get_all_request_header(0 if v2 else index) or {}, route) for index, item in enumerate(data)]
         analyses = self.classifier.analyse(requests)
         bodies = [answer(analysis, self.classifier.answers) for analysis in analyses]
-        logger.info("batch of %d requests, %d refused", len(analyses), sum(not a.open for a in analyses))
+        logger.info("batch of %d requests, %d rejected", len(analyses), sum(not a.open for a in analyses))
         record_metrics(getattr(context, "metrics", None), analyses)
         if v2:
             return v2_outputs(analyses, bodies, context)

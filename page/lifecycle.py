@@ -34,7 +34,7 @@ def start_page(server: Server, model: str, port: int, host: str = PAGE_HOST, tim
         sys.executable, "-m", "page.server", "--inference-url", server.inference_url, "--model", model, "--video-model", videos,
         "--key-file", str(run_dir / KEY_FILE), "--host", host, "--port", str(port), *options,
     ]
-    with open(run_dir / PAGE_LOG, "wb") as out:
+    with open(run_dir / PAGE_LOG, "ab") as out:  # the audit trail of earlier starts is kept
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     (run_dir / PAGE_PID_FILE).write_text(str(process.pid))
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"

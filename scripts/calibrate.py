@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="labelled folder or split CSV (path,label): the calibration set")
     source.add_argument("--records", nargs="?", const="", metavar="URL",
-                        help="labelled image records of --model/--version (default store: config/records.yaml)")
+                        help="labelled image records of --checkpoint's weights (and --version when given; default store: config/records.yaml)")
     parser.add_argument("--target-fpr", type=float, default=0.01, help="share of real images the fake verdict may flag (default: %(default)s)")
     parser.add_argument("--uncertain-fpr", type=float, default=0.05,
                         help="the looser target whose threshold starts the uncertain band (default: %(default)s)")

