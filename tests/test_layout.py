@@ -174,3 +174,23 @@ def test_the_model_name_is_written_once_outside_tests_and_docs():
     hits = [f"{p.relative_to(ROOT)}:{n}" for p in python_files("handler", "deepfake_service", "scripts", "page", "loadtest")
             for n, line in enumerate(p.read_text().splitlines(), 1) if quoted.search(line)]
     assert hits == ["deepfake_service/project.py:10"], hits
+
+
+HANDLER_MODULE_LINES = 350  # a core module past this holds more than one job: split it by job (docs/layout.md)
+
+
+def test_no_core_module_outgrows_one_job():
+    long = {p.name: n for p in (ROOT / "handler").glob("*.py") if (n := len(p.read_text().splitlines())) > HANDLER_MODULE_LINES}
+    assert not long, f"handler modules over {HANDLER_MODULE_LINES} lines: {long}"
+
+
+def test_the_answer_json_is_built_in_answers_py_alone():
+    """Outside handler/answers.py no core module writes an answer key: no ``as_dict``/``as_block`` helpers and no
+    assignment into an answer by key (the provenance reader's own evidence document aside)."""
+    found = []
+    for path in sorted((ROOT / "handler").glob("*.py")):
+        if path.name in ("answers.py", "provenance.py"):
+            continue
+        text = path.read_text()
+        found += [f"{path.name}: {m.group(0)}" for m in re.finditer(r"def (as_dict|as_block|block|to_json)\(|\b(reply|answer|built)\[\"\w+\"\] =", text)]
+    assert not found, found
