@@ -125,8 +125,9 @@ def test_the_verdict_is_the_same_with_and_without_provenance(tiny_checkpoint, fi
     payloads = [files["signed jpeg"], files["stripped"], b"not an image"]
     with_block, without = on.predict_batch(payloads), off.predict_batch(payloads)
     assert with_block[0]["provenance"]["declared_ai"] is True and without[0]["provenance"] is None
-    for a, b in zip(with_block[:2], without[:2]):
-        assert (a["label"], a["verdict"], a["probabilities"]) == (b["label"], b["verdict"], b["probabilities"])
+    for a, b in zip(with_block[:2], without[:2]):  # two model copies: equal but for float rounding
+        assert (a["label"], a["verdict"]) == (b["label"], b["verdict"])
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-6)
     assert with_block[2].status == 415  # bad input is still the image's 4xx
 
 

@@ -12,6 +12,7 @@ from skimage import data as photos
 
 from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import handler_options
+from deepfake_service.samples.faceset import matched
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.classifier import DeepfakeClassifier
 from tests.photos import ASTRONAUT_FACE, as_box
@@ -61,9 +62,15 @@ def test_batched_photos_with_0_1_2_faces_each_get_their_own_faces(server, photos
         assert answer.status_code == 200
         body = answer.json()
         expected = reference.predict_batch([photos_by_faces[faces]])[0]
-        assert [f["box"] for f in body["faces"]] == [f["box"] for f in expected["faces"]]
-        for got, want in zip(body["faces"], expected["faces"]):
-            assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
+        # BlazeFace runs on OpenVINO (in bf16 where the CPU has it natively) over the canvases of the whole
+        # batch, which may round apart from one photo's alone and move a box by a pixel: the same faces, and
+        # the same scores wherever the box, and so the crop, is the same.
+        boxes = [as_box(f["box"]) for f in body["faces"]]
+        assert matched(boxes, tuple(as_box(f["box"]) for f in expected["faces"]), threshold=0.9) == (len(expected["faces"]), 0)
+        for face in body["faces"]:
+            twin = max(expected["faces"], key=lambda f: as_box(f["box"]).iou(as_box(face["box"])))
+            if twin["box"] == face["box"]:
+                assert face["probabilities"] == pytest.approx(twin["probabilities"], abs=1e-5)
 
 
 def test_faces_mode_by_header_rejects_a_face_free_photo_without_harming_its_batch_mates(server, photos_by_faces):
