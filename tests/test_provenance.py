@@ -16,7 +16,7 @@ from deepfake_service.samples import imagegen, provenancegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings
-from tests.servers import model_config
+from tests.servers import model_config, sent_together
 from tests.tiny import SERVED_NAME
 
 TIMEOUT = 60
@@ -153,8 +153,11 @@ def test_served_answers_carry_provenance_in_a_mixed_batch(server, files):
         return requests.post(f"{server.inference_url}/predictions/{SERVED_NAME}", data=payload, timeout=TIMEOUT,
                              headers={**server.headers(), "Content-Type": "application/octet-stream"})
 
-    with ThreadPoolExecutor(max_workers=len(names) + 1) as pool:
-        answers = list(pool.map(send, [files[n] for n in names] + [b"not an image"]))
+    def send_all():
+        with ThreadPoolExecutor(max_workers=len(names) + 1) as pool:
+            return list(pool.map(send, [files[n] for n in names] + [b"not an image"]))
+
+    answers = sent_together(server, send_all, lambda n, rejected: n - rejected > 1)  # two files' blocks in one batch
     assert [a.status_code for a in answers] == [200] * len(names) + [415]
     blocks = {name: answer.json()["provenance"] for name, answer in zip(names, answers)}
     assert blocks["signed jpeg"]["declared_ai"] is True and blocks["signed jpeg"]["c2pa"]["validation_state"] == "Valid"
