@@ -29,6 +29,8 @@ QUEUE = 4
 RESPONSE_TIMEOUT = 30
 RESULTS = ROOT / "results" / "tests"
 
+pytestmark = pytest.mark.served  # the module's own TorchServe, and two tests that start one inline
+
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint, tmp_path_factory):

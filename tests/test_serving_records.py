@@ -145,6 +145,7 @@ def test_a_reviewer_labels_an_uncertain_record_in_the_browser(browser, server, s
     assert get_record(store, answer["record"]["id"])["label"] == "fake"
 
 
+@pytest.mark.served
 def test_records_and_labels_survive_a_restart_and_a_labelled_photo_matches_at_once(tiny_checkpoint, tmp_path, monkeypatch):
     """stop, then start again with the same store (what make stop; make serve does): the records are
     there and the first answer after the start already carries the match (no refresh delay)."""
