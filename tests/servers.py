@@ -16,7 +16,8 @@ from deepfake_service.project import CONFIG_PROPERTIES as SHIPPED_CONFIG
 from deepfake_service.serving.server import Server
 from loadtest.harness import built_server, model_config
 
-__all__ = ["SHIPPED_CONFIG", "batch_logged", "batches", "model_config", "running_server", "sent_together", "worker_pids"]
+__all__ = ["SHIPPED_CONFIG", "batch_logged", "batches", "counted", "metrics", "model_config", "running_server", "sent_together",
+           "worker_pids"]
 
 T = TypeVar("T")
 
@@ -64,6 +65,25 @@ def batch_logged(server: Server, since: int, wanted: Callable[[int, int], bool],
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
+
+
+def metrics(server: Server, ready: Callable[[list[str]], bool], timeout: float = 10) -> list[str]:
+    """The Prometheus lines of ``server`` (comments left out) once ``ready(lines)``, or as they are after
+    ``timeout`` seconds: the handler's own metrics travel in the worker's log, which reaches TorchServe a
+    moment after the answer reaches the client."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = requests.get(f"{server.metrics_url}/metrics", timeout=timeout).text
+        lines = [line for line in text.splitlines() if not line.startswith("#")]
+        if ready(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
+def counted(lines: list[str], name: str, label: str = "") -> float:
+    """The value of metric ``name`` (its first line holding ``label``) in Prometheus ``lines``; 0 if absent."""
+    found = [line for line in lines if line.startswith(name) and label in line]
+    return float(found[0].rsplit(" ", 1)[1]) if found else 0.0
 
 
 def sent_together(server: Server, send: Callable[[], T], wanted: Callable[[int, int], bool], tries: int = 3) -> T:

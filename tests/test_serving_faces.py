@@ -16,7 +16,7 @@ from deepfake_service.samples.faceset import matched
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.classifier import DeepfakeClassifier
 from tests.photos import ASTRONAUT_FACE, as_box
-from tests.servers import sent_together
+from tests.servers import counted, metrics, sent_together
 from tests.tiny import SERVED_NAME as NAME
 
 TIMEOUT = 60
@@ -110,12 +110,8 @@ def test_an_unknown_face_mode_is_a_400_naming_the_choices(server, photos_by_face
 def test_the_handlers_own_counters_reach_prometheus(server, photos_by_faces):
     assert post(server, photos_by_faces[2]).status_code == 200
     assert post(server, b"not an image").status_code == 415
-    text = requests.get(f"{server.metrics_url}/metrics", timeout=TIMEOUT).text
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    faces = [line for line in lines if line.startswith("FacesClassified")]
-    rejected = [line for line in lines if line.startswith("RejectedRequests") and 'Error="not an image"' in line]
-    assert faces and float(faces[0].rsplit(" ", 1)[1]) >= 2, lines
-    assert rejected and float(rejected[0].rsplit(" ", 1)[1]) >= 1, lines
     # Uncalibrated tiny model without a "Fake" label: every answer's verdict is "real".
-    verdicts = [line for line in lines if line.startswith("Verdicts") and 'Verdict="real"' in line]
-    assert verdicts and float(verdicts[0].rsplit(" ", 1)[1]) >= 1, lines
+    wanted = {("FacesClassified", ""): 2, ("RejectedRequests", 'Error="not an image"'): 1, ("Verdicts", 'Verdict="real"'): 1}
+    lines = metrics(server, lambda lines: all(counted(lines, *metric) >= least for metric, least in wanted.items()))
+    for (name, label), least in wanted.items():
+        assert counted(lines, name, label) >= least, (name, label, lines)
