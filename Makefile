@@ -1,4 +1,4 @@
-# The two commands: `make serve` and `make test`. Everything else is a step they use.
+# The two commands: `make serve` and `make test` (`make test-fast` while editing). Everything else is a step they use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -15,7 +15,7 @@ SERVE_FLAGS ?=
 # torch==2.13.0, which on x86_64 Linux is the CUDA build with several GB of nvidia-* wheels.
 TORCH_INDEX ?=
 
-.PHONY: postgresql serve stop test bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+.PHONY: postgresql serve stop test test-fast bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
 FACE_DETECTOR := models/face_detection_full_range.tflite
 
@@ -25,12 +25,18 @@ serve: preflight-serve archive
 stop: venv
 	$(PY) -m scripts.serve stop   # the upload page too
 
-# The record-store tests start a throw-away PostgreSQL from Debian's server binaries (tests/databases.py).
+# The record-store tests start a throw-away PostgreSQL from Debian's server binaries
+# (deepfake_service/records/postgres.py).
 POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 
 test: preflight-test venv $(FACE_DETECTOR) $(CHROMIUM) $(if $(POSTGRES),,postgresql)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# The edit-test loop: the tests that start no TorchServe, browser or database, nor the slowest builds
+# (markers in pyproject.toml; a few minutes). `make test` runs them all.
+test-fast: preflight-test venv $(FACE_DETECTOR)
+	$(PY) -m pytest -m "not served and not browser and not database and not slow"
 
 # Seconds, before anything is installed: Python 3.11 with venv, Java 17+, disk, free ports (serve).
 preflight-serve:

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny ViT checkpoints built once per session (seconds on CPU)."""
+"""Shared fixtures: tiny ViT checkpoints built once per session (seconds on CPU); the markers of the tiers."""
 
 from __future__ import annotations
 
@@ -11,6 +11,22 @@ from deepfake_service.packaging.demo import write_random_checkpoint
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from tests.tiny import SERVED_NAME, SERVED_VERSION, TINY_LABELS, tiny_config
+
+# Fixtures that start what `make test-fast` leaves out: a test using one, directly or through another
+# fixture, gets that marker (pyproject.toml registers them). Tests that start a server inline, and the
+# PostgreSQL parameter of tests/test_records.py:store_url, carry the marker themselves.
+MARKED_BY_FIXTURE = {
+    "served": {"server", "v2_server", "model_api_server", "versioned_server", "demo_page_url"},
+    "browser": {"browser"},
+    "database": {"postgres_url"},
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for marker, fixtures in MARKED_BY_FIXTURE.items():
+            if fixtures & set(item.fixturenames):
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,6 +14,8 @@ from deepfake_service.serving.process import running_pid, start, stop, wait_read
 from deepfake_service.serving.properties import loopback_config, read_properties
 from deepfake_service.serving.server import ServeError
 
+pytestmark = pytest.mark.served  # each test starts a TorchServe of its own
+
 
 def corrupt_weights(mar, target):
     """A copy of ``mar`` whose safetensors file is garbage."""

@@ -71,7 +71,12 @@ def test_bad_image_in_batch_does_not_fail_batch_mates(classifier):
     assert isinstance(results[4], ImageTooLarge)
     alone = classifier.predict_batch([good])[0]
     assert results[0]["probabilities"] == pytest.approx(alone["probabilities"], abs=1e-5)
-    assert results[3] == results[0]
+    # The same image at two rows of one forward pass: batched matmul kernels may round each row a little
+    # differently (seen in the 9th decimal on AVX-512 CPUs), so the answers agree but for the last digits.
+    assert results[3]["probabilities"] == pytest.approx(results[0]["probabilities"], abs=1e-6)
+    assert results[3]["confidence"] == pytest.approx(results[0]["confidence"], abs=1e-6)
+    first, second = ({k: v for k, v in results[i].items() if k not in ("probabilities", "confidence")} for i in (0, 3))
+    assert second == first  # label, verdict and the rest: exactly the same
 
 
 def test_a_batch_of_only_bad_inputs_runs_no_forward_pass(classifier):

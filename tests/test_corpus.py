@@ -10,7 +10,7 @@ import requests
 
 from deepfake_service.project import handler_options
 from tests.corpus import Case, build_corpus, predictable_cases
-from tests.servers import worker_pids
+from tests.servers import batch_logged, batches, worker_pids
 from tests.tiny import SERVED_NAME as NAME
 
 TIMEOUT = 60
@@ -58,10 +58,14 @@ def test_every_corpus_case_gets_its_expected_answer_and_the_worker_survives(serv
 
 
 def test_bad_cases_mixed_into_batches_do_not_fail_good_ones(server):
-    """Groups of 4 (the test server's batchSize) sent at once: two good, two bad."""
+    """Groups of 4 (the test server's batchSize) sent at once: two good, two bad. Whether a group meets in
+    one batch depends on when each request arrives, and some bad ones never reach the worker (TorchServe
+    refuses a body over max_request_size itself), so it is checked over all groups: at least one batch
+    mixed good and bad requests."""
     good = predictable_cases()
     bad = [c for c in corpus(server) if c.status != 200]
     groups = [[good[i % len(good)], bad[i], good[(i + 7) % len(good)], bad[(i + 1) % len(bad)]] for i in range(0, len(bad), 2)]
+    since = len(batches(server))
     for group in groups:
         gate = threading.Barrier(len(group))
 
@@ -73,3 +77,4 @@ def test_bad_cases_mixed_into_batches_do_not_fail_good_ones(server):
             answers = list(pool.map(fire, group))
         for case, answer in zip(group, answers):
             check(case, answer)
+    assert batch_logged(server, since, lambda n, rejected: 0 < rejected < n), batches(server)[since:]

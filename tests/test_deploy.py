@@ -99,6 +99,7 @@ def test_inferenceservice_runs_the_projects_image_as_a_custom_predictor_over_v2(
     assert container["securityContext"]["runAsNonRoot"] is True
 
 
+@pytest.mark.served
 def test_the_kserve_config_is_served_as_the_container_runs_it(tiny_checkpoint, tmp_path):
     """scripts.kserve_layout --config-only, then the container's command (`scripts.serve ... --snapshot`):
     it loads what the snapshot lists and the v2 envelope answers without a key."""

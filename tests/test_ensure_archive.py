@@ -69,6 +69,7 @@ def test_without_a_checkpoint_another_commands_archive_is_served_as_it_is(tmp_pa
     assert built.read_bytes() == before
 
 
+@pytest.mark.slow  # three commands, each importing torch; the same decisions are tested in process above
 def test_a_plain_make_serve_after_a_checkpoint_serves_that_checkpoint_never_the_demo(tmp_path, tiny_checkpoint, torch_config):
     """make serve CHECKPOINT=<folder>; make stop; make serve -- through the archive step's command."""
     store = tmp_path / "store"

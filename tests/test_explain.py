@@ -115,7 +115,11 @@ def test_explanations_are_chunked_like_predictions_and_say_what_computed_them(ti
         assert whole["region"] == [0, 0, *answer["image_size"]]
         assert (answer["runtime"], answer["precision"]) == ("torch", "fp32")
         alone = classifier.predict_batch([Request(payload, explain=True)])[0]
-        assert alone["explanation"]["maps"] == answer["explanation"]["maps"]
+        # Its own map, not a batch-mate's: the same region and attention; a pass of 1 and a pass of 2 may round
+        # apart in the last bits, which can move a value rounded to 4 decimals by one unit.
+        (own,) = alone["explanation"]["maps"]
+        assert own["region"] == whole["region"]
+        np.testing.assert_allclose(own["attention"], whole["attention"], rtol=0, atol=1.5e-4)
 
 
 def test_whole_image_explanation_covers_the_image(auto):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deepfake_service.samples import imagegen
 from loadtest.harness import run_locust
 from tests.tiny import SERVED_NAME as NAME
@@ -34,6 +36,7 @@ def test_images_can_be_sent_as_multipart_uploads(server, tmp_path):
     assert int(stats["Aggregated"]["Failure Count"]) == 0
 
 
+@pytest.mark.served
 def test_the_litserve_peer_answers_multipart_uploads_in_batches(tiny_checkpoint, tmp_path):
     """The benchmark's LitServe baseline (loadtest/litserve_app.py) serves the same checkpoint."""
     import json

@@ -51,9 +51,11 @@ def test_upload_and_analyze_shows_verdict_probabilities_and_heatmap(page):
     assert page.locator("#probabilities li").count() == 3
     assert re.search(r"^No face of at least \d+ px found", page.inner_text("#analyzed-note"))
     assert page.is_visible("#heatmap") and page.get_attribute("#heatmap", "src").startswith("data:image/png;base64,")
-    page.wait_for_timeout(1200)  # let the confidence bar finish its animation for the screenshot
+    # The bar's width is set two animation frames after the answer is shown: wait for it, not for a while.
+    page.wait_for_selector("#confidence-bar[style*='%']", state="attached")
     width = page.evaluate("document.querySelector('#confidence-bar').style.width")
     assert width.endswith("%") and float(width[:-1]) > 30
+    page.wait_for_timeout(1200)  # only for the screenshot: the bar's 1 s transition has finished
     assert page.is_hidden("#demo-banner")
     shot(page, "verdict_whole_image")
     page.uncheck("#heatmap-toggle")

@@ -16,7 +16,7 @@ from deepfake_service.samples import imagegen, provenancegen
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings
-from tests.servers import model_config
+from tests.servers import model_config, sent_together
 from tests.tiny import SERVED_NAME
 
 TIMEOUT = 60
@@ -125,8 +125,9 @@ def test_the_verdict_is_the_same_with_and_without_provenance(tiny_checkpoint, fi
     payloads = [files["signed jpeg"], files["stripped"], b"not an image"]
     with_block, without = on.predict_batch(payloads), off.predict_batch(payloads)
     assert with_block[0]["provenance"]["declared_ai"] is True and without[0]["provenance"] is None
-    for a, b in zip(with_block[:2], without[:2]):
-        assert (a["label"], a["verdict"], a["probabilities"]) == (b["label"], b["verdict"], b["probabilities"])
+    for a, b in zip(with_block[:2], without[:2]):  # two model copies: equal but for float rounding
+        assert (a["label"], a["verdict"]) == (b["label"], b["verdict"])
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-6)
     assert with_block[2].status == 415  # bad input is still the image's 4xx
 
 
@@ -152,8 +153,11 @@ def test_served_answers_carry_provenance_in_a_mixed_batch(server, files):
         return requests.post(f"{server.inference_url}/predictions/{SERVED_NAME}", data=payload, timeout=TIMEOUT,
                              headers={**server.headers(), "Content-Type": "application/octet-stream"})
 
-    with ThreadPoolExecutor(max_workers=len(names) + 1) as pool:
-        answers = list(pool.map(send, [files[n] for n in names] + [b"not an image"]))
+    def send_all():
+        with ThreadPoolExecutor(max_workers=len(names) + 1) as pool:
+            return list(pool.map(send, [files[n] for n in names] + [b"not an image"]))
+
+    answers = sent_together(server, send_all, lambda n, rejected: n - rejected > 1)  # two files' blocks in one batch
     assert [a.status_code for a in answers] == [200] * len(names) + [415]
     blocks = {name: answer.json()["provenance"] for name, answer in zip(names, answers)}
     assert blocks["signed jpeg"]["declared_ai"] is True and blocks["signed jpeg"]["c2pa"]["validation_state"] == "Valid"

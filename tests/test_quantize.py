@@ -85,6 +85,7 @@ def int8_config(tmp_path, runtime):
     return path
 
 
+@pytest.mark.slow  # NNCF's quantization and the OpenVINO conversion: the heaviest build without a server
 def test_openvino_int8_archive_carries_quantized_model_and_verdict(tiny_checkpoint, validation, tmp_path):
     calibration = validation / TINY_LABELS[0]
     path = build_mar(

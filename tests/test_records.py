@@ -51,7 +51,7 @@ def postgres_url():
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.database)])
 def store_url(request, tmp_path):
     """An empty, migrated store of each kind (PostgreSQL: a fresh schema state per test)."""
     if request.param == "sqlite":

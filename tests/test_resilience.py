@@ -29,6 +29,8 @@ QUEUE = 4
 RESPONSE_TIMEOUT = 30
 RESULTS = ROOT / "results" / "tests"
 
+pytestmark = pytest.mark.served  # the module's own TorchServe, and two tests that start one inline
+
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint, tmp_path_factory):
@@ -50,6 +52,18 @@ def worker_pid(server) -> int | None:
     described = requests.get(f"{server.management_url}/models/{NAME}", headers=server.headers("management"), timeout=10).json()
     ready = [w["pid"] for w in described[0]["workers"] if w["status"] == "READY"]
     return ready[0] if ready else None
+
+
+def queued(server, name: str, timeout: float = 60) -> bool:
+    """Wait until a request for ``name`` waits in TorchServe's job queue (accepted, not yet answered, not
+    yet taken by the worker); False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = requests.get(f"{server.management_url}/models/{name}", headers=server.headers("management"), timeout=10)
+        if described.json()[0].get("jobQueueStatus", {}).get("pendingRequests", 0) > 0:
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def record(name: str, figures: dict) -> None:
@@ -128,15 +142,19 @@ def test_full_job_queue_answers_503_fast_and_serves_the_rest(server):
     refused = [seconds for status, seconds in results if status == 503]
     served = [seconds for status, seconds in results if status == 200]
     record("backpressure", {"sent": 24, "served": len(served), "refused_503": len(refused),
-                            "slowest_503_s": round(max(refused, default=0), 3), "slowest_200_s": round(max(served, default=0), 3)})
+                            "slowest_503_s": round(max(refused, default=0), 3), "fastest_200_s": round(min(served, default=0), 3),
+                            "slowest_200_s": round(max(served, default=0), 3)})
     assert {status for status, _ in results} <= {200, 503}
     assert refused and served
-    assert max(refused) < 2.0  # refused at the door, not after waiting in line
+    # Refused at the door, not after waiting in line: every 503 came back before the first accepted photo
+    # was answered, however long its decoding takes on this CPU.
+    assert max(refused) < min(served), (max(refused), min(served))
     assert predict(server, imagegen.jpeg()).status_code == 200
 
 
 def test_stop_lets_accepted_requests_finish(tiny_checkpoint, tmp_path):
-    """Slow requests (12 MP photos decoded in full) are still answered when stop() is called mid-way."""
+    """Slow requests (12 MP photos decoded in full) are still answered when stop() is called mid-way: once
+    TorchServe holds some in its queue (not after a fixed sleep, which a fast CPU may outlast)."""
     rng = np.random.default_rng(1)
     photo = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).resize((4000, 3000), Image.BICUBIC)
     data = imagegen.encode(photo, "JPEG", quality=85)
@@ -152,10 +170,12 @@ def test_stop_lets_accepted_requests_finish(tiny_checkpoint, tmp_path):
                 return repr(exc)
 
         with ThreadPoolExecutor(max_workers=6) as pool:
-            answers = pool.map(fire, range(6))
-            time.sleep(0.3)
+            answers = [pool.submit(fire, n) for n in range(6)]
+            assert queued(running, "draining"), "no request was ever waiting in TorchServe's queue"
+            unanswered = sum(not answer.done() for answer in answers)
             stopped = stop(running.run_dir)
-            assert list(answers) == [200] * 6
+            assert [answer.result() for answer in answers] == [200] * 6
+        assert unanswered, "every request was answered before stop() was called"
         assert stopped and running_pid(running.run_dir) is None
 
 

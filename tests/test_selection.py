@@ -93,7 +93,9 @@ def test_warm_up_lasts_until_passes_settle_and_one_slow_pass_does_not_decide():
 
     rate = probe(Warming(), torch.zeros(4, 3, 8, 8), seconds=60)
     assert Warming.times == []  # four warm-up passes (settled on the fourth), five timed
-    assert 4 / 0.03 < rate <= 4 / 0.02  # the median timed pass, not the hiccup nor the warm-up
+    # The median timed pass (20 ms asked of sleep, which a busy machine may stretch by some ms), not the
+    # mean of the timed passes (76 ms), the hiccup (300 ms) nor the median with the warm-up in (50 ms).
+    assert 4 / 0.04 < rate <= 4 / 0.02
 
 
 def test_a_busy_probe_serves_and_is_reused_only_by_loads_of_the_same_start(with_ir, tmp_path, monkeypatch, caplog):

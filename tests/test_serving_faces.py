@@ -12,9 +12,11 @@ from skimage import data as photos
 
 from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import handler_options
+from deepfake_service.samples.faceset import matched
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.classifier import DeepfakeClassifier
 from tests.photos import ASTRONAUT_FACE, as_box
+from tests.servers import counted, metrics, sent_together
 from tests.tiny import SERVED_NAME as NAME
 
 TIMEOUT = 60
@@ -61,16 +63,26 @@ def test_batched_photos_with_0_1_2_faces_each_get_their_own_faces(server, photos
         assert answer.status_code == 200
         body = answer.json()
         expected = reference.predict_batch([photos_by_faces[faces]])[0]
-        assert [f["box"] for f in body["faces"]] == [f["box"] for f in expected["faces"]]
-        for got, want in zip(body["faces"], expected["faces"]):
-            assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
+        # BlazeFace runs on OpenVINO (in bf16 where the CPU has it natively) over the canvases of the whole
+        # batch, which may round apart from one photo's alone and move a box by a pixel: the same faces, and
+        # the same scores wherever the box, and so the crop, is the same.
+        boxes = [as_box(f["box"]) for f in body["faces"]]
+        assert matched(boxes, tuple(as_box(f["box"]) for f in expected["faces"]), threshold=0.9) == (len(expected["faces"]), 0)
+        for face in body["faces"]:
+            twin = max(expected["faces"], key=lambda f: as_box(f["box"]).iou(as_box(face["box"])))
+            if twin["box"] == face["box"]:
+                assert face["probabilities"] == pytest.approx(twin["probabilities"], abs=1e-5)
 
 
 def test_faces_mode_by_header_rejects_a_face_free_photo_without_harming_its_batch_mates(server, photos_by_faces):
     requests_ = [(photos_by_faces[0], {"X-Face-Mode": "faces"}), (photos_by_faces[1], {"X-Face-Mode": "faces"}),
                  (photos_by_faces[2], None)]
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        answers = list(pool.map(lambda r: post(server, *r), requests_))
+
+    def send():
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            return list(pool.map(lambda r: post(server, *r), requests_))
+
+    answers = sent_together(server, send, lambda n, rejected: 0 < rejected < n)  # the 422 had batch-mates
     assert answers[0].status_code == 422
     assert answers[0].json()["error"] == "no face found"
     assert answers[1].status_code == 200 and answers[1].json()["mode"] == "faces"
@@ -98,12 +110,8 @@ def test_an_unknown_face_mode_is_a_400_naming_the_choices(server, photos_by_face
 def test_the_handlers_own_counters_reach_prometheus(server, photos_by_faces):
     assert post(server, photos_by_faces[2]).status_code == 200
     assert post(server, b"not an image").status_code == 415
-    text = requests.get(f"{server.metrics_url}/metrics", timeout=TIMEOUT).text
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    faces = [line for line in lines if line.startswith("FacesClassified")]
-    rejected = [line for line in lines if line.startswith("RejectedRequests") and 'Error="not an image"' in line]
-    assert faces and float(faces[0].rsplit(" ", 1)[1]) >= 2, lines
-    assert rejected and float(rejected[0].rsplit(" ", 1)[1]) >= 1, lines
     # Uncalibrated tiny model without a "Fake" label: every answer's verdict is "real".
-    verdicts = [line for line in lines if line.startswith("Verdicts") and 'Verdict="real"' in line]
-    assert verdicts and float(verdicts[0].rsplit(" ", 1)[1]) >= 1, lines
+    wanted = {("FacesClassified", ""): 2, ("RejectedRequests", 'Error="not an image"'): 1, ("Verdicts", 'Verdict="real"'): 1}
+    lines = metrics(server, lambda lines: all(counted(lines, *metric) >= least for metric, least in wanted.items()))
+    for (name, label), least in wanted.items():
+        assert counted(lines, name, label) >= least, (name, label, lines)

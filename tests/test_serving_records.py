@@ -16,6 +16,7 @@ from deepfake_service.samples.imagegen import photo_jpeg
 from deepfake_service.serving.properties import free_port
 from handler.store import connect
 from page.lifecycle import start_page, stop_page
+from tests.servers import counted, metrics
 from tests.tiny import SERVED_NAME, SERVED_VERSION
 
 TIMEOUT = 120
@@ -74,8 +75,8 @@ def test_a_labelled_photo_sent_again_smaller_and_recompressed_comes_back_with_a_
     assert answer["match"]["record"] == first["record"]["id"] and answer["match"]["label"] == "fake", answer
     assert answer["match"]["distance"] <= 10 and answer["verdict"] in ("real", "fake", "uncertain")  # beside, never instead
     assert "match" not in post(server, photo_jpeg(photos.coffee())).json()
-    text = requests.get(f"{server.metrics_url}/metrics", timeout=TIMEOUT).text
-    assert any(line.startswith("Matches") and 'Label="fake"' in line for line in text.splitlines()), text[-2000:]
+    lines = metrics(server, lambda lines: counted(lines, "Matches", 'Label="fake"') >= 1)
+    assert counted(lines, "Matches", 'Label="fake"') >= 1, lines[-40:]
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +146,7 @@ def test_a_reviewer_labels_an_uncertain_record_in_the_browser(browser, server, s
     assert get_record(store, answer["record"]["id"])["label"] == "fake"
 
 
+@pytest.mark.served
 def test_records_and_labels_survive_a_restart_and_a_labelled_photo_matches_at_once(tiny_checkpoint, tmp_path, monkeypatch):
     """stop, then start again with the same store (what make stop; make serve does): the records are
     there and the first answer after the start already carries the match (no refresh delay)."""

@@ -248,9 +248,17 @@ def test_evaluate_gives_the_same_metrics_in_process_and_through_torchserve(run, 
         held_out,
         progress=False,
     )
-    for key in ("images", "labels", "accuracy", "per_class", "confusion_matrix"):
-        assert served.report[key] == local.report[key], key  # counts: exactly equal
-    assert [m["path"] for m in served.report["misclassified"]] == [m["path"] for m in local.report["misclassified"]]
+    assert (served.report["images"], served.report["labels"]) == (local.report["images"], local.report["labels"])
+    # The counts follow each image's top label, and the two routes batch differently, so their scores may
+    # differ in the last digits: an image scored within that of 0.5 could land on either side. Every other
+    # image gets the same label; when none is that close (nearly always), the counts are exactly equal.
+    fake = local.probabilities[:, local.report["labels"].index("Fake")]
+    clear = np.abs(fake - 0.5) > 1e-4
+    assert [v for v, c in zip(served.verdicts, clear) if c] == [v for v, c in zip(local.verdicts, clear) if c]
+    if clear.all():
+        for key in ("accuracy", "per_class", "confusion_matrix"):
+            assert served.report[key] == local.report[key], key
+        assert [m["path"] for m in served.report["misclassified"]] == [m["path"] for m in local.report["misclassified"]]
     assert served.report["model"]["version"] == "1.0"
     assert served.report["roc_auc"] == pytest.approx(local.report["roc_auc"], abs=1e-6)
     assert served.report["calibration"]["ece"] == pytest.approx(local.report["calibration"]["ece"], abs=1e-6)
@@ -309,7 +317,10 @@ def test_served_calibrated_answers_equal_the_core_with_the_same_decision(calibra
     expected = np.where(fake >= served.decision["fake_threshold"], "fake",
                         np.where(fake >= served.decision["uncertain_threshold"], "uncertain", "real"))
     assert served.verdicts == expected.tolist()
-    assert served.report["operating"]["verdicts"] == local.report["operating"]["verdicts"]
+    counted = {verdict: served.verdicts.count(verdict) for verdict in ("real", "fake", "uncertain")}
+    assert served.report["operating"]["verdicts"] == counted
+    if all(clear):  # then no verdict could differ between the routes, nor their counts
+        assert served.report["operating"]["verdicts"] == local.report["operating"]["verdicts"]
 
 
 def test_rollout_refuses_a_version_with_other_labels_and_keeps_the_default(versioned_server, tiny_checkpoint, tmp_path):

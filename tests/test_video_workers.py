@@ -20,6 +20,7 @@ from handler.roles import WorkerRole, worker_role
 from tests.servers import model_config
 
 SECTION = {"video": {"minWorkers": 2, "maxWorkers": 3, "batchSize": 1, "nice": 7}}
+TORCH_FP32 = {"runtime": "torch", "precision": "fp32"}  # no OpenVINO conversion: registrations are the point
 
 
 def test_roles_follow_the_registration_name_and_the_archives_video_section():
@@ -30,7 +31,8 @@ def test_roles_follow_the_registration_name_and_the_archives_video_section():
 
 
 def test_the_snapshot_registers_each_archive_twice_with_the_sections_settings(tiny_checkpoint, tmp_path):
-    config = model_config(tmp_path / "model-config.yaml", batchSize=8, maxBatchDelay=10, minWorkers=1, maxWorkers=1, **SECTION)
+    config = model_config(tmp_path / "model-config.yaml", batchSize=8, maxBatchDelay=10, minWorkers=1, maxWorkers=1,
+                          handler=TORCH_FP32, **SECTION)
     build_mar(tiny_checkpoint, "tiny-roles", "3.0", model_config=config, export_dir=tmp_path)
     found = registrations(["served=tiny-roles.mar"], tmp_path)
     assert sorted(found) == ["served", "served-video"]
@@ -39,7 +41,7 @@ def test_the_snapshot_registers_each_archive_twice_with_the_sections_settings(ti
     assert (video["batchSize"], video["maxBatchDelay"], video["minWorkers"], video["maxWorkers"]) == (1, 10, 2, 3)
     assert "nice" not in video and video["defaultVersion"] is True
     assert json.loads(model_snapshot(["tiny-roles.mar"], tmp_path, batch_size=1))["modelCount"] == 2
-    without = model_config(tmp_path / "plain.yaml", video=None)
+    without = model_config(tmp_path / "plain.yaml", video=None, handler=TORCH_FP32)
     build_mar(tiny_checkpoint, "tiny-plain", "1.0", model_config=without, export_dir=tmp_path)
     assert sorted(registrations(["tiny-plain.mar"], tmp_path)) == ["tiny-plain"]
 
