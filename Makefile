@@ -36,9 +36,11 @@ test: preflight-test venv $(FACE_DETECTOR) $(CHROMIUM) $(if $(POSTGRES),,postgre
 # The edit-test loop: the tests that start no TorchServe, browser or database, nor the slowest builds
 # (markers in pyproject.toml; a few minutes). `make test` runs them all.
 test-fast: preflight-test venv $(FACE_DETECTOR)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -m "not served and not browser and not database and not slow"
 
-# Seconds, before anything is installed: Python 3.11 with venv, Java 17+, disk, free ports (serve).
+# Seconds, before anything is installed: Python 3.11 with venv, Java 17+, a C++ compiler (until the venv is
+# installed), disk; free ports (serve); Chromium and PostgreSQL, or root/sudo to install them (test).
 preflight-serve:
 	@$(PYTHON) -m scripts.preflight serve
 preflight-test:
