@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from deepfake_service.project import CONFIG_PROPERTIES, MODEL_NAME, MODEL_STORE, PAGE_HOST, PAGE_PORT, RUN_DIR
+from deepfake_service.records import read_settings, shared_store
 from deepfake_service.serving.probe import probe
 from deepfake_service.serving.server import ServeError, read_keys
 from deepfake_service.serving.stack import StackSettings, run_stack, start_stack, stop_stack
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--page-token-file", type=Path, help="file holding the page token users enter once")
         command.add_argument("--page-identity-header", help="identity header set by an authenticating proxy in front of the page")
         command.add_argument("--page-reviewers", help="comma-separated identities (from the identity header) who may review records")
+        command.add_argument("--shared-records", action="store_true",
+                             help="refuse to start on a SQLite record store: one of several replicas needs a shared database")
         command.add_argument("--enable-model-api", action="store_true",
                              help="allow registering and unregistering model versions (needed by scripts.rollout); off by default")
     for name, text in (("stop", "stop the page and the TorchServe started from the run folder"),
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--snapshot loads what the config lists; leave out --model")
     try:
         if args.command in ("start", "run"):
+            if args.shared_records:
+                shared_store(read_settings())
             page_options = [*(["--token-file", str(args.page_token_file)] if args.page_token_file else []),
                             *(["--identity-header", args.page_identity_header] if args.page_identity_header else []),
                             *(["--reviewers", args.page_reviewers] if args.page_reviewers else [])]
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             print("TorchServe stopped" if stopped else "TorchServe was not running")
         else:
             print(read_keys(args.run_dir.resolve())[args.kind])
-    except ServeError as exc:
+    except (ServeError, ValueError) as exc:
         sys.exit(f"error: {exc}")
 
 

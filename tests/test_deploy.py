@@ -150,3 +150,41 @@ def test_snapshot_without_a_snapshot_in_the_config_stops_with_one_line(tmp_path,
     with pytest.raises(SystemExit):
         serve.main(["start", "--snapshot", "--model", "a=a.mar"])
     assert "leave out --model" in capsys.readouterr().err
+
+
+def records_secret(container: dict) -> dict:
+    (entry,) = [e for e in container.get("env", []) if e["name"] == "DEEPFAKE_RECORDS_URL"]
+    return entry["valueFrom"]["secretKeyRef"]
+
+
+def test_every_replica_takes_the_shared_store_url_from_a_required_secret():
+    """Several pods must share one database: the URL comes from a Secret the pod cannot start without (no
+    ``optional``), and ``--shared-records`` refuses a SQLite URL put there by mistake."""
+    deployment = load("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    predictor = yaml.safe_load((ROOT / "deploy" / "kserve" / "inferenceservice.yaml").read_text())["spec"]["predictor"]["containers"][0]
+    for container, command in ((deployment, deployment["args"]), (predictor, predictor["command"])):
+        assert records_secret(container) == {"name": "deepfake-detector-records", "key": "url"}
+        assert "--shared-records" in command
+
+
+def test_the_optional_postgresql_manifest_is_valid_kubernetes_and_named_by_the_url_it_serves():
+    import kubernetes_validate
+
+    documents = list(yaml.safe_load_all((KUBERNETES / "postgres" / "postgres.yaml").read_text()))
+    for document in documents:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    service = next(d for d in documents if d["kind"] == "Service")
+    assert f"@{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/records" in (KUBERNETES / "postgres" / "postgres.yaml").read_text()
+
+
+def test_shared_records_refuses_a_sqlite_store_before_starting_anything(tmp_path, monkeypatch):
+    from deepfake_service.records import URL_ENV, shared_store
+    from handler.store import RecordSettings
+
+    assert shared_store(RecordSettings(url="postgresql+psycopg://u@db/records")).enabled
+    assert not shared_store(RecordSettings(url="off")).enabled
+    monkeypatch.setenv(URL_ENV, f"sqlite:///{tmp_path / 'r.sqlite3'}")
+    with pytest.raises(SystemExit) as stopped:
+        serve.main(["run", "--shared-records", "--run-dir", str(tmp_path / "run"), "--page-port", "0"])
+    assert "SQLite file, which each replica keeps alone" in str(stopped.value.code) and "PostgreSQL" in str(stopped.value.code)
+    assert not (tmp_path / "run").exists()

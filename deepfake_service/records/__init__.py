@@ -13,6 +13,7 @@ from handler.store import RecordSettings, connect
 URL_ENV = "DEEPFAKE_RECORDS_URL"  # overrides the config file's url (passwords belong here)
 REFRESH_ENV = "DEEPFAKE_RECORDS_REFRESH_S"  # overrides refresh_s (the tests' servers: labels reach answers in seconds)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x6466_7265_636F  # the PostgreSQL advisory lock a migration holds until it commits
 
 
 def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None) -> RecordSettings:
@@ -35,6 +36,15 @@ def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None) ->
     if environ.get(REFRESH_ENV):
         known["refresh_s"] = float(environ[REFRESH_ENV])
     return RecordSettings(url=url, **known)
+
+
+def shared_store(settings: RecordSettings) -> RecordSettings:
+    """``settings`` when every replica of a deployment can share their store (a database server, or records
+    off); raises ``ValueError`` for a SQLite file, which each replica would keep alone, unseen by the others."""
+    if settings.url.startswith("sqlite"):
+        raise ValueError(f"the record store {redacted(settings.url)} is a SQLite file, which each replica keeps alone: "
+                         "set DEEPFAKE_RECORDS_URL to a PostgreSQL URL (postgresql+psycopg://user:password@host/db), or off")
+    return settings
 
 
 def redacted(url: str) -> str:
@@ -60,6 +70,8 @@ def migrate(url: str, to: str = "head") -> None:
     engine = connect(url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":  # replicas starting at once migrate one after the other
+                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
             config.attributes["connection"] = connection
             command.upgrade(config, to)
     finally:
