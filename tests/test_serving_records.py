@@ -15,7 +15,8 @@ from deepfake_service.records.review import add_label, get_record
 from deepfake_service.samples import videogen
 from deepfake_service.samples.imagegen import photo_jpeg
 from deepfake_service.serving.properties import free_port
-from handler.store import connect, records
+from deepfake_service.serving.rollout import smoke_image, smoke_test
+from handler.store import PROBE, PURPOSE_HEADER, connect, now, records
 from page.lifecycle import start_page, stop_page
 from tests.servers import counted, metrics
 from tests.tiny import SERVED_NAME, SERVED_VERSION
@@ -90,6 +91,35 @@ def review_url(server):
     url = start_page(server, SERVED_NAME, free_port(), options=["--identity-header", REVIEWER_HEADER, "--reviewers", "reviewer-bo,reviewer-cy"])
     yield url
     stop_page(server.run_dir)
+
+
+def listed(review_url: str, since) -> list[str]:
+    """The ids /api/records lists from ``since`` on (as reviewer-bo)."""
+    answer = requests.get(f"{review_url}api/records", params={"since": since.isoformat(), "limit": 200},
+                          headers={REVIEWER_HEADER: "reviewer-bo"}, timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    return [r["id"] for r in answer.json()["records"]]
+
+
+def test_a_request_marked_as_a_probe_is_recorded_as_one_and_left_out_of_the_review_list(server, store, review_url):
+    since = now()
+    normal = post(server, photo_jpeg(photos.chelsea())).json()
+    probe = post(server, photo_jpeg(photos.chelsea()), headers={PURPOSE_HEADER: PROBE}).json()
+    assert get_record(store, probe["record"]["id"])["route"] == PROBE  # kept: hidden from review, never from the store
+    assert get_record(store, normal["record"]["id"])["route"] == "predictions"
+    shown = listed(review_url, since)
+    assert normal["record"]["id"] in shown and probe["record"]["id"] not in shown
+
+
+def test_the_pages_health_probe_and_rollouts_smoke_test_are_recorded_as_probes(server, store, review_url):
+    since = now()
+    info = requests.get(f"{review_url}api/info", headers={REVIEWER_HEADER: "reviewer-bo"}, timeout=TIMEOUT).json()
+    assert info["available"], info  # this page's first /api/info: it asked the model
+    smoke_test(server, SERVED_NAME, SERVED_VERSION, SERVED_VERSION, smoke_image())  # two predictions
+    with store.connect() as connection:
+        routes = connection.execute(select(records.c.id, records.c.route).where(records.c.created_at >= since)).all()
+    assert [route for _, route in routes] == [PROBE] * 3, routes
+    assert not set(listed(review_url, since)) & {record_id for record_id, _ in routes}
 
 
 def test_the_review_api_lists_shows_and_labels_with_the_reviewers_identity(server, store, review_url):
