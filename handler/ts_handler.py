@@ -20,7 +20,7 @@ from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
 from handler.roles import worker_role
-from handler.store import CLIENT_HEADER, RecordSettings
+from handler.store import CLIENT_HEADER, PROBE, PURPOSE_HEADER, RecordSettings
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,18 @@ def client_of(headers: dict) -> str | None:
     return None
 
 
+def route_of(headers: dict, explain: bool, route: str) -> str:
+    """The record's route: ``probe`` when the ``X-Deepfake-Purpose`` header says so (a health probe or a
+    smoke test, kept apart from review), else ``explanations`` for /explanations, else ``route``."""
+    purpose = next((str(v).strip().lower() for k, v in headers.items() if str(k).lower() == PURPOSE_HEADER.lower()), "")
+    return PROBE if purpose == PROBE else "explanations" if explain else route
+
+
 def read_request(item: dict, headers: dict, route: str = "predictions") -> Request:
     """One TorchServe request item and its headers as the core's request record; a client error in
     them becomes that request's payload (its answer)."""
     explain = is_explanation(headers)
-    client, route = client_of(headers), "explanations" if explain else route
+    client, route = client_of(headers), route_of(headers, explain, route)
     try:
         mode = face_mode(item, headers)
         return Request(image_bytes(item), mode, explain, client, route)

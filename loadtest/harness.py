@@ -1,7 +1,8 @@
 """One way to bring up a server for measuring or testing, and one way to run Locust against it.
 
 ``local_server`` serves a model store on free loopback ports (from the shipped config.properties) and
-always stops it; ``built_server`` first builds the archive from a checkpoint and a model config.
+always stops it; ``built_server`` first builds the archive from a checkpoint and a model config. Their
+records go to a throw-away store of the run (``measuring_records``), never to the one ``make serve`` uses.
 ``run_locust`` runs the Locust file headless for a bounded time and returns its summary row.
 """
 
@@ -35,10 +36,13 @@ from deepfake_service.project import (
     ROOT,
     read_model_config,
 )
-from deepfake_service.serving.process import serving
+from deepfake_service.serving.process import running_pid, serving
 from deepfake_service.serving.properties import loopback_config
 from deepfake_service.serving.server import Server
 from handler.hardware import cpu_description
+
+RECORDS_ENV = "LOADTEST_RECORDS_URL"  # opt-in: the record store measuring servers write to ("off": none)
+THROWAWAY_RECORDS = "records.sqlite3"
 
 
 def model_config(target: Path, base: Path = MODEL_CONFIG, **overrides) -> Path:
@@ -50,15 +54,32 @@ def model_config(target: Path, base: Path = MODEL_CONFIG, **overrides) -> Path:
     return target
 
 
+def measuring_records(run_dir: Path) -> str:
+    """The record store of a server started to measure or test from ``run_dir``: ``LOADTEST_RECORDS_URL``
+    when set (e.g. the served store, for a user who wants a run's records on /review), else a fresh SQLite
+    file in ``run_dir`` (an earlier run's removed), so that generated traffic never reaches the store
+    ``make serve`` uses and the run still pays what keeping records costs."""
+    chosen = os.environ.get(RECORDS_ENV)
+    if chosen:
+        return chosen
+    if not running_pid(run_dir):  # a server still running from there keeps its store (its start refuses anyway)
+        for leftover in run_dir.glob(THROWAWAY_RECORDS + "*"):  # with SQLite's -wal and -shm files
+            leftover.unlink()
+    return f"sqlite:///{run_dir.resolve() / THROWAWAY_RECORDS}"
+
+
 @contextlib.contextmanager
 def local_server(
-    workdir: Path, store: Path, models: list[str], properties: dict | None = None, timeout: float = 300.0
+    workdir: Path, store: Path, models: list[str], properties: dict | None = None, timeout: float = 300.0,
+    records_url: str | None = None,
 ) -> Iterator[Server]:
     """Serve ``models`` (``NAME=FILE.mar``; none: the config's snapshot) from ``store`` with the shipped
-    config.properties, ``properties`` over it, every listener on a free loopback port; always stops."""
+    config.properties, ``properties`` over it, every listener on a free loopback port; always stops.
+    Records go to ``records_url`` ("off": none; None: ``measuring_records``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = loopback_config(CONFIG_PROPERTIES, workdir / "config.properties", **(properties or {}))
-    with serving(config, store, models, workdir / "run", timeout=timeout) as server:
+    run_dir = workdir / "run"
+    with serving(config, store, models, run_dir, timeout=timeout, records_url=records_url or measuring_records(run_dir)) as server:
         yield server
 
 
@@ -72,11 +93,12 @@ def built_server(
     properties: dict | None = None,
     int8: Int8Inputs = Int8Inputs(),
     timeout: float = 300.0,
+    records_url: str | None = None,
 ) -> Iterator[Server]:
     """Build ``name``.mar from ``checkpoint`` with the model config ``config``, then ``local_server`` it."""
     store = workdir / "model_store"
     build_mar(checkpoint, name, version, model_config=config, export_dir=store, int8=int8)
-    with local_server(workdir, store, [f"{name}={name}.mar"], properties, timeout) as server:
+    with local_server(workdir, store, [f"{name}={name}.mar"], properties, timeout, records_url) as server:
         yield server
 
 

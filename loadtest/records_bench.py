@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from sqlalchemy import insert
 from deepfake_service.packaging.archive import build_mar
 from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import MODEL_NAME, handler_options
-from deepfake_service.records import URL_ENV, migrate
+from deepfake_service.records import migrate
 from deepfake_service.samples import imagegen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
@@ -117,17 +116,9 @@ def end_to_end(checkpoint: Path, url: str, seconds: int, workdir: Path) -> list[
     build_mar(checkpoint, MODEL_NAME, "1.0", export_dir=store)
     rows = []
     for label, setting in (("off", "off"), ("on", url)):
-        previous = os.environ.get(URL_ENV)
-        os.environ[URL_ENV] = setting
-        try:
-            with local_server(workdir / f"serve-{label}", store, [f"{MODEL_NAME}={MODEL_NAME}.mar"]) as server:
-                locust_row(server, 8, min(seconds, 10), images, workdir)  # warm-up, not reported
-                row = {"records": label, **locust_row(server, 8, seconds, images, workdir)}
-        finally:
-            if previous is None:
-                os.environ.pop(URL_ENV, None)
-            else:
-                os.environ[URL_ENV] = previous
+        with local_server(workdir / f"serve-{label}", store, [f"{MODEL_NAME}={MODEL_NAME}.mar"], records_url=setting) as server:
+            locust_row(server, 8, min(seconds, 10), images, workdir)  # warm-up, not reported
+            row = {"records": label, **locust_row(server, 8, seconds, images, workdir)}
         rows.append(row)
         print(f"  end to end, records {label:3s}, 8 users: {row['images_per_s']:6.2f} img/s, p50 {row['p50_ms']:.0f} ms, "
               f"p95 {row['p95_ms']:.0f} ms, {row['failures']} failures", flush=True)

@@ -45,7 +45,7 @@ from deepfake_service.serving.server import ServeError, read_key_file
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
 from handler.roles import video_twin
-from handler.store import CLIENT_HEADER, connect
+from handler.store import CLIENT_HEADER, PROBE, PURPOSE_HEADER, connect
 from handler.video import container_format
 from page.guard import (
     CONCURRENCY,
@@ -118,10 +118,13 @@ def create_app(
     def auth() -> dict[str, str]:
         return {"Authorization": f"Bearer {read_key_file(key_file)['inference']}"}
 
-    def forward(path: str, payload: bytes, face_mode: str | None, to: str = model, client: str | None = None) -> requests.Response:
+    def forward(path: str, payload: bytes, face_mode: str | None, to: str = model, client: str | None = None,
+                probe: bool = False) -> requests.Response:
         headers = {**auth(), "Content-Type": "application/octet-stream"}
         if client:
             headers[CLIENT_HEADER] = f"page:{client}"  # who asked, for the record
+        if probe:
+            headers[PURPOSE_HEADER] = PROBE  # recorded apart from the reviewable records
         if face_mode:
             headers[FACE_MODE_HEADER] = face_mode
         return session.post(f"{endpoint}/{path}/{to}", data=payload, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
@@ -172,7 +175,7 @@ def create_app(
                   "face_modes": list(FACE_MODES), "token_header": TOKEN_HEADER if access.token else None}
         if time.monotonic() - info_cache.get("at", -INFO_TTL) >= INFO_TTL:
             try:
-                answer = forward("predictions", _probe_image(), "off")
+                answer = forward("predictions", _probe_image(), "off", probe=True)
                 answer.raise_for_status()
                 body = answer.json()
                 info_cache.update(at=time.monotonic(), identity={

@@ -32,11 +32,13 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session", autouse=True)
 def record_store(tmp_path_factory) -> str:
     """The record store every server the tests start writes to (never the project's var/): a SQLite file
-    for the session, labelled hashes refreshed every second."""
+    for the session, labelled hashes refreshed every second; servers of loadtest/harness.py are pointed at
+    it by their opt-in (they default to a throw-away store of their own)."""
     from deepfake_service.records import REFRESH_ENV, URL_ENV, migrate
+    from loadtest.harness import RECORDS_ENV
 
     url = f"sqlite:///{tmp_path_factory.mktemp('records') / 'records.sqlite3'}"
-    os.environ[URL_ENV], os.environ[REFRESH_ENV] = url, "1"
+    os.environ[URL_ENV], os.environ[RECORDS_ENV], os.environ[REFRESH_ENV] = url, url, "1"
     migrate(url)
     return url
 

@@ -39,7 +39,7 @@ from handler.errors import ClientError
 from handler.fingerprint import HashIndex, Labelled, distance, fingerprint
 from handler.options import HandlerOptions
 from handler.recorder import Recorder
-from handler.store import RecordSettings, connect, purge_older_than, records
+from handler.store import PROBE, RecordSettings, connect, purge_older_than, records
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,6 +210,18 @@ def test_labels_are_checked_and_the_list_filters_and_puts_uncertain_first(store_
     labelled = list_records(engine, Filters(labelled=True))
     assert [(r["id"], r["label"], r["reviewer"]) for r in labelled] == [(ids[0], "fake", "alice")]
     assert list_records(engine, Filters(since=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))) == []
+    engine.dispose()
+
+
+def test_a_probe_is_kept_and_read_by_id_but_never_listed_for_review_nor_calibrated_on(store_url, two_label_checkpoint):
+    answers = recording(two_label_checkpoint, store_url).predict_batch([astronaut(), Request(astronaut(0.5), route=PROBE)])
+    normal, probe = (a["record"]["id"] for a in answers)
+    engine = connect(store_url)
+    for record_id in (normal, probe):
+        add_label(engine, record_id, "fake", None, "alice")
+    assert get_record(engine, probe)["route"] == PROBE
+    assert [r["id"] for r in list_records(engine)] == [normal]
+    assert labelled_set(engine, "Fake").ids == [normal]
     engine.dispose()
 
 

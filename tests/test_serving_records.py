@@ -9,12 +9,14 @@ import pytest
 import requests
 from PIL import Image
 from skimage import data as photos
+from sqlalchemy import func, select
 
 from deepfake_service.records.review import add_label, get_record
 from deepfake_service.samples import videogen
 from deepfake_service.samples.imagegen import photo_jpeg
 from deepfake_service.serving.properties import free_port
-from handler.store import connect
+from deepfake_service.serving.rollout import smoke_image, smoke_test
+from handler.store import PROBE, PURPOSE_HEADER, connect, now, records
 from page.lifecycle import start_page, stop_page
 from tests.servers import counted, metrics
 from tests.tiny import SERVED_NAME, SERVED_VERSION
@@ -31,6 +33,11 @@ def post(server, payload: bytes, model: str = SERVED_NAME, headers: dict | None 
 def shrunk_copy(scale: float = 0.8, quality: int = 70) -> bytes:
     image = Image.fromarray(photos.astronaut())
     return photo_jpeg(image.resize((round(image.width * scale), round(image.height * scale))), quality)
+
+
+def count(engine) -> int:
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(records)).scalar_one()
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +91,35 @@ def review_url(server):
     url = start_page(server, SERVED_NAME, free_port(), options=["--identity-header", REVIEWER_HEADER, "--reviewers", "reviewer-bo,reviewer-cy"])
     yield url
     stop_page(server.run_dir)
+
+
+def listed(review_url: str, since) -> list[str]:
+    """The ids /api/records lists from ``since`` on (as reviewer-bo)."""
+    answer = requests.get(f"{review_url}api/records", params={"since": since.isoformat(), "limit": 200},
+                          headers={REVIEWER_HEADER: "reviewer-bo"}, timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    return [r["id"] for r in answer.json()["records"]]
+
+
+def test_a_request_marked_as_a_probe_is_recorded_as_one_and_left_out_of_the_review_list(server, store, review_url):
+    since = now()
+    normal = post(server, photo_jpeg(photos.chelsea())).json()
+    probe = post(server, photo_jpeg(photos.chelsea()), headers={PURPOSE_HEADER: PROBE}).json()
+    assert get_record(store, probe["record"]["id"])["route"] == PROBE  # kept: hidden from review, never from the store
+    assert get_record(store, normal["record"]["id"])["route"] == "predictions"
+    shown = listed(review_url, since)
+    assert normal["record"]["id"] in shown and probe["record"]["id"] not in shown
+
+
+def test_the_pages_health_probe_and_rollouts_smoke_test_are_recorded_as_probes(server, store, review_url):
+    since = now()
+    info = requests.get(f"{review_url}api/info", headers={REVIEWER_HEADER: "reviewer-bo"}, timeout=TIMEOUT).json()
+    assert info["available"], info  # this page's first /api/info: it asked the model
+    smoke_test(server, SERVED_NAME, SERVED_VERSION, SERVED_VERSION, smoke_image())  # two predictions
+    with store.connect() as connection:
+        routes = connection.execute(select(records.c.id, records.c.route).where(records.c.created_at >= since)).all()
+    assert [route for _, route in routes] == [PROBE] * 3, routes
+    assert not set(listed(review_url, since)) & {record_id for record_id, _ in routes}
 
 
 def test_the_review_api_lists_shows_and_labels_with_the_reviewers_identity(server, store, review_url):
@@ -151,26 +187,48 @@ def test_records_and_labels_survive_a_restart_and_a_labelled_photo_matches_at_on
     """stop, then start again with the same store (what make stop; make serve does): the records are
     there and the first answer after the start already carries the match (no refresh delay)."""
     from deepfake_service.packaging.archive import build_mar
-    from deepfake_service.records import REFRESH_ENV, URL_ENV, migrate
+    from deepfake_service.records import REFRESH_ENV, migrate
     from loadtest.harness import local_server, model_config
 
     url = f"sqlite:///{tmp_path / 'kept' / 'records.sqlite3'}"
-    monkeypatch.setenv(URL_ENV, url)
     monkeypatch.setenv(REFRESH_ENV, "3600")  # only the load at start can bring the label in
     # Images only (no video section): one worker to start.
     config = model_config(tmp_path / "model-config.yaml", video=None, handler={"runtime": "torch", "precision": "fp32"})
     build_mar(tiny_checkpoint, "restarted", "1.0", model_config=config, export_dir=tmp_path / "store")
     models = ["restarted=restarted.mar"]
-    with local_server(tmp_path / "first", tmp_path / "store", models, timeout=180) as server:
+    with local_server(tmp_path / "first", tmp_path / "store", models, timeout=180, records_url=url) as server:
         first = post(server, photo_jpeg(photos.astronaut()), model="restarted").json()
     store = connect(url)
     add_label(store, first["record"]["id"], "fake", "before the restart", "alice")
     migrate(url)
-    with local_server(tmp_path / "second", tmp_path / "store", models, timeout=180) as server:
+    with local_server(tmp_path / "second", tmp_path / "store", models, timeout=180, records_url=url) as server:
         again = post(server, shrunk_copy(), model="restarted").json()
     assert get_record(store, first["record"]["id"])["labels_history"][0]["note"] == "before the restart"
     assert again["match"]["record"] == first["record"]["id"] and again["match"]["label"] == "fake"
     store.dispose()
+
+
+@pytest.mark.served
+def test_a_benchmark_server_keeps_its_records_in_its_own_store_never_in_the_served_one(tiny_checkpoint, tmp_path, monkeypatch):
+    """make bench, bench-faces, bench-video and soak serve through loadtest/harness.py: the store make serve
+    writes to (config/records.yaml's, here DEEPFAKE_RECORDS_URL's over it) gains no record from them."""
+    from deepfake_service.records import URL_ENV, migrate
+    from loadtest.harness import RECORDS_ENV, THROWAWAY_RECORDS, built_server, model_config
+
+    served_url = f"sqlite:///{tmp_path / 'var' / 'records.sqlite3'}"
+    migrate(served_url)
+    monkeypatch.setenv(URL_ENV, served_url)
+    monkeypatch.delenv(RECORDS_ENV)  # no opt-in, as in a user's shell
+    served = connect(served_url)
+    before = count(served)
+    config = model_config(tmp_path / "model-config.yaml", video=None, handler={"runtime": "torch", "precision": "fp32"})
+    with built_server(tmp_path / "bench", tiny_checkpoint, "benched", config=config, timeout=180) as server:
+        answers = [post(server, photo_jpeg(picture), model="benched").json() for picture in (photos.chelsea(), photos.coffee())]
+        own = connect(f"sqlite:///{server.run_dir / THROWAWAY_RECORDS}")
+    assert count(served) == before
+    assert [get_record(own, a["record"]["id"])["model"] for a in answers] == ["benched"] * 2  # kept, in the run's own store
+    served.dispose()
+    own.dispose()
 
 
 def test_a_shared_page_token_never_reviews_and_without_access_control_the_local_user_does():

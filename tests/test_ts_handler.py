@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from deepfake_service.samples import imagegen
-from handler.ts_handler import DeepfakeHandler, worker_device
+from handler.ts_handler import DeepfakeHandler, read_request, worker_device
 
 
 class FakeContext:
@@ -66,6 +66,14 @@ def test_bad_requests_get_their_own_status_and_mates_succeed(handler, model_dir)
     for index in (1, 2, 3, 4):
         assert set(answers[index]) == {"error", "detail"}
         assert context.statuses[index][1] == answers[index]["error"]
+
+
+def test_a_request_marked_as_a_probe_is_read_with_route_probe_whatever_else_it_asked():
+    image = {"body": imagegen.jpeg(seed=3)}
+    assert read_request(image, {"x-deepfake-purpose": " Probe"}).route == "probe"
+    assert read_request(image, {"X-Deepfake-Purpose": "probe", "explain": "True"}).route == "probe"
+    assert read_request(image, {"explain": "True"}).route == "explanations"
+    assert read_request(image, {"X-Deepfake-Purpose": "audit"}, "v2").route == "v2"  # only probe is a purpose
 
 
 def test_unknown_handler_option_fails_initialisation(model_dir):

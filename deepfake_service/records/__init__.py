@@ -16,10 +16,11 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK = 0x6466_7265_636F  # the PostgreSQL advisory lock a migration holds until it commits
 
 
-def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None) -> RecordSettings:
+def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None, url: str | None = None) -> RecordSettings:
     """config/records.yaml with ``DEEPFAKE_RECORDS_URL`` over its url (and ``DEEPFAKE_RECORDS_REFRESH_S``
-    over refresh_s); a relative SQLite path is taken from the project root. Raises ``ValueError`` for a key
-    the file may not hold (a nested ``records:`` section would otherwise turn records off unnoticed)."""
+    over refresh_s), and ``url`` (a caller's own store, "off": none) over both; a relative SQLite path is
+    taken from the project root. Raises ``ValueError`` for a key the file may not hold (a nested
+    ``records:`` section would otherwise turn records off unnoticed)."""
     import yaml
 
     section = (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
@@ -28,7 +29,7 @@ def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None) ->
         raise ValueError(f"{config}: unknown record store setting(s) {unknown}; the file is flat: url, match_distance, refresh_s, "
                          "retention_days")
     environ = os.environ if environ is None else environ
-    url = str(environ.get(URL_ENV) or section.get("url") or "off")
+    url = str(url or environ.get(URL_ENV) or section.get("url") or "off")
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
         url = prefix + str(ROOT / url[len(prefix):])

@@ -1,6 +1,7 @@
 """What people do with the records: list and read them, label them (append-only; the latest label
 counts), delete by id or sha256, and take labelled ones as a calibration set (purging by age is
-handler/store.py:purge_older_than, which the workers run too)."""
+handler/store.py:purge_older_than, which the workers run too). Probes (route ``probe``) are kept like any
+record and read by id, but neither listed nor calibrated on."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, case, insert, select
 
-from handler.store import LABELS, delete_where, iso_utc, labels, latest_labels, now, records
+from handler.store import LABELS, PROBE, delete_where, iso_utc, labels, latest_labels, now, records
 
 LIST_LIMIT = 200
+# Probes (the page's health probe, rollout's smoke tests: route ``probe``) stay in the store, out of review.
+REVIEWED = records.c.route.is_distinct_from(PROBE)
 LIST_COLUMNS = ("id", "created_at", "client", "route", "sha256", "size_bytes", "media", "model", "version", "demo", "verdict",
                 "p_fake", "subjects", "declared_ai", "match", "status", "error")
 
@@ -64,9 +67,9 @@ def _row(mapping) -> dict[str, Any]:
 
 
 def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str, Any]]:
-    """Records with their latest label, ``uncertain`` first, newest first within."""
+    """Records with their latest label, ``uncertain`` first, newest first within; probes left out."""
     latest = latest_labels()
-    conditions = []
+    conditions = [REVIEWED]
     if filters.verdict is not None:
         conditions.append(records.c.verdict == filters.verdict)
     if filters.declared_ai is not None:
@@ -137,13 +140,13 @@ class LabelledSet:
 
 def labelled_set(engine: Engine, fake_label: str, model: str | None = None, version: str | None = None,
                  weights: str | None = None) -> LabelledSet:
-    """Image records whose latest label is real or fake (``unsure`` is no truth) and that kept logits, of
-    one model name, version and weights (their SHA-256) when given; ``ReviewError`` when they disagree on
-    the label set."""
+    """Image records, probes left out, whose latest label is real or fake (``unsure`` is no truth) and that
+    kept logits, of one model name, version and weights (their SHA-256) when given; ``ReviewError`` when
+    they disagree on the label set."""
     latest = latest_labels()
     query = (select(records.c.id, records.c.labels, records.c.logits, records.c.verdict, latest.c.label)
              .join(latest, latest.c.record_id == records.c.id)
-             .where(records.c.media == "image", latest.c.label.in_(("real", "fake"))).order_by(records.c.created_at))
+             .where(REVIEWED, records.c.media == "image", latest.c.label.in_(("real", "fake"))).order_by(records.c.created_at))
     if model is not None:
         query = query.where(records.c.model == model)
     if version is not None:

@@ -53,14 +53,14 @@ def running_pid(run_dir: Path) -> int | None:
     return pid
 
 
-def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> Server:
+def start(config: Path, model_store: Path, models: list[str], run_dir: Path, records_url: str | None = None) -> Server:
     """Launch TorchServe detached in its own process group; returns at once (see ``wait_ready``).
 
     ``models`` (``NAME=FILE.mar``) become the config's model snapshot, each with its video twin when the
     archive asks for one (deepfake_service/serving/registrations.py); with none, the config's own
     model_snapshot says what to load. The config TorchServe runs with is written to the run folder.
-    The record store (config/records.yaml, ``DEEPFAKE_RECORDS_URL``) is migrated and purged first and
-    its settings handed to the workers."""
+    The record store (config/records.yaml, ``DEEPFAKE_RECORDS_URL`` over it, ``records_url`` over both;
+    "off": none) is migrated and purged first and its settings handed to the workers."""
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     if running_pid(run_dir):
@@ -74,7 +74,7 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
         properties["model_snapshot"] = model_snapshot(models, model_store)
     server = Server(run_dir=run_dir, properties=properties)
     write_properties(properties, run_dir / SERVING_PROPERTIES)
-    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp), **{SETTINGS_ENV: prepare_records().to_environment()})
+    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp), **{SETTINGS_ENV: prepare_records(records_url).to_environment()})
     command = [
         str(Path(sys.executable).parent / "torchserve"),
         "--start",
@@ -91,11 +91,12 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path) -> 
     return server
 
 
-def prepare_records() -> RecordSettings:
-    """The record store's settings, its schema migrated and old records purged; a store that cannot be
-    reached is reported and the server starts anyway (answers then say their record was not kept)."""
+def prepare_records(url: str | None = None) -> RecordSettings:
+    """The record store's settings (``url`` over the configured store's), its schema migrated and old
+    records purged; a store that cannot be reached is reported and the server starts anyway (answers then
+    say their record was not kept)."""
     try:
-        settings = read_settings()
+        settings = read_settings(url=url)
     except ValueError as exc:
         raise ServeError(str(exc)) from None
     if not settings.enabled:
@@ -240,9 +241,10 @@ def _group_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def serving(config: Path, model_store: Path, models: list[str], run_dir: Path, timeout: float = 300.0) -> Iterator[Server]:
-    """Start TorchServe, wait until ready, yield it, and always stop it."""
-    server = start(config, model_store, models, run_dir)
+def serving(config: Path, model_store: Path, models: list[str], run_dir: Path, timeout: float = 300.0,
+            records_url: str | None = None) -> Iterator[Server]:
+    """Start TorchServe (``records_url``: as ``start``), wait until ready, yield it, and always stop it."""
+    server = start(config, model_store, models, run_dir, records_url)
     try:
         wait_ready(server, timeout=timeout)
         yield server

@@ -19,6 +19,7 @@ from deepfake_service.project import MODEL_CONFIG
 from deepfake_service.serving.registrations import registrations
 from deepfake_service.serving.server import ServeError, Server
 from handler.roles import video_twin
+from handler.store import PROBE, PURPOSE_HEADER
 
 TIMEOUT = 300.0  # seconds for a synchronous registration (the worker loads the model)
 
@@ -82,8 +83,10 @@ def smoke_image() -> bytes:
 
 
 def predict(server: Server, name: str, version: str | None, image: bytes) -> dict:
+    """The answer of ``name`` (``version``; None: the default) for ``image``, sent as a probe: its record is
+    kept apart from review (handler/store.py: PURPOSE_HEADER). Raises ``RolloutError`` unless it is a 200."""
     url = f"{server.inference_url}/predictions/{name}" + (f"/{version}" if version else "")
-    response = requests.post(url, data=image, headers=server.headers(), timeout=120)
+    response = requests.post(url, data=image, headers={**server.headers(), PURPOSE_HEADER: PROBE}, timeout=120)
     if response.status_code != 200:
         raise RolloutError(f"prediction from {name} {version or '(default)'}: HTTP {response.status_code} {response.text.strip()[:400]}")
     return response.json()
