@@ -3,6 +3,7 @@ three verdicts, decision.json in the core and in build_mar. Served round trips a
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import shutil
@@ -12,8 +13,10 @@ import pytest
 import torch
 
 from deepfake_service.packaging.archive import BuildError, build_mar
+from deepfake_service.project import MODEL_CONFIG, handler_options
 from deepfake_service.samples import imagegen
 from deepfake_service.training.calibration import decide, fit_temperature, nll, tempered, threshold_for_fpr
+from deepfake_service.training.predictors import served_face_mode
 from handler.analysis import Analysis, Request
 from handler.answers import decision_block
 from handler.classifier import DeepfakeClassifier
@@ -214,3 +217,24 @@ def test_loading_warns_when_the_served_face_mode_is_not_the_fitted_one(decided_c
         DeepfakeClassifier.from_checkpoint(fitted_in(decided_checkpoint, None), options)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert ["does not say which face mode" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_calibrate_fits_on_the_model_configs_face_mode_unless_told(tmp_path):
+    shipped = handler_options(MODEL_CONFIG).faces.mode
+    off = model_config(tmp_path / "off.yaml", handler={"face_mode": "off"})
+    assert served_face_mode(argparse.Namespace(face_mode=None, model_config=MODEL_CONFIG)) == shipped == "auto"
+    assert served_face_mode(argparse.Namespace(face_mode=None, model_config=off)) == "off"
+    assert served_face_mode(argparse.Namespace(face_mode="faces", model_config=off)) == "faces"
+
+
+@pytest.mark.parametrize(("given", "fitted"), [([], "auto"), (["--model-config", "off"], "off"),
+                                               (["--model-config", "off", "--face-mode", "auto"], "auto")])
+def test_calibrate_writes_the_face_mode_it_classified_in(tiny_checkpoint, labelled_folder, tmp_path, given, fitted):
+    from scripts import calibrate
+
+    given = [str(model_config(tmp_path / "off.yaml", handler={"face_mode": "off"})) if g == "off" else g for g in given]
+    calibrate.main(["--checkpoint", str(tiny_checkpoint), "--data", str(labelled_folder), "--fake-label", "synthetic",
+                    "--output", str(tmp_path), "--no-progress", *given])
+    written = json.loads((tmp_path / DECISION_FILE).read_text())
+    assert written["face_mode"] == fitted
+    assert read_decision(tmp_path, tuple(TINY_LABELS.values()), "synthetic").face_mode == fitted
