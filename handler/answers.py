@@ -68,9 +68,12 @@ def verdict_block(verdict: Verdict) -> Answer:
     return {"label": verdict.label, "confidence": verdict.confidence, "probabilities": verdict.probabilities, "verdict": verdict.verdict}
 
 
-def decision_block(decision: Decision) -> Answer:
-    """The ``decision`` block: the rule that turned probabilities into verdicts."""
-    return {
+def decision_block(decision: Decision, mode: str) -> Answer:
+    """The ``decision`` block: the rule that turned probabilities into verdicts, the face mode its thresholds
+    were fitted on, and whether this answer's face ``mode`` (the request's, else the server's) differs from
+    it, with a ``note`` naming both when it does."""
+    mismatch = decision.face_mode_mismatch(mode)
+    block = {
         "calibrated": decision.calibrated,
         "fake_label": decision.fake_label,
         "temperature": decision.temperature,
@@ -78,7 +81,13 @@ def decision_block(decision: Decision) -> Answer:
         "uncertain_threshold": decision.uncertain_threshold,
         "target_fpr": decision.target_fpr,
         "uncertain_fpr": decision.uncertain_fpr,
+        "fitted_face_mode": decision.face_mode,
+        "face_mode_mismatch": mismatch,
     }
+    if mismatch:
+        block["note"] = (f"the thresholds were fitted on face mode {decision.face_mode} and this answer was analysed in face "
+                         f"mode {mode}: the false-positive rates they were set for may not hold")
+    return block
 
 
 def face_search_block(search: FaceSearch | None) -> Answer | None:
@@ -109,7 +118,7 @@ def _top(outcome: Outcome, analysis: Analysis, context: AnswerContext) -> Answer
     """The fields every answer carries: the verdict on top, the decision, the model identity and what computed
     the logits."""
     identity = context.identity
-    return {**verdict_block(outcome.verdict), "verdict": outcome.final, "decision": decision_block(context.decision),
+    return {**verdict_block(outcome.verdict), "verdict": outcome.final, "decision": decision_block(context.decision, analysis.subjects.mode),
             "model": identity.name, "version": identity.version, "demo": identity.demo,
             "runtime": analysis.computed_by[0], "precision": analysis.computed_by[1]}
 

@@ -107,6 +107,8 @@ class DeepfakeClassifier:
         """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders and ``DecisionError``
         for an unusable ``decision.json``. ``records``: where to keep a record of each answer (None: nowhere)."""
         info = read_checkpoint_info(checkpoint)
+        decision = read_decision(info.path, info.labels, options.fake_label)
+        log_fitted_face_mode(decision, options.faces.mode)
         runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision, options.threads)
         face_model = info.path / options.face_model_file if options.face_model_file else None
         return cls(
@@ -118,7 +120,7 @@ class DeepfakeClassifier:
             detector=partial(create_detector, options.face_detector, face_model, options.face_detect_side, options.face_min_size),
             faces=options.faces,
             explainer_source=(info.path, torch.device(device)),
-            decision=read_decision(info.path, info.labels, options.fake_label),
+            decision=decision,
             video=options.video,
             forward_batch=forward_batch,
             provenance=ProvenanceReader(ProvenanceSettings(options.provenance, load_trust_list(options.provenance_trust_list, info.path))),
@@ -284,6 +286,19 @@ def _each(stage: str, analyses: Sequence[Analysis], call: Callable[[Analysis], N
             analysis.error = error
         except Exception:  # noqa: BLE001 - a surprise on this request must not fail its batch-mates
             analysis.error = _failed(stage)
+
+
+def log_fitted_face_mode(decision: Decision, mode: str) -> None:
+    """A warning at load when the server's face ``mode`` is not the one the decision was fitted on (its
+    thresholds were set on another kind of input); a note when a calibrated decision does not say."""
+    mismatch = decision.face_mode_mismatch(mode)
+    if mismatch:
+        logger.warning("face mode mismatch: the operating point (decision.json) was fitted on face mode %s; this model answers in "
+                       "face mode %s by default, so its false-positive rates may not hold (answers say so in decision.note; "
+                       "recalibrate with python -m scripts.calibrate, which uses the model config's face mode)", decision.face_mode, mode)
+    elif mismatch is None:
+        logger.info("decision.json does not say which face mode it was fitted on; this model answers in face mode %s by default "
+                    "(recalibrate with python -m scripts.calibrate to record it)", mode)
 
 
 def pass_sizes(count: int, most: int) -> list[int]:

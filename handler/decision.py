@@ -12,6 +12,9 @@ The rule, for the calibrated probability ``p`` of the fake label:
 ``fake_threshold`` flags at most ``target_fpr`` of the calibration set's real images, and
 ``uncertain_threshold`` at most ``uncertain_fpr`` of them (a looser target), so ``uncertain`` holds the
 scores a second, looser operating point would flag and the strict one does not.
+
+The thresholds hold for the kind of input they were fitted on: ``face_mode`` says which face mode
+(handler/faces.py) classified the calibration set, None in files written before it was recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from handler.faces import FACE_MODES
 
 DECISION_FILE = "decision.json"
 VERDICTS = ("real", "fake", "uncertain")
@@ -43,6 +48,14 @@ class Decision:
     uncertain_threshold: float | None = None
     target_fpr: float | None = None
     uncertain_fpr: float | None = None
+    face_mode: str | None = None  # the face mode the thresholds were fitted on; None: not recorded
+
+    def face_mode_mismatch(self, mode: str) -> bool | None:
+        """Whether subjects found in face ``mode`` are another kind of input than the thresholds were fitted
+        on: None when a calibrated decision does not say (an older ``decision.json``), False uncalibrated."""
+        if not self.calibrated:
+            return False
+        return None if self.face_mode is None else mode != self.face_mode
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax of ``logits / temperature``, in float64 so thresholds compare the same everywhere."""
@@ -90,6 +103,9 @@ def read_decision(folder: Path, labels: Sequence[str], fake_label: str) -> Decis
     uncertain = _fraction(thresholds.get("uncertain"), "thresholds.uncertain")
     if uncertain > fake:
         raise DecisionError(f"{path}: thresholds.uncertain ({uncertain}) is above thresholds.fake ({fake})")
+    face_mode = data.get("face_mode")
+    if face_mode is not None and face_mode not in FACE_MODES:
+        raise DecisionError(f"{path}: face_mode must be one of {', '.join(FACE_MODES)} or absent, got {face_mode!r}")
     return Decision(
         fake_label=fake_label,
         calibrated=True,
@@ -98,4 +114,5 @@ def read_decision(folder: Path, labels: Sequence[str], fake_label: str) -> Decis
         uncertain_threshold=uncertain,
         target_fpr=_fraction(target.get("fake_fpr"), "target.fake_fpr"),
         uncertain_fpr=_fraction(target.get("uncertain_fpr"), "target.uncertain_fpr"),
+        face_mode=face_mode,
     )

@@ -246,7 +246,7 @@ def record_row(analysis: Analysis, model: dict[str, Any], decision: Decision) ->
     summary = provenance_summary(analysis.provenance)
     row.update(runtime=analysis.computed_by[0], precision=analysis.computed_by[1], verdict=outcome.final,
                p_fake=finite([probabilities.get(decision.fake_label)])[0], labels=list(probabilities),
-               logits=finite(outcome.verdict.logits) or None, decision=decision_block(decision),
+               logits=finite(outcome.verdict.logits) or None, decision=decision_block(decision, subjects.mode),
                subjects=len(outcome.people) or subjects.faces, face_search=face_search_block(subjects.face_search),
                provenance=summary, declared_ai=(summary or {}).get("declared_ai"),
                match=match_block(analysis.match) if analysis.match else None)

@@ -7,13 +7,19 @@ Writes ``decision.json`` into the checkpoint folder (or --output); ``build_mar``
 answers then carry calibrated probabilities, a ``verdict`` (real | fake | uncertain) and the ``decision``.
 The rule is in handler/decision.py and docs/api.md.
 
+The calibration set is classified in the face mode the model serves (--model-config's face_mode, the
+shipped config/model-config.yaml by default) unless --face-mode says otherwise, and decision.json records
+it: thresholds hold for the kind of input they were fitted on, and a server in another mode says so.
+
   python -m scripts.calibrate --checkpoint runs/exp1 --data runs/exp1/splits/calibration.csv
   python -m scripts.calibrate --checkpoint runs/exp1 --data my-calibration-set/ --target-fpr 0.005 --uncertain-fpr 0.02
 
 Or from what reviewers labelled (docs/records.md): ``--records`` takes the image records answered by the
 --checkpoint's own weights (their SHA-256 is in each record) whose latest label is real or fake, with the raw
-logits each record kept; nothing is classified again. It also prints how the served verdicts agreed with the
-reviewers. ``--version`` narrows it to one served version.
+logits each record kept; nothing is classified again. Records do not keep the face mode their request
+asked for, but what they classified (face crops or the whole image, and whether a face search ran): only
+those whose deciding subject is what the face mode classifies are taken (docs/training.md). It also prints
+how the served verdicts agreed with the reviewers. ``--version`` narrows it to one served version.
 
   python -m scripts.calibrate --checkpoint checkpoints/mine --records
 """
@@ -34,7 +40,7 @@ from deepfake_service.records.review import ReviewError, labelled_set
 from deepfake_service.training.calibration import CalibrationError, write_decision
 from deepfake_service.training.evaluate import EvaluationError
 from deepfake_service.training.operating_point import calibrate, calibrate_from_records
-from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args
+from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args, served_face_mode
 from handler.checkpoint import weight_files
 from handler.recorder import weights_sha256
 from handler.store import connect
@@ -42,7 +48,7 @@ from handler.store import connect
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_predictor_arguments(parser, face_mode="off")
+    add_predictor_arguments(parser, face_mode=None)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="labelled folder or split CSV (path,label): the calibration set")
     source.add_argument("--records", nargs="?", const="", metavar="URL",
@@ -57,13 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     if output is None:
         parser.error("--output is needed with --endpoint (the checkpoint folder you will package)")
     fake_label = args.fake_label or handler_options(args.model_config).fake_label
+    args.face_mode = served_face_mode(args)
     try:
         if args.records is not None:
             if args.checkpoint is None:
                 parser.error("--records needs --checkpoint: the records of that checkpoint's weights calibrate it")
             url = args.records or read_settings().url
             weights = weights_sha256(weight_files(args.checkpoint))
-            labelled = labelled_set(connect(url), fake_label, version=args.version, weights=weights)
+            labelled = labelled_set(connect(url), fake_label, version=args.version, weights=weights, face_mode=args.face_mode)
             decision, described = calibrate_from_records(labelled, fake_label, args.target_fpr, args.uncertain_fpr,
                                                          f"records of weights {weights[:12]} at {redacted(url)}")
             print(json.dumps({"review": described["review"]}))
@@ -78,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     output.mkdir(parents=True, exist_ok=True)
     path = write_decision(decision, described, output)
     fake, uncertain = decision["achieved"]["fake"], decision["achieved"]["uncertain"]
+    print(f"fitted in face mode {decision['face_mode']} (what a server answering in another mode flags)")
     print(f"temperature {decision['temperature']:.4f}: NLL {decision['nll']['before']:.4f} -> {decision['nll']['after']:.4f}, "
           f"ECE {decision['ece']['before']:.4f} -> {decision['ece']['after']:.4f} on {described['classified']} images")
     print(f"fake      if P({fake_label}) >= {decision['thresholds']['fake']:.6f}: FPR {fake['fpr']:.4f} (target "

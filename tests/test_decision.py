@@ -3,7 +3,9 @@ three verdicts, decision.json in the core and in build_mar. Served round trips a
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -11,12 +13,15 @@ import pytest
 import torch
 
 from deepfake_service.packaging.archive import BuildError, build_mar
+from deepfake_service.project import MODEL_CONFIG, handler_options
 from deepfake_service.samples import imagegen
 from deepfake_service.training.calibration import decide, fit_temperature, nll, tempered, threshold_for_fpr
+from deepfake_service.training.predictors import served_face_mode
 from handler.analysis import Analysis, Request
 from handler.answers import decision_block
 from handler.classifier import DeepfakeClassifier
 from handler.decision import DECISION_FILE, Decision, DecisionError, read_decision
+from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
 from tests.servers import model_config
 from tests.tiny import TINY_LABELS
@@ -85,7 +90,9 @@ def test_uncalibrated_verdict_follows_the_top_label_and_is_never_uncertain():
     plain = Decision(fake_label="Fake")
     assert plain.verdict({"Real": 0.45, "Fake": 0.55}, "Fake") == "fake"
     assert plain.verdict({"Real": 0.55, "Fake": 0.45}, "Real") == "real"
-    assert decision_block(plain)["calibrated"] is False and decision_block(plain)["fake_threshold"] is None
+    block = decision_block(plain, "auto")
+    assert block["calibrated"] is False and block["fake_threshold"] is None
+    assert (block["fitted_face_mode"], block["face_mode_mismatch"]) == (None, False) and "note" not in block
 
 
 def test_decide_writes_thresholds_that_meet_both_targets_on_its_set():
@@ -129,7 +136,7 @@ def test_a_decided_checkpoint_answers_calibrated_probabilities_and_verdicts(deci
     for row, plain_row, calibrated, uncalibrated in zip(expected, softmax, decided.predict_batch(images), plain.predict_batch(images)):
         assert calibrated["decision"] == {"calibrated": True, "fake_label": "synthetic", "temperature": 3.0,
                                           "fake_threshold": 0.36, "uncertain_threshold": 0.32, "target_fpr": 0.01,
-                                          "uncertain_fpr": 0.05}
+                                          "uncertain_fpr": 0.05, "fitted_face_mode": None, "face_mode_mismatch": None}
         assert list(calibrated["probabilities"].values()) == pytest.approx(row.tolist(), abs=1e-6)
         fake = calibrated["probabilities"]["synthetic"]
         assert calibrated["verdict"] == ("fake" if fake >= 0.36 else "uncertain" if fake >= 0.32 else "real")
@@ -147,6 +154,7 @@ def test_a_decided_checkpoint_answers_calibrated_probabilities_and_verdicts(deci
         ({"thresholds": {"fake": 1.5, "uncertain": 0.5}}, "thresholds.fake must be a number in"),
         ({"temperature": 0}, "temperature must be a positive number"),
         ({"target": {}}, "target.fake_fpr"),
+        ({"face_mode": "sideways"}, "face_mode must be one of auto, faces, off or absent"),
     ],
 )
 def test_an_unusable_decision_file_stops_the_load_and_the_build(decided_checkpoint, tmp_path, change, message):
@@ -162,3 +170,71 @@ def test_an_unusable_decision_file_stops_the_load_and_the_build(decided_checkpoi
 def test_no_decision_file_is_uncalibrated(tiny_checkpoint):
     decision = read_decision(tiny_checkpoint, tuple(TINY_LABELS.values()), "synthetic")
     assert decision == Decision(fake_label="synthetic")
+
+
+# The face mode the operating point was fitted on, and a server answering in another one.
+
+def fitted_in(folder, face_mode):
+    """``folder``'s decision.json, fitted in ``face_mode`` (None: a file from before the key)."""
+    path = folder / DECISION_FILE
+    content = {key: value for key, value in json.loads(path.read_text()).items() if key != "face_mode"}
+    path.write_text(json.dumps(content if face_mode is None else {**content, "face_mode": face_mode}))
+    return folder
+
+
+def test_an_old_decision_file_without_face_mode_loads_and_says_its_face_mode_is_unknown(decided_checkpoint):
+    decision = read_decision(decided_checkpoint, tuple(TINY_LABELS.values()), "synthetic")
+    assert decision.calibrated and decision.face_mode is None
+    block = decision_block(decision, "auto")
+    assert (block["fitted_face_mode"], block["face_mode_mismatch"]) == (None, None) and "note" not in block
+
+
+@pytest.mark.parametrize("face_mode", FACE_MODES)
+def test_the_decision_carries_the_face_mode_it_was_fitted_on(decided_checkpoint, face_mode):
+    assert read_decision(fitted_in(decided_checkpoint, face_mode), tuple(TINY_LABELS.values()), "synthetic").face_mode == face_mode
+
+
+def test_the_decision_block_names_the_fitted_face_mode_and_a_request_in_another_mode(decided_checkpoint):
+    classifier = DeepfakeClassifier.from_checkpoint(fitted_in(decided_checkpoint, "auto"), HandlerOptions(fake_label="synthetic"))
+    image = imagegen.jpeg(seed=3)
+    served, asked_auto = classifier.predict_batch([image, Request(image, "auto")])  # the server's mode (off), then auto
+    assert served["mode"] == "off" and served["decision"]["fitted_face_mode"] == "auto"
+    assert served["decision"]["face_mode_mismatch"] is True
+    assert "fitted on face mode auto" in served["decision"]["note"] and "analysed in face mode off" in served["decision"]["note"]
+    assert asked_auto["decision"]["face_mode_mismatch"] is False and "note" not in asked_auto["decision"]
+    assert served["verdict"] == asked_auto["verdict"]  # the note is beside the verdict, never in it
+
+
+def test_loading_warns_when_the_served_face_mode_is_not_the_fitted_one(decided_checkpoint, caplog):
+    options = HandlerOptions(fake_label="synthetic", face_mode="off")
+    with caplog.at_level(logging.INFO, logger="handler.classifier"):
+        DeepfakeClassifier.from_checkpoint(fitted_in(decided_checkpoint, "auto"), options)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "fitted on face mode auto" in warned[0].getMessage() and "face mode off" in warned[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="handler.classifier"):
+        DeepfakeClassifier.from_checkpoint(fitted_in(decided_checkpoint, "off"), options)
+        DeepfakeClassifier.from_checkpoint(fitted_in(decided_checkpoint, None), options)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert ["does not say which face mode" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_calibrate_fits_on_the_model_configs_face_mode_unless_told(tmp_path):
+    shipped = handler_options(MODEL_CONFIG).faces.mode
+    off = model_config(tmp_path / "off.yaml", handler={"face_mode": "off"})
+    assert served_face_mode(argparse.Namespace(face_mode=None, model_config=MODEL_CONFIG)) == shipped == "auto"
+    assert served_face_mode(argparse.Namespace(face_mode=None, model_config=off)) == "off"
+    assert served_face_mode(argparse.Namespace(face_mode="faces", model_config=off)) == "faces"
+
+
+@pytest.mark.parametrize(("given", "fitted"), [([], "auto"), (["--model-config", "off"], "off"),
+                                               (["--model-config", "off", "--face-mode", "auto"], "auto")])
+def test_calibrate_writes_the_face_mode_it_classified_in(tiny_checkpoint, labelled_folder, tmp_path, given, fitted):
+    from scripts import calibrate
+
+    given = [str(model_config(tmp_path / "off.yaml", handler={"face_mode": "off"})) if g == "off" else g for g in given]
+    calibrate.main(["--checkpoint", str(tiny_checkpoint), "--data", str(labelled_folder), "--fake-label", "synthetic",
+                    "--output", str(tmp_path), "--no-progress", *given])
+    written = json.loads((tmp_path / DECISION_FILE).read_text())
+    assert written["face_mode"] == fitted
+    assert read_decision(tmp_path, tuple(TINY_LABELS.values()), "synthetic").face_mode == fitted

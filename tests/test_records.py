@@ -24,6 +24,7 @@ from deepfake_service.records.review import (
     Filters,
     ReviewError,
     add_label,
+    classified_as,
     delete_records,
     get_record,
     labelled_set,
@@ -311,16 +312,50 @@ def test_calibration_from_labelled_records_uses_their_logits_and_reports_agreeme
     from scripts.calibrate import main as calibrate_command
 
     copy = shutil.copytree(two_label_checkpoint, tmp_path / "recalibrated")
-    calibrate_command(["--checkpoint", str(copy), "--records", url, "--target-fpr", "0.1", "--uncertain-fpr", "0.2"])
+    # Answered in face mode off: whole images, which the shipped config's auto would not have classified
+    # for the photos with a face; the command takes the served mode unless told.
+    with pytest.raises(SystemExit, match="what face mode auto classifies [(]20 labelled records classified another kind"):
+        calibrate_command(["--checkpoint", str(copy), "--records", url])
+    calibrate_command(["--checkpoint", str(copy), "--records", url, "--face-mode", "off", "--target-fpr", "0.1", "--uncertain-fpr", "0.2"])
     written = json.loads((copy / "decision.json").read_text())
     assert written["thresholds"] == decision["thresholds"] and written["calibration_set"]["review"] == review
+    assert written["face_mode"] == "off" and decision["face_mode"] is None  # labelled_set without a face mode: not sorted
     recalibrated = DeepfakeClassifier.from_checkpoint(copy, HandlerOptions(face_mode="off"))
     assert recalibrated.decision.calibrated and recalibrated.decision.fake_threshold == decision["thresholds"]["fake"]
+    assert recalibrated.decision.face_mode == "off"
     other = write_random_checkpoint(tmp_path / "other", tiny_config(id2label={0: "Real", 1: "Fake"}), seed=9, demo=False)
     with pytest.raises(SystemExit, match="no image record"):  # other weights: none of these records are theirs
         calibrate_command(["--checkpoint", str(other), "--records", url])
     with pytest.raises(ReviewError, match="different labels|not one of"):
         labelled_set(engine, "Synthetic")
+    engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("face_mode", "faces", "searched", "taken"),
+    [("auto", 1, True, True), ("auto", 0, True, True), ("auto", 1, False, True), ("auto", 0, False, False),
+     ("faces", 1, True, True), ("faces", 0, True, False), ("faces", 0, False, False),
+     ("off", 0, False, True), ("off", 0, True, True), ("off", 1, True, False), (None, 1, False, True)],
+)
+def test_a_record_is_taken_for_a_face_mode_when_its_subject_is_what_that_mode_classifies(face_mode, faces, searched, taken):
+    assert classified_as(face_mode, faces, searched) is taken
+
+
+def test_calibration_from_records_takes_only_the_subjects_of_its_face_mode(tmp_path, two_label_checkpoint):
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    migrate(url)
+    classifier = recording(two_label_checkpoint, url)  # its own face mode: off
+    face, no_face = astronaut(), photo_jpeg(photos.coffee(), 90)
+    answers = classifier.predict_batch([Request(face, "auto"), Request(no_face, "auto"), face, no_face])
+    assert [(a["mode"], a["analyzed"]) for a in answers] == [("auto", "faces"), ("auto", "image"), ("off", "image"), ("off", "image")]
+    engine = connect(url)
+    for a in answers:
+        add_label(engine, a["record"]["id"], "real", None, "alice")
+    ids = [a["record"]["id"] for a in answers]
+    taken = {mode: labelled_set(engine, "Fake", face_mode=mode) for mode in ("auto", "faces", "off", None)}
+    assert {mode: set(found.ids) for mode, found in taken.items()} == {
+        "auto": {ids[0], ids[1]}, "faces": {ids[0]}, "off": {ids[1], ids[2], ids[3]}, None: set(ids)}
+    assert taken["faces"].skipped == {"without_logits": 0, "other_subject": 3} and taken["faces"].face_mode == "faces"
     engine.dispose()
 
 

@@ -335,9 +335,12 @@ def test_rollout_refuses_a_version_with_other_labels_and_keeps_the_default(versi
 def test_the_calibrate_command_reproduces_the_runs_operating_point(calibrated_run, tmp_path, capsys):
     from scripts import calibrate
 
+    # The run calibrates its face crops as they are (face mode off), and says so; the command takes the
+    # served mode (auto) unless told.
     calibrate.main(["--checkpoint", str(calibrated_run), "--data", str(calibrated_run / "splits" / "calibration.csv"),
-                    "--target-fpr", "0.06", "--uncertain-fpr", "0.2", "--output", str(tmp_path), "--no-progress"])
+                    "--target-fpr", "0.06", "--uncertain-fpr", "0.2", "--output", str(tmp_path), "--no-progress", "--face-mode", "off"])
     again, first = (json.loads((folder / DECISION_FILE).read_text()) for folder in (tmp_path, calibrated_run))
+    assert again["face_mode"] == first["face_mode"] == "off"
     # The run's own decision.json is undone (its temperature divided out) before refitting on the same images.
     assert again["temperature"] == pytest.approx(first["temperature"], rel=1e-3)
     assert again["thresholds"] == pytest.approx(first["thresholds"], abs=1e-6)

@@ -127,7 +127,8 @@ def delete_records(engine: Engine, ids: list[str] = (), sha256: list[str] = ()) 
 @dataclass(frozen=True)
 class LabelledSet:
     """Labelled image records as a calibration set: the stored raw logits of each deciding crop, the
-    reviewer's label as truth, the model's verdict and the record ids."""
+    reviewer's label as truth, the model's verdict and the record ids; ``face_mode``: the face mode whose
+    kind of subject they all are (None: not sorted by it)."""
 
     labels: tuple[str, ...]
     fake_index: int
@@ -136,15 +137,31 @@ class LabelledSet:
     verdicts: list[str]
     ids: list[str]
     skipped: dict[str, int]
+    face_mode: str | None = None
+
+
+def classified_as(face_mode: str | None, faces: int | None, searched: bool) -> bool:
+    """Whether a record's deciding subject is what ``face_mode`` classifies in that image. A record does not
+    keep the face mode its request asked for, but what was classified: ``faces`` (its ``subjects``: face
+    crops, 0 for the whole image) and ``searched`` (its ``face_search`` is set, since migration 0002, when a
+    face search ran). faces: a face crop; off: the whole image; auto: a face crop, or the whole image after a
+    search found no face (a whole image classified without a search may have held one). None: any."""
+    if face_mode is None:
+        return True
+    if face_mode == "auto":
+        return bool(faces) or searched
+    return bool(faces) == (face_mode == "faces")
 
 
 def labelled_set(engine: Engine, fake_label: str, model: str | None = None, version: str | None = None,
-                 weights: str | None = None) -> LabelledSet:
+                 weights: str | None = None, face_mode: str | None = None) -> LabelledSet:
     """Image records, probes left out, whose latest label is real or fake (``unsure`` is no truth) and that
-    kept logits, of one model name, version and weights (their SHA-256) when given; ``ReviewError`` when
-    they disagree on the label set."""
+    kept logits, of one model name, version and weights (their SHA-256) when given, and whose deciding
+    subject is what ``face_mode`` classifies (``classified_as``) when given; ``ReviewError`` when they
+    disagree on the label set."""
     latest = latest_labels()
-    query = (select(records.c.id, records.c.labels, records.c.logits, records.c.verdict, latest.c.label)
+    query = (select(records.c.id, records.c.labels, records.c.logits, records.c.verdict, records.c.subjects, records.c.face_search,
+                    latest.c.label)
              .join(latest, latest.c.record_id == records.c.id)
              .where(REVIEWED, records.c.media == "image", latest.c.label.in_(("real", "fake"))).order_by(records.c.created_at))
     if model is not None:
@@ -155,10 +172,11 @@ def labelled_set(engine: Engine, fake_label: str, model: str | None = None, vers
         query = query.where(records.c.weights_sha256 == weights)
     with engine.connect() as connection:
         rows = connection.execute(query).all()
-    usable = [r for r in rows if r.logits and r.labels]
-    skipped = {"without_logits": len(rows) - len(usable)}
+    with_logits = [r for r in rows if r.logits and r.labels]
+    usable = [r for r in with_logits if classified_as(face_mode, r.subjects, r.face_search is not None)]
+    skipped = {"without_logits": len(rows) - len(with_logits), "other_subject": len(with_logits) - len(usable)}
     if not usable:
-        return LabelledSet((), -1, np.zeros((0, 0)), np.zeros(0, int), [], [], skipped)
+        return LabelledSet((), -1, np.zeros((0, 0)), np.zeros(0, int), [], [], skipped, face_mode)
     label_set = tuple(usable[0].labels)
     if any(tuple(r.labels) != label_set for r in usable):
         raise ReviewError("the labelled records come from models with different labels; pick one with --model")
@@ -169,4 +187,4 @@ def labelled_set(engine: Engine, fake_label: str, model: str | None = None, vers
         raise ReviewError(f"calibration from reviews needs a two-label model; the records have {list(label_set)}")
     index = {"fake": label_set.index(fake_label), "real": label_set.index(real[0])}
     return LabelledSet(label_set, index["fake"], np.asarray([r.logits for r in usable], dtype=float), np.asarray([index[r.label] for r in usable]),
-                       [r.verdict for r in usable], [r.id for r in usable], skipped)
+                       [r.verdict for r in usable], [r.id for r in usable], skipped, face_mode)

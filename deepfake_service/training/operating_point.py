@@ -11,6 +11,7 @@ from typing import Sequence
 from deepfake_service.dataset import Sample
 from deepfake_service.training.calibration import CalibrationError, decide, describe_set
 from deepfake_service.training.evaluate import evaluate
+from deepfake_service.training.predictors import Scored
 
 
 def calibrate(
@@ -24,25 +25,37 @@ def calibrate(
     progress: bool = True,
 ) -> tuple[dict, dict]:
     """Classify the calibration ``samples`` with ``predictor`` (a checkpoint or an endpoint; a decision it
-    already has is undone) and return (decision, calibration set description) for ``write_decision``."""
+    already has is undone) and return (decision, calibration set description) for ``write_decision``. The
+    decision's ``face_mode`` is the one the answers say they were analysed in (their ``mode``)."""
     evaluation = evaluate(predictor, list(samples), batch_size, progress)
     labels = evaluation.report["labels"]
     decision = decide(labels, evaluation.truth, evaluation.logits, fake_label, target_fpr, uncertain_fpr)
+    decision["face_mode"] = answered_face_mode(evaluation.scored)
     model = evaluation.report["model"]
     # Scores move a little between runtimes and precisions: the file says which computed these.
     computed_by = {"runtime": model.get("runtime"), "precision": model.get("precision")}
     return decision, {**describe_set(samples, len(evaluation.truth), source), "computed_by": computed_by}
 
 
+def answered_face_mode(scored: Sequence[Scored]) -> str | None:
+    """The face mode the answers were analysed in, when they all say the same one; else None."""
+    modes = {s.prediction.get("mode") for s in scored if s.prediction is not None}
+    return modes.pop() if len(modes) == 1 else None
+
 
 def calibrate_from_records(labelled, fake_label: str, target_fpr: float = 0.01, uncertain_fpr: float = 0.05,
                            source: str = "records") -> tuple[dict, dict]:
     """The operating point from reviewed records (``LabelledSet`` of deepfake_service/records/review.py):
-    their stored raw logits, the reviewers' labels as truth; no image is read again. Returns (decision,
-    calibration set description) for ``write_decision``."""
+    their stored raw logits, the reviewers' labels as truth; no image is read again. The decision's
+    ``face_mode`` is the one the set was taken for (``labelled.face_mode``). Returns (decision, calibration
+    set description) for ``write_decision``."""
     if not labelled.ids:
-        raise CalibrationError("no image record has a real or fake label with stored logits; review some first")
+        other = labelled.skipped.get("other_subject", 0)
+        beside = (f" whose subject is what face mode {labelled.face_mode} classifies ({other} labelled records classified "
+                  "another kind; --face-mode picks the mode)") if other else ""
+        raise CalibrationError(f"no image record has a real or fake label with stored logits{beside}; review some first")
     decision = decide(list(labelled.labels), labelled.truth, labelled.logits, fake_label, target_fpr, uncertain_fpr)
+    decision["face_mode"] = labelled.face_mode
     report = review_report(labelled)
     described = {"source": source, "images": len(labelled.ids), "classified": len(labelled.ids),
                  "per_label": {"real": report["reviewed_real"], "fake": report["reviewed_fake"]},

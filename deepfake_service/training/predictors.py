@@ -186,6 +186,12 @@ def add_predictor_arguments(parser, face_mode: str | None) -> None:
                              f"(default: {face_mode or 'the model config default'})")
 
 
+def served_face_mode(args) -> str:
+    """``--face-mode`` when given, else the face mode ``--model-config`` serves (its handler section's
+    ``face_mode``): what calibrate fits its thresholds on unless told otherwise."""
+    return args.face_mode or handler_options(args.model_config).faces.mode
+
+
 def predictor_from_args(args) -> Predictor:
     if args.checkpoint is not None:
         options = handler_options(args.model_config, runtime=args.runtime, precision=args.precision)
