@@ -1,5 +1,5 @@
 """The face stage's shared parts: face modes and settings, the detector seam (``detect(image, scale) ->
-boxes``; the detectors are in handler/detectors.py), what a search could see, and the square crops the
+boxes``; the registry and Haar and YuNet are handler/detectors.py, BlazeFace handler/blazeface.py), what a search could see, and the square crops the
 model classifies (it was trained on face crops)."""
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def create_app(
             return None
         refused, client = access.client(request.headers, request.remote_addr)
         if refused:
-            return error(401, "page token required" if access.token else "not authenticated", refused)
+            return error(401, "not authenticated" if access.identity_header else "page token required", refused)
         if request.method == "POST":
             problem = cross_site(request.headers, request.host)
             if problem:
@@ -189,7 +189,7 @@ def create_app(
         upload = request.files.get("image")
         if upload is None:
             return error(400, "no image in request", "send the image as a multipart file field named image")
-        face_mode = request.form.get(FACE_MODE_FIELD) or None
+        face_mode = (request.form.get(FACE_MODE_FIELD) or "").strip().lower()[:32] or None  # as the handler reads it
         if face_mode is not None and face_mode not in FACE_MODES:
             return error(400, "bad option", f"{FACE_MODE_FIELD} must be one of {', '.join(FACE_MODES)}")
         payload = upload.read(max_upload_bytes + 1)

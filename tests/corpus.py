@@ -118,7 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     target = Path((argv or sys.argv[1:] or ["results/corpus"])[0])
     target.mkdir(parents=True, exist_ok=True)
     index = []
-    for number, case in enumerate(build_corpus(10 * 1024 * 1024, 36_000_000, 16 * 1024 * 1024)):
+    from deepfake_service.project import CONFIG_PROPERTIES, handler_options
+    from deepfake_service.serving.properties import read_properties
+
+    options = handler_options()
+    limit = int(read_properties(CONFIG_PROPERTIES)["max_request_size"])
+    for number, case in enumerate(build_corpus(options.max_image_bytes, options.max_image_pixels, limit)):
         name = f"{number:02d}-{''.join(c if c.isalnum() else '_' for c in case.name)}.bin"
         (target / name).write_bytes(case.body)
         index.append({"file": name, "case": case.name, "status": case.status, "error": case.error, "form_field": case.form_field})

@@ -96,7 +96,8 @@ def check_disk(needed_gb: float, folders: tuple[Path, ...] = (ROOT, Path(tempfil
         free = shutil.disk_usage(folder).free / 1e9
         if free < needed_gb:
             problems.append(f"{free:.1f} GB free in {folder}, {needed_gb:.0f} GB needed: free some space (make clean removes "
-                            "the venv, checkpoints and results)")
+                            "the venv, checkpoints, results, models/, run/, build/ and every model_store/*.mar; var/ "
+                            "(the record store) stays)")
     return problems
 
 
