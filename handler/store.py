@@ -34,7 +34,6 @@ from sqlalchemy import (
 from handler.fingerprint import MATCH_DISTANCE
 
 SETTINGS_ENV = "DEEPFAKE_RECORDS"  # JSON of RecordSettings, set by whoever starts TorchServe
-CLIENT_HEADER = "X-Deepfake-Client"  # who the upload page says asked (recorded as claimed)
 # A request whose PURPOSE_HEADER says PROBE (the page's health probe, rollout's smoke tests) is recorded with
 # route PROBE, which review lists and calibration leave out: a caller can hide its request from review,
 # never from the store.
@@ -92,12 +91,15 @@ labels = Table(
 class RecordSettings:
     """``url``: the SQLAlchemy URL ("" or "off": records off); ``match_distance``: the most PDQ bits
     between a new image and a labelled one that still match; ``refresh_s``: how old a worker's copy of
-    the labelled hashes may get; ``retention_days``: records older than this are purged (0: kept)."""
+    the labelled hashes may get; ``retention_days``: records older than this are purged (0: kept);
+    ``client_header``: the header a deployment's authenticating proxy sets, naming API callers in the
+    record ("": none; handler/clients.py)."""
 
     url: str = ""
     match_distance: int = MATCH_DISTANCE
     refresh_s: float = 30.0
     retention_days: int = 365
+    client_header: str = ""
 
     @property
     def enabled(self) -> bool:

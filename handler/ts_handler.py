@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -15,12 +14,13 @@ from ts.torch_handler.base_handler import BaseHandler
 from handler.analysis import Analysis, Request
 from handler.answers import answer
 from handler.classifier import DeepfakeClassifier
+from handler.clients import Clients
 from handler.errors import ClientError
 from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
 from handler.roles import worker_role
-from handler.store import CLIENT_HEADER, PROBE, PURPOSE_HEADER, RecordSettings
+from handler.store import PROBE, PURPOSE_HEADER, RecordSettings
 
 logger = logging.getLogger(__name__)
 
@@ -73,19 +73,6 @@ def is_explanation(headers: dict) -> bool:
     return any(str(k).lower() == "explain" and str(v) == "True" for k, v in headers.items())
 
 
-def client_of(headers: dict) -> str | None:
-    """Who asked, for the record: the upload page's client header (as the page claims it), else a short
-    fingerprint of the bearer key (never the key), else None."""
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    claimed = lowered.get(CLIENT_HEADER.lower(), "").strip()
-    if claimed:
-        return claimed[:200]
-    bearer = lowered.get("authorization", "")
-    if bearer:
-        return "key:" + hashlib.sha256(bearer.encode()).hexdigest()[:12]
-    return None
-
-
 def route_of(headers: dict, explain: bool, route: str) -> str:
     """The record's route: ``probe`` when the ``X-Deepfake-Purpose`` header says so (a health probe or a
     smoke test, kept apart from review), else ``explanations`` for /explanations, else ``route``."""
@@ -93,11 +80,11 @@ def route_of(headers: dict, explain: bool, route: str) -> str:
     return PROBE if purpose == PROBE else "explanations" if explain else route
 
 
-def read_request(item: dict, headers: dict, route: str = "predictions") -> Request:
-    """One TorchServe request item and its headers as the core's request record; a client error in
-    them becomes that request's payload (its answer)."""
+def read_request(item: dict, headers: dict, route: str = "predictions", clients: Clients = Clients()) -> Request:
+    """One TorchServe request item and its headers as the core's request record (``clients`` names who
+    sent it, handler/clients.py); a client error in them becomes that request's payload (its answer)."""
     explain = is_explanation(headers)
-    client, route = client_of(headers), route_of(headers, explain, route)
+    client, route = clients.of(headers), route_of(headers, explain, route)
     try:
         mode = face_mode(item, headers)
         return Request(image_bytes(item), mode, explain, client, route)
@@ -119,6 +106,7 @@ class DeepfakeHandler(BaseHandler):
         if self.role.nice:
             os.nice(self.role.nice)  # video workers leave the CPU to image workers when both are busy
         self.device = worker_device(properties)
+        records = RecordSettings.from_environment()
         self.classifier = DeepfakeClassifier.from_checkpoint(
             Path(properties["model_dir"]) / options.checkpoint,
             options,
@@ -127,8 +115,9 @@ class DeepfakeHandler(BaseHandler):
             version=model.get("modelVersion", "1.0"),
             forward_batch=int(context.model_yaml_config.get("batchSize", 8)),
             video_endpoint=self.role.video_endpoint,
-            records=RecordSettings.from_environment(),
+            records=records,
         )
+        self.clients = Clients.from_environment(records.client_header)
         self.initialized = True
         runtime = self.classifier.runtime
         logger.info(
@@ -152,7 +141,8 @@ class DeepfakeHandler(BaseHandler):
         v2 = bool(data) and all(is_v2_input(item) for item in data)
         # Under the kservev2 envelope the items are the input tensors of request 0, not requests.
         route = "v2" if v2 else "predictions"
-        requests = [read_request(item, context.get_all_request_header(0 if v2 else index) or {}, route) for index, item in enumerate(data)]
+        requests = [read_request(item, context.get_all_request_header(0 if v2 else index) or {}, route, self.clients)
+                    for index, item in enumerate(data)]
         analyses = self.classifier.analyse(requests)
         bodies = [answer(analysis, self.classifier.answers) for analysis in analyses]
         logger.info("batch of %d requests, %d rejected", len(analyses), sum(not a.open for a in analyses))

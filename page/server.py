@@ -42,10 +42,12 @@ from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT,
 from deepfake_service.records import read_settings
 from deepfake_service.records.review import BadFilter, Filters, ReviewError, add_label, get_record, list_records
 from deepfake_service.serving.server import ServeError, read_key_file
+from handler.clients import CLIENT_HEADER, SIGNATURE_HEADER, signature
+from handler.clients import KEY_FILE as CLIENT_KEY_FILE
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
 from handler.roles import video_twin
-from handler.store import CLIENT_HEADER, PROBE, PURPOSE_HEADER, connect
+from handler.store import PROBE, PURPOSE_HEADER, connect
 from handler.video import container_format
 from page.guard import (
     CONCURRENCY,
@@ -101,11 +103,13 @@ def create_app(
     explanations: bool = True,
     video_model: str | None = None,
     records: Engine | None = None,
+    client_key: str = "",
 ) -> Flask:
     """The page app; ``key_file`` is TorchServe's key_file.json, read per call; ``access`` and ``limiter``
     guard /api/* (page/guard.py); videos go to ``video_model`` (None: ``model``; the command line defaults
     to ``<model>-video``), and to ``model`` when the server answers 404 there (no video registration);
-    ``records``: the record store the review routes read and label (None: they answer 404)."""
+    ``records``: the record store the review routes read and label (None: they answer 404); ``client_key``:
+    the run's key with which the page signs who asked, so the record believes it (handler/clients.py)."""
     limiter = limiter or Limiter()
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False  # keep the model's label order (config.id2label) in probabilities
@@ -121,8 +125,10 @@ def create_app(
     def forward(path: str, payload: bytes, face_mode: str | None, to: str = model, client: str | None = None,
                 probe: bool = False) -> requests.Response:
         headers = {**auth(), "Content-Type": "application/octet-stream"}
-        if client:
-            headers[CLIENT_HEADER] = f"page:{client}"  # who asked, for the record
+        if client:  # who asked, for the record; signed, or the workers name the page's key instead
+            headers[CLIENT_HEADER] = f"page:{client}"[:200]
+            if client_key:
+                headers[SIGNATURE_HEADER] = signature(client_key, headers[CLIENT_HEADER])
         if probe:
             headers[PURPOSE_HEADER] = PROBE  # recorded apart from the reviewable records
         if face_mode:
@@ -307,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--video-model", help="the registration videos go to (default: the model's video twin, "
                                                "<model>-video; give the model's own name when the server has none)")
     parser.add_argument("--key-file", type=Path, default=RUN_DIR / KEY_FILE, help="(default: %(default)s)")
+    parser.add_argument("--client-key-file", type=Path, help="the run's key that signs who asked, so records name the page's "
+                                                              f"users (default: {CLIENT_KEY_FILE} beside --key-file)")
     parser.add_argument("--host", default=PAGE_HOST, help="(default: %(default)s)")
     parser.add_argument("--port", type=int, default=PAGE_PORT, help="(default: %(default)s)")
     parser.add_argument("--max-upload-bytes", type=int, default=shipped_upload_cap(),
@@ -335,10 +343,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"page: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = read_settings()
+    client_key_file = args.client_key_file or args.key_file.parent / CLIENT_KEY_FILE
+    client_key = client_key_file.read_text().strip() if client_key_file.is_file() else ""
+    if not client_key:
+        logging.getLogger(__name__).warning("no %s: records name the page's key, not its users", client_key_file)
     app = create_app(args.inference_url, args.model, args.key_file, args.max_upload_bytes, access,
                      Limiter(args.rate, args.concurrency), explanations=not args.no_explanations,
                      video_model=args.video_model or video_twin(args.model),
-                     records=connect(settings.url) if settings.enabled else None)
+                     records=connect(settings.url) if settings.enabled else None, client_key=client_key)
     print(f"upload page on http://{args.host}:{args.port}/ -> {args.inference_url} model {args.model}", flush=True)
     # waitress's own cap is the hard bound (plain-text 413); below it Flask answers oversize uploads in JSON.
     serve(app, host=args.host, port=args.port, threads=args.threads, channel_timeout=READ_TIMEOUT + 10,

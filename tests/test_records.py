@@ -389,9 +389,10 @@ def test_the_shipped_records_yaml_states_the_settings_defaults():
 
     shipped = yaml.safe_load(RECORDS_CONFIG.read_text())
     defaults = RecordSettings()
-    assert set(shipped) == {"url", "match_distance", "refresh_s", "retention_days"}
-    assert {key: shipped[key] for key in ("match_distance", "refresh_s", "retention_days")} == {
-        "match_distance": defaults.match_distance, "refresh_s": defaults.refresh_s, "retention_days": defaults.retention_days}
+    assert set(shipped) == {"url", "match_distance", "refresh_s", "retention_days", "client_header"}
+    assert {key: shipped[key] for key in ("match_distance", "refresh_s", "retention_days", "client_header")} == {
+        "match_distance": defaults.match_distance, "refresh_s": defaults.refresh_s, "retention_days": defaults.retention_days,
+        "client_header": defaults.client_header}
 
 
 def test_a_nested_records_section_is_refused_not_read_as_records_off(tmp_path):

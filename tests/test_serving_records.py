@@ -56,6 +56,14 @@ def test_a_served_answer_carries_its_record_and_the_store_holds_it(server, store
     assert record["verdict"] == answer.json()["verdict"] and record["logits"] and record["pdq"]
 
 
+def test_a_client_header_any_caller_sets_does_not_name_the_client(server, store):
+    """Only the page's signed claim names a page user; a caller holding the inference key who sets the header
+    is named by its key's fingerprint (handler/clients.py)."""
+    forged = post(server, photo_jpeg(photos.chelsea()), headers={"X-Deepfake-Client": "page:someone-else"})
+    assert forged.status_code == 200, forged.text
+    assert get_record(store, forged.json()["record"]["id"])["client"].startswith("key:")
+
+
 def test_a_served_4xx_names_its_record(server, store):
     answer = post(server, b"<html>not a picture</html>")
     assert answer.status_code == 415

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from deepfake_service.serving.drain import drain
 from deepfake_service.serving.properties import read_properties, snapshot_models, write_properties
 from deepfake_service.serving.registrations import model_snapshot
 from deepfake_service.serving.server import PID_FILE, SERVING_PROPERTIES, ServeError, Server, recorded
+from handler.clients import KEY_ENV as CLIENT_KEY_ENV
+from handler.clients import KEY_FILE as CLIENT_KEY_FILE
 from handler.store import SETTINGS_ENV, RecordSettings, connect, purge_older_than
 
 DRAINING = "draining"  # marker a Kubernetes preStop hook writes: readiness fails from then on
@@ -74,7 +77,8 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path, rec
         properties["model_snapshot"] = model_snapshot(models, model_store)
     server = Server(run_dir=run_dir, properties=properties)
     write_properties(properties, run_dir / SERVING_PROPERTIES)
-    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp), **{SETTINGS_ENV: prepare_records(records_url).to_environment()})
+    env = dict(os.environ, TMPDIR=str(private_tmp), TEMP=str(private_tmp), **{SETTINGS_ENV: prepare_records(records_url).to_environment()},
+               **{CLIENT_KEY_ENV: new_client_key(run_dir)})
     command = [
         str(Path(sys.executable).parent / "torchserve"),
         "--start",
@@ -89,6 +93,18 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path, rec
         )
     (run_dir / PID_FILE).write_text(str(process.pid))
     return server
+
+
+def new_client_key(run_dir: Path) -> str:
+    """A fresh key for this run with which the upload page signs who asked (handler/clients.py), written to
+    the run folder readable by its owner alone."""
+    key = secrets.token_hex(32)
+    path = run_dir / CLIENT_KEY_FILE
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key)
+    return key
 
 
 def prepare_records(url: str | None = None) -> RecordSettings:
