@@ -114,11 +114,12 @@ def consistency_block(recheck: Recheck, original: Verdict, consistency: Consiste
     return block
 
 
-def _top(outcome: Outcome, analysis: Analysis, context: AnswerContext) -> Answer:
-    """The fields every answer carries: the verdict on top, the decision, the model identity and what computed
-    the logits."""
+def _top(outcome: Outcome, analysis: Analysis, context: AnswerContext, checked: Answer | None = None) -> Answer:
+    """The fields every answer carries: the verdict on top (and ``checked``, the consistency block, right after
+    it), the decision, the model identity and what computed the logits."""
     identity = context.identity
-    return {**verdict_block(outcome.verdict), "verdict": outcome.final, "decision": decision_block(context.decision, analysis.subjects.mode),
+    return {**verdict_block(outcome.verdict), "verdict": outcome.final, **(checked or {}),
+            "decision": decision_block(context.decision, analysis.subjects.mode),
             "model": identity.name, "version": identity.version, "demo": identity.demo,
             "runtime": analysis.computed_by[0], "precision": analysis.computed_by[1]}
 
@@ -136,8 +137,7 @@ def image_answer(analysis: Analysis, context: AnswerContext) -> Answer:
     if outcome.recheck is not None and context.consistency is not None:
         checked = {"consistency": consistency_block(outcome.recheck, outcome.verdict, context.consistency)}
     return {
-        **_top(outcome, analysis, context),
-        **checked,
+        **_top(outcome, analysis, context, checked),
         "mode": subjects.mode,
         "analyzed": subjects.analyzed,
         "decided_by_face": outcome.deciding,

@@ -29,7 +29,7 @@ from handler.checkpoint import load_image_processor, read_checkpoint_info, weigh
 from handler.consistency import Consistency
 from handler.decision import Decision, read_decision
 from handler.detectors import create_detector
-from handler.errors import BadOption, ClientError, RequestError, RequestFailed, VideoElsewhere
+from handler.errors import BadOption, RequestError, RequestFailed, VideoElsewhere
 from handler.explain import Explainer
 from handler.faces import FaceDetector, FaceSettings
 from handler.images import ImageLimits
@@ -205,7 +205,7 @@ class DeepfakeClassifier:
             except Exception as error:  # noqa: BLE001 - e.g. the face detector failed to load: every request of the kind fails
                 found = [error] * len(batch)
             for analysis, result in zip(batch, found):
-                if isinstance(result, ClientError):
+                if isinstance(result, RequestError):
                     analysis.error = result
                 elif isinstance(result, Exception):
                     analysis.error = _failed("finding what to classify", result)
@@ -275,14 +275,14 @@ class DeepfakeClassifier:
 
 
 def _each(stage: str, analyses: Sequence[Analysis], call: Callable[[Analysis], None]) -> None:
-    """``call`` on each open analysis: a ``ClientError`` it raises ends that analysis; anything else ends it
+    """``call`` on each open analysis: a ``RequestError`` it raises ends that analysis; anything else ends it
     as a ``RequestFailed`` (logged with an error id). The one place a request's stage failure is caught."""
     for analysis in analyses:
         if not analysis.open:
             continue
         try:
             call(analysis)
-        except ClientError as error:
+        except RequestError as error:
             analysis.error = error
         except Exception:  # noqa: BLE001 - a surprise on this request must not fail its batch-mates
             analysis.error = _failed(stage)

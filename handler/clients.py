@@ -9,6 +9,9 @@
   proxy may set it.
 - Else a short fingerprint of the bearer key, ``key:<12 hex>`` (keys rotate: it tells one key's requests
   apart, it names no lasting client), else None.
+
+A probe (the page's health probe, rollout's smoke tests) is marked the same way, signed under the run's key,
+so that no caller can keep its own upload out of review by calling it a probe.
 """
 
 from __future__ import annotations
@@ -16,11 +19,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
+
+from handler.store import PROBE
 
 CLIENT_HEADER = "X-Deepfake-Client"  # who the upload page says asked, believed only when signed
 SIGNATURE_HEADER = "X-Deepfake-Client-Signature"
+PURPOSE_HEADER = "X-Deepfake-Purpose"  # "probe": a health probe or smoke test, recorded apart from review
+PURPOSE_SIGNATURE_HEADER = "X-Deepfake-Purpose-Signature"
 KEY_ENV = "DEEPFAKE_CLIENT_KEY"  # set by whoever starts TorchServe (deepfake_service/serving/process.py)
 KEY_FILE = "client.key"  # the same key in the run folder (owner-only), where the upload page reads it
 MOST = 200  # characters of a client name kept
@@ -36,12 +43,20 @@ class Clients:
     """How a worker names the sender of a request: ``key`` checks the page's signed claims ("": none is
     believed); ``trusted_header`` is a deployment's proxy header ("": none)."""
 
-    key: str = ""
+    key: str = field(default="", repr=False)
     trusted_header: str = ""
 
     @classmethod
     def from_environment(cls, trusted_header: str = "", environ: Mapping[str, str] | None = None) -> "Clients":
         return cls((os.environ if environ is None else environ).get(KEY_ENV, ""), trusted_header)
+
+    def probe(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request is the page's or rollout's probe: ``X-Deepfake-Purpose: probe``, signed under
+        the run's key (an unsigned one is an ordinary request, so no caller hides its upload from review)."""
+        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        purpose = lowered.get(PURPOSE_HEADER.lower(), "").strip().lower()
+        signed = lowered.get(PURPOSE_SIGNATURE_HEADER.lower(), "")
+        return purpose == PROBE and bool(self.key) and hmac.compare_digest(signed.encode(), signature(self.key, PROBE).encode())
 
     def of(self, headers: Mapping[str, str]) -> str | None:
         """The client a record names for a request with ``headers`` (module docstring)."""
@@ -50,10 +65,22 @@ class Clients:
         signed = lowered.get(SIGNATURE_HEADER.lower(), "")
         if claimed and self.key and hmac.compare_digest(signed.encode(), signature(self.key, claimed).encode()):
             return claimed
-        proxied = lowered.get(self.trusted_header.lower(), "").strip() if self.trusted_header else ""
+        proxied = headers_value(headers, self.trusted_header) if self.trusted_header else ""
         if proxied:
             return ("proxy:" + proxied)[:MOST]
         bearer = lowered.get("authorization", "")
         if bearer:
             return "key:" + hashlib.sha256(bearer.encode()).hexdigest()[:12]
         return None
+
+
+def headers_value(headers: Mapping[str, object], name: str) -> str:
+    """The text of header ``name`` (any case), or "": TorchServe also lists a multipart request's parts among
+    its headers, as dicts, which are never a header's value."""
+    value = next((v for k, v in headers.items() if str(k).lower() == name.lower()), "")
+    return value.strip() if isinstance(value, str) else ""
+
+
+def probe_headers(key: str) -> dict[str, str]:
+    """The headers that mark a request as a probe, signed under the run's ``key`` (none without a key)."""
+    return {PURPOSE_HEADER: PROBE, PURPOSE_SIGNATURE_HEADER: signature(key, PROBE)} if key else {}

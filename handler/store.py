@@ -34,10 +34,8 @@ from sqlalchemy import (
 from handler.fingerprint import MATCH_DISTANCE
 
 SETTINGS_ENV = "DEEPFAKE_RECORDS"  # JSON of RecordSettings, set by whoever starts TorchServe
-# A request whose PURPOSE_HEADER says PROBE (the page's health probe, rollout's smoke tests) is recorded with
-# route PROBE, which review lists and calibration leave out: a caller can hide its request from review,
-# never from the store.
-PURPOSE_HEADER = "X-Deepfake-Purpose"
+# The route of a record a signed probe made (the page's health probe, rollout's smoke tests; handler/clients.py),
+# which review lists and calibration leave out.
 PROBE = "probe"
 LABELS = ("real", "fake", "unsure")
 MATCHED_LABELS = ("real", "fake")  # "unsure" is no judgement to repeat

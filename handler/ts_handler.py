@@ -20,7 +20,7 @@ from handler.hardware import cpu_description
 from handler.options import HandlerOptions
 from handler.payload import face_mode, image_bytes, is_v2_input
 from handler.roles import worker_role
-from handler.store import PROBE, PURPOSE_HEADER, RecordSettings
+from handler.store import PROBE, RecordSettings
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def v2_outputs(analyses: list[Analysis], bodies: list[dict], context) -> list[di
 
 def record_metrics(metrics, analyses: list[Analysis]) -> None:
     """The service's own Prometheus counters, beside TorchServe's (config/config.properties lists them; a test
-    holds the two equal): RejectedRequests{Error} per refused request by error name, FacesClassified (face crops classified),
+    holds the two equal): RejectedRequests{Error} per refused request by error name, FacesClassified (the faces of image answers),
     WholeImagesClassified (answers that classified the whole image: face mode off, or auto without a face),
     Verdicts{Verdict} per answer by its verdict (real | fake | uncertain), VideosAnalyzed, RecordsNotKept
     (requests whose record the store did not take) and Matches{Label} (images matched to a labelled record)."""
@@ -61,7 +61,7 @@ def record_metrics(metrics, analyses: list[Analysis]) -> None:
     for refused in (a for a in analyses if a.error is not None):
         metrics.add_counter("RejectedRequests", 1, dimensions=[Dimension("Error", refused.error.error)])
     if answered:
-        metrics.add_counter("FacesClassified", sum(a.subjects.faces for a in answered))
+        metrics.add_counter("FacesClassified", sum(a.subjects.faces for a in answered if a.subjects.media == "image"))
         metrics.add_counter("VideosAnalyzed", sum(a.subjects.media == "video" for a in answered))
         metrics.add_counter("WholeImagesClassified", sum(a.subjects.analyzed == "image" for a in answered))
         for verdict in sorted({a.outcome.final for a in answered}):
@@ -73,18 +73,17 @@ def is_explanation(headers: dict) -> bool:
     return any(str(k).lower() == "explain" and str(v) == "True" for k, v in headers.items())
 
 
-def route_of(headers: dict, explain: bool, route: str) -> str:
-    """The record's route: ``probe`` when the ``X-Deepfake-Purpose`` header says so (a health probe or a
-    smoke test, kept apart from review), else ``explanations`` for /explanations, else ``route``."""
-    purpose = next((str(v).strip().lower() for k, v in headers.items() if str(k).lower() == PURPOSE_HEADER.lower()), "")
-    return PROBE if purpose == PROBE else "explanations" if explain else route
+def route_of(headers: dict, explain: bool, route: str, clients: Clients = Clients()) -> str:
+    """The record's route: ``probe`` for a signed probe (handler/clients.py), else ``explanations`` for
+    /explanations, else ``route``."""
+    return PROBE if clients.probe(headers) else "explanations" if explain else route
 
 
 def read_request(item: dict, headers: dict, route: str = "predictions", clients: Clients = Clients()) -> Request:
     """One TorchServe request item and its headers as the core's request record (``clients`` names who
     sent it, handler/clients.py); a client error in them becomes that request's payload (its answer)."""
     explain = is_explanation(headers)
-    client, route = clients.of(headers), route_of(headers, explain, route)
+    client, route = clients.of(headers), route_of(headers, explain, route, clients)
     try:
         mode = face_mode(item, headers)
         return Request(image_bytes(item), mode, explain, client, route)

@@ -42,12 +42,12 @@ from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT,
 from deepfake_service.records import read_settings
 from deepfake_service.records.review import BadFilter, Filters, ReviewError, add_label, get_record, list_records
 from deepfake_service.serving.server import ServeError, read_key_file
-from handler.clients import CLIENT_HEADER, SIGNATURE_HEADER, signature
+from handler.clients import CLIENT_HEADER, SIGNATURE_HEADER, probe_headers, signature
 from handler.clients import KEY_FILE as CLIENT_KEY_FILE
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
 from handler.roles import video_twin
-from handler.store import PROBE, PURPOSE_HEADER, connect
+from handler.store import connect
 from handler.video import container_format
 from page.guard import (
     CONCURRENCY,
@@ -130,7 +130,7 @@ def create_app(
             if client_key:
                 headers[SIGNATURE_HEADER] = signature(client_key, headers[CLIENT_HEADER])
         if probe:
-            headers[PURPOSE_HEADER] = PROBE  # recorded apart from the reviewable records
+            headers.update(probe_headers(client_key))  # recorded apart from the reviewable records
         if face_mode:
             headers[FACE_MODE_HEADER] = face_mode
         return session.post(f"{endpoint}/{path}/{to}", data=payload, headers=headers, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
@@ -342,7 +342,10 @@ def main(argv: list[str] | None = None) -> None:
     except AccessControlMissing as exc:
         sys.exit(f"page: {exc}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = read_settings()
+    try:
+        settings = read_settings()
+    except ValueError as exc:
+        sys.exit(f"page: {exc}")
     client_key_file = args.client_key_file or args.key_file.parent / CLIENT_KEY_FILE
     client_key = client_key_file.read_text().strip() if client_key_file.is_file() else ""
     if not client_key:

@@ -181,8 +181,9 @@ def test_shared_records_refuses_a_sqlite_store_before_starting_anything(tmp_path
     from deepfake_service.records import URL_ENV, shared_store
     from handler.store import RecordSettings
 
-    assert shared_store(RecordSettings(url="postgresql+psycopg://u@db/records")).enabled
     assert not shared_store(RecordSettings(url="off")).enabled
+    with pytest.raises(ValueError, match="cannot be reached or migrated"):  # a replica stops rather than serve without records
+        shared_store(RecordSettings(url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none"))
     monkeypatch.setenv(URL_ENV, f"sqlite:///{tmp_path / 'r.sqlite3'}")
     with pytest.raises(SystemExit) as stopped:
         serve.main(["run", "--shared-records", "--run-dir", str(tmp_path / "run"), "--page-port", "0"])

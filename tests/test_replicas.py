@@ -21,7 +21,8 @@ def shared_url():
 
 
 def test_replicas_starting_at_once_migrate_the_shared_store_one_after_the_other(shared_url):
-    from handler.store import connect
+    from deepfake_service.records import shared_store
+    from handler.store import RecordSettings, connect
 
     engine = connect(shared_url)
     with engine.begin() as connection:
@@ -43,6 +44,7 @@ def test_replicas_starting_at_once_migrate_the_shared_store_one_after_the_other(
         thread.join(timeout=120)
     assert not failures, failures
     assert schema_revision(shared_url) is not None
+    assert shared_store(RecordSettings(url=shared_url)).url == shared_url  # --shared-records accepts it, migrated
 
 
 def shrunk_astronaut(scale: float = 0.8, quality: int = 70) -> bytes:

@@ -16,7 +16,9 @@ from deepfake_service.samples import videogen
 from deepfake_service.samples.imagegen import photo_jpeg
 from deepfake_service.serving.properties import free_port
 from deepfake_service.serving.rollout import smoke_image, smoke_test
-from handler.store import PROBE, PURPOSE_HEADER, connect, now, records
+from handler.clients import KEY_FILE as CLIENT_KEY_FILE
+from handler.clients import PURPOSE_HEADER, probe_headers
+from handler.store import PROBE, connect, now, records
 from page.lifecycle import start_page, stop_page
 from tests.servers import counted, metrics
 from tests.tiny import SERVED_NAME, SERVED_VERSION
@@ -109,14 +111,17 @@ def listed(review_url: str, since) -> list[str]:
     return [r["id"] for r in answer.json()["records"]]
 
 
-def test_a_request_marked_as_a_probe_is_recorded_as_one_and_left_out_of_the_review_list(server, store, review_url):
+def test_a_signed_probe_is_recorded_as_one_and_left_out_of_the_review_list(server, store, review_url):
     since = now()
     normal = post(server, photo_jpeg(photos.chelsea())).json()
-    probe = post(server, photo_jpeg(photos.chelsea()), headers={PURPOSE_HEADER: PROBE}).json()
+    signed = probe_headers((server.run_dir / CLIENT_KEY_FILE).read_text().strip())
+    probe = post(server, photo_jpeg(photos.chelsea()), headers=signed).json()
+    unsigned = post(server, photo_jpeg(photos.chelsea()), headers={PURPOSE_HEADER: PROBE}).json()
     assert get_record(store, probe["record"]["id"])["route"] == PROBE  # kept: hidden from review, never from the store
     assert get_record(store, normal["record"]["id"])["route"] == "predictions"
+    assert get_record(store, unsigned["record"]["id"])["route"] == "predictions"  # any caller can send the header
     shown = listed(review_url, since)
-    assert normal["record"]["id"] in shown and probe["record"]["id"] not in shown
+    assert {normal["record"]["id"], unsigned["record"]["id"]} <= set(shown) and probe["record"]["id"] not in shown
 
 
 def test_the_pages_health_probe_and_rollouts_smoke_test_are_recorded_as_probes(server, store, review_url):

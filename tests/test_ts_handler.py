@@ -68,12 +68,18 @@ def test_bad_requests_get_their_own_status_and_mates_succeed(handler, model_dir)
         assert context.statuses[index][1] == answers[index]["error"]
 
 
-def test_a_request_marked_as_a_probe_is_read_with_route_probe_whatever_else_it_asked():
-    image = {"body": imagegen.jpeg(seed=3)}
-    assert read_request(image, {"x-deepfake-purpose": " Probe"}).route == "probe"
-    assert read_request(image, {"X-Deepfake-Purpose": "probe", "explain": "True"}).route == "probe"
-    assert read_request(image, {"explain": "True"}).route == "explanations"
-    assert read_request(image, {"X-Deepfake-Purpose": "audit"}, "v2").route == "v2"  # only probe is a purpose
+def test_a_signed_probe_is_read_with_route_probe_whatever_else_it_asked_and_an_unsigned_one_is_not():
+    from handler.clients import PURPOSE_HEADER, PURPOSE_SIGNATURE_HEADER, Clients, probe_headers, signature
+
+    image, clients = {"body": imagegen.jpeg(seed=3)}, Clients("k" * 64)
+    signed = probe_headers(clients.key)
+    assert read_request(image, signed, clients=clients).route == "probe"
+    assert read_request(image, {**signed, "explain": "True"}, clients=clients).route == "probe"
+    assert read_request(image, {"explain": "True"}, clients=clients).route == "explanations"
+    assert read_request(image, {PURPOSE_HEADER: "probe"}, clients=clients).route == "predictions"  # any caller can send that
+    forged = {PURPOSE_HEADER: "probe", PURPOSE_SIGNATURE_HEADER: signature("guess", "probe")}
+    assert read_request(image, forged, "v2", clients=clients).route == "v2"
+    assert read_request(image, signed).route == "predictions"  # a worker without the run's key believes no probe
 
 
 def test_unknown_handler_option_fails_initialisation(model_dir):

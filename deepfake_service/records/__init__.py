@@ -40,11 +40,19 @@ def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None, ur
 
 
 def shared_store(settings: RecordSettings) -> RecordSettings:
-    """``settings`` when every replica of a deployment can share their store (a database server, or records
-    off); raises ``ValueError`` for a SQLite file, which each replica would keep alone, unseen by the others."""
+    """``settings`` when every replica of a deployment can share their store: records off, or a database
+    server that answers, migrated here. Raises ``ValueError`` for a SQLite file, which each replica would keep
+    alone, and for a store that cannot be reached or migrated (a replica then stops, and is restarted until the
+    database is up, instead of serving without records)."""
     if settings.url.startswith("sqlite"):
         raise ValueError(f"the record store {redacted(settings.url)} is a SQLite file, which each replica keeps alone: "
                          "set DEEPFAKE_RECORDS_URL to a PostgreSQL URL (postgresql+psycopg://user:password@host/db), or off")
+    if settings.enabled:
+        try:
+            migrate(settings.url)
+        except Exception as exc:  # noqa: BLE001 - unreachable, refused, a newer schema: all stop the start
+            raise ValueError(f"the shared record store {redacted(settings.url)} cannot be reached or migrated "
+                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     return settings
 
 

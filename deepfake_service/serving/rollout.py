@@ -18,8 +18,9 @@ from deepfake_service.packaging.archive import BuildError, build_mar
 from deepfake_service.project import MODEL_CONFIG
 from deepfake_service.serving.registrations import registrations
 from deepfake_service.serving.server import ServeError, Server
+from handler.clients import KEY_FILE as CLIENT_KEY_FILE
+from handler.clients import probe_headers
 from handler.roles import video_twin
-from handler.store import PROBE, PURPOSE_HEADER
 
 TIMEOUT = 300.0  # seconds for a synchronous registration (the worker loads the model)
 
@@ -84,9 +85,12 @@ def smoke_image() -> bytes:
 
 def predict(server: Server, name: str, version: str | None, image: bytes) -> dict:
     """The answer of ``name`` (``version``; None: the default) for ``image``, sent as a probe: its record is
-    kept apart from review (handler/store.py: PURPOSE_HEADER). Raises ``RolloutError`` unless it is a 200."""
+    kept apart from review (handler/clients.py: a probe signed under the run's key). Raises ``RolloutError``
+    unless it is a 200."""
     url = f"{server.inference_url}/predictions/{name}" + (f"/{version}" if version else "")
-    response = requests.post(url, data=image, headers={**server.headers(), PURPOSE_HEADER: PROBE}, timeout=120)
+    key_file = server.run_dir / CLIENT_KEY_FILE
+    probe = probe_headers(key_file.read_text().strip()) if key_file.is_file() else {}
+    response = requests.post(url, data=image, headers={**server.headers(), **probe}, timeout=120)
     if response.status_code != 200:
         raise RolloutError(f"prediction from {name} {version or '(default)'}: HTTP {response.status_code} {response.text.strip()[:400]}")
     return response.json()
