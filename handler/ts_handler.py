@@ -120,7 +120,7 @@ class DeepfakeHandler(BaseHandler):
         self.initialized = True
         runtime = self.classifier.runtime
         logger.info(
-            "loaded %s version %s as %s (answers %s%s) on %s (runtime %s, precision %s%s%s, demo=%s; records %s; CPU %s)",
+            "loaded %s version %s as %s (answers %s%s) on %s (runtime %s, precision %s%s%s, demo=%s; records %s%s; CPU %s)",
             model["modelName"],
             model.get("modelVersion"),
             name,
@@ -133,6 +133,7 @@ class DeepfakeHandler(BaseHandler):
             f"; {runtime.chosen_by}" if runtime.chosen_by else "",
             self.classifier.identity.demo,
             "on" if self.classifier.records else "off",
+            "" if self.clients.key else ", no client key: the page's users and probes are not believed",
             cpu_description(),
         )
 
