@@ -15,7 +15,7 @@ SERVE_FLAGS ?=
 # torch==2.13.0, which on x86_64 Linux is the CUDA build with several GB of nvidia-* wheels.
 TORCH_INDEX ?=
 
-.PHONY: postgresql serve stop test test-fast bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+.PHONY: image postgresql serve stop test test-fast bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
 FACE_DETECTOR := models/face_detection_full_range.tflite
 
@@ -24,6 +24,11 @@ serve: preflight-serve archive
 
 stop: venv
 	$(PY) -m scripts.serve stop   # the upload page too
+
+# The container image localhost/deepfake-detector:latest from the Dockerfile: docker build where a Docker engine
+# answers, else buildah on a Debian base made by mmdebstrap (deepfake_service/packaging/image.py). No venv needed.
+image:
+	$(PYTHON) -m scripts.build_image $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
 
 # The record-store tests start a throw-away PostgreSQL from Debian's server binaries
 # (deepfake_service/records/postgres.py).
