@@ -6,6 +6,9 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# EXTRA_WHEELS: one more place pip takes wheels from (--find-links: a folder mounted into the build, or a URL),
+# e.g. a local torch wheel; empty (the default): none. An empty TORCH_INDEX leaves PyTorch's index out.
+ARG EXTRA_WHEELS=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 # g++: pdqhash (the PDQ perceptual hash of the record store) builds from its sdist.
@@ -14,7 +17,8 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && python -m venv /opt/venv
 COPY pyproject.toml constraints.txt ./
-RUN /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX}" -c constraints.txt .
+RUN /opt/venv/bin/pip install ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
+    ${EXTRA_WHEELS:+--find-links "$EXTRA_WHEELS"} -c constraints.txt .
 COPY handler/ handler/
 COPY deepfake_service/ deepfake_service/
 COPY scripts/ scripts/

@@ -15,7 +15,7 @@ SERVE_FLAGS ?=
 # torch==2.13.0, which on x86_64 Linux is the CUDA build with several GB of nvidia-* wheels.
 TORCH_INDEX ?=
 
-.PHONY: postgresql serve stop test test-fast bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+.PHONY: image test-image postgresql serve stop test test-fast bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
 FACE_DETECTOR := models/face_detection_full_range.tflite
 
@@ -25,19 +25,29 @@ serve: preflight-serve archive
 stop: venv
 	$(PY) -m scripts.serve stop   # the upload page too
 
+# The container image localhost/deepfake-detector:latest from the Dockerfile: docker build where a Docker engine
+# answers, else buildah on a Debian base made by mmdebstrap (deepfake_service/packaging/image.py). No venv needed.
+image:
+	$(PYTHON) -m scripts.build_image $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
+
+# Runs the built image as uid 1000 with its own CMD and HEALTHCHECK: an image and a video answered, the
+# record kept on its volume, SIGTERM drained (tests/test_image.py; docs/deployment.md gives its time).
+test-image: venv
+	$(PY) -m pytest -s -m image tests/test_image.py
+
 # The record-store tests start a throw-away PostgreSQL from Debian's server binaries
 # (deepfake_service/records/postgres.py).
 POSTGRES := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 
 test: preflight-test venv $(FACE_DETECTOR) $(CHROMIUM) $(if $(POSTGRES),,postgresql)
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not image"
 
 # The edit-test loop: the tests that start no TorchServe, browser or database, nor the slowest builds
 # (markers in pyproject.toml; a few minutes). `make test` runs them all.
 test-fast: preflight-test venv $(FACE_DETECTOR)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -m "not served and not browser and not database and not slow"
+	$(PY) -m pytest -m "not served and not browser and not database and not slow and not image"
 
 # Seconds, before anything is installed: Python 3.11 with venv, Java 17+, a C++ compiler (until the venv is
 # installed), disk; free ports (serve); Chromium and PostgreSQL, or root/sudo to install them (test).

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi"})
@@ -98,6 +97,8 @@ def stratified_split(samples: list[Sample], test_size: float | int, seed: int) -
         raise DatasetError(f"need at least two labels, found {sorted(counts)}")
     if min(counts.values()) < 2:
         raise DatasetError(f"every label needs at least two images to split, found {dict(counts)}")
+    from sklearn.model_selection import train_test_split  # the train extra; building an archive needs none of it
+
     train, test = train_test_split(samples, test_size=test_size, random_state=seed, stratify=labels)
     return sorted(train), sorted(test)
 

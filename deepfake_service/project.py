@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MODEL_NAME = "deepfake-detector"  # served at /predictions/<MODEL_NAME>
 MODEL_VERSION = "1.0"  # the version `make serve` builds
+IMAGE = f"localhost/{MODEL_NAME}:latest"  # the container image `make image` builds
 
 CONFIG_DIR = ROOT / "config"
 CONFIG_PROPERTIES = CONFIG_DIR / "config.properties"  # TorchServe's settings (ports, auth, limits)
