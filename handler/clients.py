@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 from handler.store import PROBE
@@ -50,25 +51,25 @@ class Clients:
     def from_environment(cls, trusted_header: str = "", environ: Mapping[str, str] | None = None) -> "Clients":
         return cls((os.environ if environ is None else environ).get(KEY_ENV, ""), trusted_header)
 
+    def signed(self, value: str, given: str) -> bool:
+        """Whether ``given`` is the signature of ``value`` under the run's key (never without a key)."""
+        return bool(self.key) and hmac.compare_digest(given.encode(), signature(self.key, value).encode())
+
     def probe(self, headers: Mapping[str, str]) -> bool:
         """Whether the request is the page's or rollout's probe: ``X-Deepfake-Purpose: probe``, signed under
         the run's key (an unsigned one is an ordinary request, so no caller hides its upload from review)."""
-        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-        purpose = lowered.get(PURPOSE_HEADER.lower(), "").strip().lower()
-        signed = lowered.get(PURPOSE_SIGNATURE_HEADER.lower(), "")
-        return purpose == PROBE and bool(self.key) and hmac.compare_digest(signed.encode(), signature(self.key, PROBE).encode())
+        return (headers_value(headers, PURPOSE_HEADER).lower() == PROBE
+                and self.signed(PROBE, headers_value(headers, PURPOSE_SIGNATURE_HEADER)))
 
     def of(self, headers: Mapping[str, str]) -> str | None:
         """The client a record names for a request with ``headers`` (module docstring)."""
-        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-        claimed = lowered.get(CLIENT_HEADER.lower(), "").strip()[:MOST]
-        signed = lowered.get(SIGNATURE_HEADER.lower(), "")
-        if claimed and self.key and hmac.compare_digest(signed.encode(), signature(self.key, claimed).encode()):
+        claimed = headers_value(headers, CLIENT_HEADER)[:MOST]
+        if claimed and self.signed(claimed, headers_value(headers, SIGNATURE_HEADER)):
             return claimed
         proxied = headers_value(headers, self.trusted_header) if self.trusted_header else ""
         if proxied:
             return ("proxy:" + proxied)[:MOST]
-        bearer = lowered.get("authorization", "")
+        bearer = headers_value(headers, "Authorization")
         if bearer:
             return "key:" + hashlib.sha256(bearer.encode()).hexdigest()[:12]
         return None
@@ -79,6 +80,18 @@ def headers_value(headers: Mapping[str, object], name: str) -> str:
     its headers, as dicts, which are never a header's value."""
     value = next((v for k, v in headers.items() if str(k).lower() == name.lower()), "")
     return value.strip() if isinstance(value, str) else ""
+
+
+def read_key(path: Path) -> str:
+    """The run's key from ``path`` (the run folder's ``KEY_FILE``), or "" when there is none."""
+    return path.read_text().strip() if path.is_file() else ""
+
+
+def client_headers(key: str, client: str) -> dict[str, str]:
+    """The headers with which the page names who asked, signed under the run's ``key`` (unsigned without one:
+    the workers then name the page's key instead)."""
+    claimed = client[:MOST]
+    return {CLIENT_HEADER: claimed, **({SIGNATURE_HEADER: signature(key, claimed)} if key else {})}
 
 
 def probe_headers(key: str) -> dict[str, str]:

@@ -42,8 +42,8 @@ from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT,
 from deepfake_service.records import read_settings
 from deepfake_service.records.review import BadFilter, Filters, ReviewError, add_label, get_record, list_records
 from deepfake_service.serving.server import ServeError, read_key_file
-from handler.clients import CLIENT_HEADER, SIGNATURE_HEADER, probe_headers, signature
 from handler.clients import KEY_FILE as CLIENT_KEY_FILE
+from handler.clients import client_headers, probe_headers, read_key
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
 from handler.roles import video_twin
@@ -125,10 +125,8 @@ def create_app(
     def forward(path: str, payload: bytes, face_mode: str | None, to: str = model, client: str | None = None,
                 probe: bool = False) -> requests.Response:
         headers = {**auth(), "Content-Type": "application/octet-stream"}
-        if client:  # who asked, for the record; signed, or the workers name the page's key instead
-            headers[CLIENT_HEADER] = f"page:{client}"[:200]
-            if client_key:
-                headers[SIGNATURE_HEADER] = signature(client_key, headers[CLIENT_HEADER])
+        if client:  # who asked, for the record
+            headers.update(client_headers(client_key, f"page:{client}"))
         if probe:
             headers.update(probe_headers(client_key))  # recorded apart from the reviewable records
         if face_mode:
@@ -347,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"page: {exc}")
     client_key_file = args.client_key_file or args.key_file.parent / CLIENT_KEY_FILE
-    client_key = client_key_file.read_text().strip() if client_key_file.is_file() else ""
+    client_key = read_key(client_key_file)
     if not client_key:
         logging.getLogger(__name__).warning("no %s: records name the page's key, not its users", client_key_file)
     app = create_app(args.inference_url, args.model, args.key_file, args.max_upload_bytes, access,

@@ -24,16 +24,16 @@ def read_settings(config: Path = RECORDS_CONFIG, environ: dict | None = None, ur
     import yaml
 
     section = (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
-    unknown = sorted(set(section) - {f.name for f in fields(RecordSettings)}) if isinstance(section, dict) else ["(not a mapping)"]
+    settable = [f.name for f in fields(RecordSettings)]
+    unknown = sorted(set(section) - set(settable)) if isinstance(section, dict) else ["(not a mapping)"]
     if unknown:
-        raise ValueError(f"{config}: unknown record store setting(s) {unknown}; the file is flat: url, match_distance, refresh_s, "
-                         "retention_days, client_header")
+        raise ValueError(f"{config}: unknown record store setting(s) {unknown}; the file is flat: {', '.join(settable)}")
     environ = os.environ if environ is None else environ
     url = str(url or environ.get(URL_ENV) or section.get("url") or "off")
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
         url = prefix + str(ROOT / url[len(prefix):])
-    known = {k: section[k] for k in ("match_distance", "refresh_s", "retention_days", "client_header") if k in section}
+    known = {k: v for k, v in section.items() if k != "url"}
     if environ.get(REFRESH_ENV):
         known["refresh_s"] = float(environ[REFRESH_ENV])
     return RecordSettings(url=url, **known)

@@ -69,7 +69,6 @@ def start(config: Path, model_store: Path, models: list[str], run_dir: Path, rec
     if running_pid(run_dir):
         raise ServeError(f"TorchServe is already running from {run_dir}; stop it first (make stop)")
     (run_dir / KEY_FILE).unlink(missing_ok=True)
-    (run_dir / CLIENT_KEY_FILE).unlink(missing_ok=True)
     (run_dir / DRAINING).unlink(missing_ok=True)
     private_tmp = run_dir / "tmp"  # TorchServe's pid file and unpacked archives, apart from other servers
     private_tmp.mkdir(exist_ok=True)

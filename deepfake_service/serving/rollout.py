@@ -19,7 +19,7 @@ from deepfake_service.project import MODEL_CONFIG
 from deepfake_service.serving.registrations import registrations
 from deepfake_service.serving.server import ServeError, Server
 from handler.clients import KEY_FILE as CLIENT_KEY_FILE
-from handler.clients import probe_headers
+from handler.clients import probe_headers, read_key
 from handler.roles import video_twin
 
 TIMEOUT = 300.0  # seconds for a synchronous registration (the worker loads the model)
@@ -88,8 +88,7 @@ def predict(server: Server, name: str, version: str | None, image: bytes) -> dic
     kept apart from review (handler/clients.py: a probe signed under the run's key). Raises ``RolloutError``
     unless it is a 200."""
     url = f"{server.inference_url}/predictions/{name}" + (f"/{version}" if version else "")
-    key_file = server.run_dir / CLIENT_KEY_FILE
-    probe = probe_headers(key_file.read_text().strip()) if key_file.is_file() else {}
+    probe = probe_headers(read_key(server.run_dir / CLIENT_KEY_FILE))
     response = requests.post(url, data=image, headers={**server.headers(), **probe}, timeout=120)
     if response.status_code != 200:
         raise RolloutError(f"prediction from {name} {version or '(default)'}: HTTP {response.status_code} {response.text.strip()[:400]}")
