@@ -33,10 +33,11 @@ from handler.errors import BadOption, RequestError, RequestFailed, VideoElsewher
 from handler.explain import Explainer
 from handler.faces import FaceDetector, FaceSettings
 from handler.images import ImageLimits
+from handler.kept_media import CropShape
 from handler.kinds import media_kinds
 from handler.options import HandlerOptions
 from handler.provenance import ProvenanceReader, ProvenanceSettings, load_trust_list
-from handler.recorder import Recorder, record_row, weights_sha256
+from handler.recorder import Recorder, weights_sha256
 from handler.runtime import Runtime, create_runtime
 from handler.store import RecordSettings
 from handler.verdicts import Verdict, verdicts
@@ -110,9 +111,10 @@ class DeepfakeClassifier:
         decision = read_decision(info.path, info.labels, options.fake_label)
         log_fitted_face_mode(decision, options.faces.mode)
         runtime = create_runtime(options.runtime, info.path, torch.device(device), options.precision, options.threads)
+        processor = load_image_processor(info.path)
         face_model = info.path / options.face_model_file if options.face_model_file else None
         return cls(
-            processor=load_image_processor(info.path),
+            processor=processor,
             labels=info.labels,
             runtime=runtime,
             identity=ModelIdentity(name=name, version=version, demo=info.demo),
@@ -126,8 +128,8 @@ class DeepfakeClassifier:
             provenance=ProvenanceReader(ProvenanceSettings(options.provenance, load_trust_list(options.provenance_trust_list, info.path))),
             video_endpoint=video_endpoint,
             consistency=Consistency(options.consistency_quality, info.config.image_size) if options.consistency_check else None,
-            records=_recorder(records, {"name": name, "version": version, "demo": info.demo,
-                                        "weights_sha256": weights_sha256(weight_files(info.path))}) if records and records.enabled else None,
+            records=_recorder(records, {"name": name, "version": version, "demo": info.demo, "weights_sha256": weights_sha256(weight_files(info.path))},
+                              CropShape.of(processor)) if records and records.enabled else None,
         )
 
     def detector(self) -> FaceDetector:
@@ -266,7 +268,7 @@ class DeepfakeClassifier:
         """The record stage (records on): one record per request, one transaction for the batch -> each
         one's ``record`` receipt. Never fails the batch."""
         try:
-            receipts = self.records.keep([record_row(a, self.records.model, self.decision) for a in analyses])
+            receipts = self.records.keep_analyses(analyses, self.decision)
         except Exception:  # noqa: BLE001 - keeping the record must never cost the answers
             logger.exception("records not kept for a batch of %d", len(analyses))
             receipts = [Receipt(None, False, "records stage failed (see the worker log)")] * len(analyses)
@@ -310,11 +312,11 @@ def pass_sizes(count: int, most: int) -> list[int]:
     return [count // passes + (index < count % passes) for index in range(passes)]
 
 
-def _recorder(settings: RecordSettings, model: dict) -> Recorder | None:
+def _recorder(settings: RecordSettings, model: dict, shape: CropShape) -> Recorder | None:
     """The recorder, or None (records off, logged) when the URL cannot make an engine (a missing driver,
     a malformed URL): the model still answers."""
     try:
-        return Recorder(settings, model)
+        return Recorder(settings, model, shape=shape)
     except Exception:  # noqa: BLE001 - a records setting must never stop the model from loading
         logger.exception("records off: no engine for the record store URL (see the traceback)")
         return None

@@ -42,10 +42,18 @@ class ImageSubjects:
     # pixels, it looks for in this image (``FaceDetector.smallest_face``).
     face_search: FaceSearch | None = None
     fingerprints: list[Fingerprint] = field(default_factory=list)  # an image keeps no hash beside its own
+    picture: Image.Image | None = None  # the decoded picture, for the record's thumbnail (records on)
 
     @property
     def analyzed(self) -> str:
         return "faces" if self.boxes else "image"
+
+    def place(self, index: int) -> tuple[int | None, float | None, Box | None]:
+        return (index, None, self.boxes[index]) if self.boxes else (None, None, None)
+
+    def shown(self, outcome: Outcome, p_fake: Sequence[float]) -> list[int]:
+        """Every crop, most-fake first (as the answer lists the faces)."""
+        return sorted(range(len(self.crops)), key=lambda index: p_fake[index], reverse=True)
 
     @property
     def faces(self) -> int:
@@ -54,8 +62,6 @@ class ImageSubjects:
     @property
     def size(self) -> tuple[int, int]:
         return self.original_size
-
-
 
 
 def subjects_from(decoded: Decoded, mode: str, settings: FaceSettings, found: list[Box], search: FaceSearch | None = None) -> ImageSubjects:
@@ -86,7 +92,7 @@ def subjects_from(decoded: Decoded, mode: str, settings: FaceSettings, found: li
 
 class ImageMedia:
     """Still images: safe decoding (handler/images.py), then the face stage; with ``fingerprints`` also
-    the picture's perceptual hash (records)."""
+    the picture's perceptual hash and the picture itself (records)."""
 
     name = "image"
     explains = True
@@ -115,7 +121,7 @@ class ImageMedia:
                 if isinstance(failure, Exception):
                     raise failure
             subjects = subjects_from(item, mode, self.faces, faces, search)
-            return replace(subjects, fingerprint=fingerprint(item.image)) if self.fingerprints else subjects
+            return replace(subjects, fingerprint=fingerprint(item.image), picture=item.image) if self.fingerprints else subjects
 
         return one_by_one(made, [(index, mode) for index, (_, mode) in enumerate(requests)])
 

@@ -15,6 +15,7 @@ from PIL import Image
 from handler.decision import Decision
 from handler.faces import FaceSearch
 from handler.fingerprint import Fingerprint
+from handler.geometry import Box
 from handler.verdicts import Outcome, Verdict
 
 T = TypeVar("T")
@@ -34,6 +35,7 @@ class Subjects(Protocol):
     face_search: FaceSearch | None
     fingerprint: Fingerprint | None
     fingerprints: list[Fingerprint]
+    picture: Image.Image | None
 
     @property
     def analyzed(self) -> str: ...
@@ -43,6 +45,13 @@ class Subjects(Protocol):
 
     @property
     def size(self) -> tuple[int, int]: ...
+
+    def place(self, index: int) -> tuple[int | None, float | None, Box | None]:
+        """Where crop ``index`` comes from: its subject (face, or person; None: the whole picture), its frame's
+        time in seconds (None: a still image) and its box as the answer gives it (None: the whole picture)."""
+
+    def shown(self, outcome: Outcome, p_fake: Sequence[float]) -> list[int]:
+        """The crops a reviewer is shown (the record keeps them), in order, given each crop's P(fake)."""
 
 
 class MediaKind(Protocol):

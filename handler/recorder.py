@@ -28,7 +28,8 @@ from handler.analysis import Analysis, Match, Receipt
 from handler.answers import decision_block, face_search_block, match_block
 from handler.decision import Decision
 from handler.fingerprint import MIN_QUALITY, HashIndex, Labelled
-from handler.store import MATCHED_LABELS, RecordSettings, connect, iso_utc, labels, latest_labels, now, purge_older_than, records
+from handler.kept_media import CropShape, media_rows
+from handler.store import MATCHED_LABELS, RecordSettings, connect, iso_utc, labels, latest_labels, now, purge_older_than, record_media, records
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +63,10 @@ class Recorder:
     """Writes one record per answer (one transaction per batch) and matches images against labelled
     hashes. ``model``: name, version, weights_sha256 of the answering model."""
 
-    def __init__(self, settings: RecordSettings, model: dict[str, Any], engine: Engine | None = None) -> None:
+    def __init__(self, settings: RecordSettings, model: dict[str, Any], engine: Engine | None = None, shape: CropShape = CropShape()) -> None:
         self.settings = settings
         self.model = model
+        self.shape = shape  # how the model's processor sizes a crop: the kept crops are what it received
         self.engine = engine or connect(settings.url, request_path=True)
         self.index = HashIndex()
         self._labelled: dict[str, Labelled] = {}
@@ -144,9 +146,16 @@ class Recorder:
             return None
         return Labelled(entry.record, latest.label, iso_utc(latest.created_at), entry.hash)
 
-    def keep(self, rows: list[dict]) -> list[Receipt]:
-        """Insert ``rows`` (one per answer, ids already set) in one transaction; returns each one's receipt:
-        its id when kept, else why not."""
+    def keep_analyses(self, analyses: Sequence[Analysis], decision: Decision) -> list[Receipt]:
+        """Keep one record per analysis, with what ``keep_media`` keeps of its media, in one transaction."""
+        rows = [record_row(analysis, self.model, decision) for analysis in analyses]
+        media = [kept for analysis, row in zip(analyses, rows)
+                 for kept in media_rows(analysis, row["id"], self.settings.keep_media, self.shape, decision.fake_label)]
+        return self.keep(rows, media)
+
+    def keep(self, rows: list[dict], media: Sequence[dict] = ()) -> list[Receipt]:
+        """Insert ``rows`` (one per answer, ids already set) and their ``record_media`` rows in one transaction;
+        returns each one's receipt: its id when kept, else why not."""
         if not rows:
             return []
         now_s = time.monotonic()
@@ -155,6 +164,8 @@ class Recorder:
             try:
                 with self.engine.begin() as connection:
                     connection.execute(insert(records), rows)
+                    if media:
+                        connection.execute(insert(record_media), list(media))
                 kept = True
             except SQLAlchemyError as exc:
                 reason = self._mark_down(exc)

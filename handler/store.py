@@ -20,6 +20,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -38,6 +39,9 @@ SETTINGS_ENV = "DEEPFAKE_RECORDS"  # JSON of RecordSettings, set by whoever star
 # which review lists and calibration leave out.
 PROBE = "probe"
 LABELS = ("real", "fake", "unsure")
+# What a record keeps of the media it judged (docs/records.md, "What is kept of the media"): nothing, the crops as the
+# model received them, or those and a small thumbnail of the whole picture.
+KEEP_MEDIA = ("none", "crops", "crops+thumbnail")
 MATCHED_LABELS = ("real", "fake")  # "unsure" is no judgement to repeat
 
 metadata = MetaData()
@@ -84,6 +88,27 @@ labels = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# What a record kept of its media (migration 0003; handler/kept_media.py): JPEG files, at most a few per record,
+# deleted with it. ``kind``: thumbnail | crop; ``position``: the order shown; a crop's ``subject`` (its face, or
+# person in a video; None: the whole picture), ``time`` (a video frame's, in seconds), ``box`` (x, y, width, height
+# as the answer gives it; None: the whole picture) and its own verdict and P(fake).
+record_media = Table(
+    "record_media", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("record_id", String(32), ForeignKey("records.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("subject", Integer),
+    Column("time", Float),
+    Column("box", JSON),
+    Column("verdict", String(20)),
+    Column("p_fake", Float),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("content_type", String(40), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class RecordSettings:
@@ -91,13 +116,19 @@ class RecordSettings:
     between a new image and a labelled one that still match; ``refresh_s``: how old a worker's copy of
     the labelled hashes may get; ``retention_days``: records older than this are purged (0: kept);
     ``client_header``: the header a deployment's authenticating proxy sets, naming API callers in the
-    record ("": none; handler/clients.py)."""
+    record ("": none; handler/clients.py); ``keep_media``: what a record keeps of the media (``KEEP_MEDIA``:
+    none, the crops as the model received them, or those and a thumbnail of the whole picture)."""
 
     url: str = ""
     match_distance: int = MATCH_DISTANCE
     refresh_s: float = 30.0
     retention_days: int = 365
     client_header: str = ""
+    keep_media: str = "crops+thumbnail"
+
+    def __post_init__(self) -> None:
+        if self.keep_media not in KEEP_MEDIA:
+            raise ValueError(f"keep_media must be one of {', '.join(KEEP_MEDIA)}, not {str(self.keep_media)[:40]!r}")
 
     @property
     def enabled(self) -> bool:
@@ -161,8 +192,9 @@ def purge_older_than(engine: Engine, days: int) -> int:
 
 
 def delete_where(engine: Engine, condition) -> int:
-    """Delete the records meeting ``condition`` and their labels, in one transaction; returns how many
-    records went."""
+    """Delete the records meeting ``condition``, their labels and kept media, in one transaction; returns how
+    many records went."""
     with engine.begin() as connection:
-        connection.execute(delete(labels).where(labels.c.record_id.in_(select(records.c.id).where(condition))))
+        for table in (labels, record_media):
+            connection.execute(delete(table).where(table.c.record_id.in_(select(records.c.id).where(condition))))
         return connection.execute(delete(records).where(condition)).rowcount

@@ -20,6 +20,7 @@ from handler.verdicts import Outcome, Person, Verdict, most_fake, over_frames, v
 from handler.video import Sampled, VideoSettings, container_format, sample_frames
 
 KEEP_SIDE = 448  # crops and whole frames are kept at most this long (the model sees 224)
+SHOWN_PER_PERSON = 3  # the deciding frames of each person a record keeps
 
 
 @dataclass
@@ -40,10 +41,25 @@ class VideoSubjects:
     fingerprints: list[Fingerprint] = field(default_factory=list)  # one per sampled frame, when records are kept
     face_search: FaceSearch | None = None  # what a whole frame's search could see (None in mode off)
     fingerprint: Fingerprint | None = None  # a clip is not matched against labelled records
+    picture: Image.Image | None = None  # the first sampled frame with a face (else the first), for the record (records on)
 
     @property
     def analyzed(self) -> str:
         return "faces" if self.people else "frames"
+
+    def place(self, index: int) -> tuple[int | None, float | None, Box | None]:
+        person, frame = self.owners[index]
+        return (person if self.people else None), self.times[frame], self.boxes[index]
+
+    def shown(self, outcome: Outcome, p_fake: Sequence[float]) -> list[int]:
+        """Each person's deciding frames (the whole frames' without people), ``SHOWN_PER_PERSON`` of them:
+        most-fake first when the person's verdict leans fake, least-fake first otherwise."""
+        groups = [person.crops for person in outcome.people] or [range(len(self.crops))]
+        chosen: list[int] = []
+        for crops in groups:
+            leans_fake = sum(p_fake[i] for i in crops) / len(crops) >= 0.5
+            chosen += sorted(crops, key=lambda index: p_fake[index], reverse=leans_fake)[:SHOWN_PER_PERSON]
+        return chosen
 
     @property
     def faces(self) -> int:
@@ -99,6 +115,7 @@ class VideoMedia:
         face_crops: list[list[Image.Image]] = []
         skipped: list[tuple[float, Box]] = []
         prints: list[Fingerprint] = []
+        picture: dict = {}  # "frame": the first with a face, else the first (records on)
         search = FrameSearch(self.detector(), self.settings.full_search_every) if mode != "off" else None
 
         def on_frame(t: float, image: Image.Image) -> None:
@@ -113,6 +130,8 @@ class VideoMedia:
             thumbnails.append(None if boxes else _keep(image))
             if self.fingerprints:
                 prints.append(fingerprint(image))
+                if "frame" not in picture or (boxes and not picture.get("faces")):
+                    picture.update(frame=_keep(image), faces=bool(boxes))
 
         sampled = sample_frames(payload, self.settings, on_frame)
         searched = None if search is None else FaceSearch.tried(search.detector, sampled.size)
@@ -122,11 +141,12 @@ class VideoMedia:
                 raise NoFaceFound(f"no face {FaceSearch.at_least(searched)}was found in {sampled.frames} sampled frames; "
                                   "send face mode auto or off to classify whole frames")
             return VideoSubjects(thumbnails, [(-1, i) for i in range(len(times))], [None] * len(times), times, 0, mode, sampled,
-                                 fingerprints=prints, face_search=searched)
+                                 fingerprints=prints, face_search=searched, picture=picture.get("frame"))
         crops, owners, boxes = [], [], []
         for person, track in enumerate(people):
             for frame, box in track:
                 crops.append(face_crops[frame][found[frame].index(box)])
                 owners.append((person, frame))
                 boxes.append(box)
-        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped, fingerprints=prints, face_search=searched)
+        return VideoSubjects(crops, owners, boxes, times, len(people), mode, sampled, skipped, fingerprints=prints, face_search=searched,
+                             picture=picture.get("frame"))

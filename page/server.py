@@ -8,7 +8,8 @@ POST /api/analyze  multipart ``image`` (+ optional ``face_mode``) -> TorchServe 
 GET  /healthz      200 when this process answers
 GET  /review       the review view (page/static/review.html) over the record store (docs/records.md):
 GET  /api/records             records, uncertain first (filters: verdict, declared_ai, labelled, since, until, limit, offset)
-GET  /api/records/<id>        one record with its label history
+GET  /api/records/<id>        one record with its label history and the list of what it kept of its media
+GET  /api/records/<id>/media/<n>  a kept file (the thumbnail, the crops as the model saw them; JPEG)
 POST /api/records/<id>/label  {"label": "real"|"fake"|"unsure", "note": ...}; the reviewer is the page's client
 
 The key is re-read from TorchServe's key_file.json for every call (keys expire and can be rotated) and
@@ -40,7 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR, handler_options
 from deepfake_service.records import read_settings
-from deepfake_service.records.review import BadFilter, Filters, ReviewError, add_label, get_record, list_records
+from deepfake_service.records.review import BadFilter, Filters, ReviewError, add_label, get_record, list_records, media_file
 from deepfake_service.serving.server import ServeError, read_key_file
 from handler.clients import KEY_FILE as CLIENT_KEY_FILE
 from handler.clients import client_headers, probe_headers, read_key
@@ -257,6 +258,13 @@ def create_app(
     @app.get("/api/records/<record_id>")
     def record_detail(record_id: str):
         return jsonify(get_record(store(), record_id))
+
+    @app.get("/api/records/<record_id>/media/<int:position>")
+    def record_media_file(record_id: str, position: int):
+        data, content_type = media_file(store(), record_id, position)
+        response = Response(data, mimetype=content_type)
+        response.headers["Cache-Control"] = "private, no-store"  # reviewers' eyes only: no shared or disk cache
+        return response
 
     @app.post("/api/records/<record_id>/label")
     def record_label(record_id: str):

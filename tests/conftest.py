@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from deepfake_service.packaging.demo import write_random_checkpoint
+from deepfake_service.records import migrate
+from deepfake_service.records.postgres import postgres
 from handler.classifier import DeepfakeClassifier
 from handler.options import HandlerOptions
+from handler.store import connect
 from tests.tiny import SERVED_NAME, SERVED_VERSION, TINY_LABELS, tiny_config
 
 # Fixtures that start what `make test-fast` leaves out: a test using one, directly or through another
@@ -100,3 +103,31 @@ def browser():
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+# The record store's tests (tests/test_records.py, tests/test_kept_media.py): each kind of store, a two-label model.
+@pytest.fixture(scope="module")
+def postgres_url():
+    with postgres() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.database)])
+def store_url(request, tmp_path):
+    """An empty, migrated store of each kind (PostgreSQL: a fresh schema state per test; one server per module)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+        engine = connect(url)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS labels, record_media, records, alembic_version")
+        engine.dispose()
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def two_label_checkpoint(tmp_path_factory) -> Path:
+    return write_random_checkpoint(tmp_path_factory.mktemp("records") / "checkpoint", tiny_config(id2label={0: "Real", 1: "Fake"}),
+                                   seed=3, demo=False)

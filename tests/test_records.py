@@ -19,7 +19,6 @@ from sqlalchemy import func, inspect, select, update
 
 from deepfake_service.packaging.demo import write_random_checkpoint
 from deepfake_service.records import migrate, read_settings, schema_revision
-from deepfake_service.records.postgres import postgres
 from deepfake_service.records.review import (
     Filters,
     ReviewError,
@@ -41,48 +40,15 @@ from handler.fingerprint import HashIndex, Labelled, distance, fingerprint
 from handler.options import HandlerOptions
 from handler.recorder import Recorder
 from handler.store import PROBE, RecordSettings, connect, purge_older_than, records
+from tests.photos import astronaut
 from tests.tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def postgres_url():
-    with postgres() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.database)])
-def store_url(request, tmp_path):
-    """An empty, migrated store of each kind (PostgreSQL: a fresh schema state per test)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-        engine = connect(url)
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP TABLE IF EXISTS labels, records, alembic_version")
-        engine.dispose()
-    migrate(url)
-    return url
-
-
-@pytest.fixture(scope="module")
-def two_label_checkpoint(tmp_path_factory) -> Path:
-    return write_random_checkpoint(tmp_path_factory.mktemp("records") / "checkpoint", tiny_config(id2label={0: "Real", 1: "Fake"}),
-                                   seed=3, demo=False)
-
-
 def recording(checkpoint: Path, url: str, **settings) -> DeepfakeClassifier:
     return DeepfakeClassifier.from_checkpoint(checkpoint, HandlerOptions(face_mode="off"), name="tiny", version="7",
                                               records=RecordSettings(url=url, refresh_s=0, **settings))
-
-
-def astronaut(scale: float = 1.0, quality: int = 92) -> bytes:
-    image = Image.fromarray(photos.astronaut())
-    if scale != 1.0:
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BICUBIC)
-    return photo_jpeg(image, quality)
 
 
 def test_pdq_survives_a_smaller_recompressed_copy_and_tells_unrelated_photos_apart():
@@ -107,18 +73,18 @@ def test_the_index_returns_the_nearest_labelled_hash_within_the_distance_only():
 
 
 def test_migrations_build_the_schema_from_empty_and_are_idempotent(store_url):
-    assert schema_revision(store_url) == "0002"
+    assert schema_revision(store_url) == "0003"
     migrate(store_url)
     engine = connect(store_url)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert {"records", "labels", "alembic_version"} <= tables
+    assert {"records", "labels", "record_media", "alembic_version"} <= tables
 
 
 def test_a_store_from_before_face_search_is_upgraded_keeping_its_records(store_url):
     engine = connect(store_url)
     with engine.begin() as connection:  # back to the first schema, with one record in it
-        for table in ("labels", "records", "alembic_version"):
+        for table in ("labels", "record_media", "records", "alembic_version"):
             connection.exec_driver_sql(f"DROP TABLE {table}")
     engine.dispose()
     migrate(store_url, to="0001")
@@ -127,11 +93,11 @@ def test_a_store_from_before_face_search_is_upgraded_keeping_its_records(store_u
         connection.exec_driver_sql("INSERT INTO records (id, created_at, status, verdict) VALUES ('before', CURRENT_TIMESTAMP, 200, 'real')")
     engine.dispose()
     migrate(store_url)
-    assert schema_revision(store_url) == "0002"
+    assert schema_revision(store_url) == "0003"
     engine = connect(store_url)
     kept = get_record(engine, "before")
     engine.dispose()
-    assert (kept["verdict"], kept["face_search"]) == ("real", None)
+    assert (kept["verdict"], kept["face_search"], kept["kept_media"]) == ("real", None, [])
 
 
 def test_each_answer_writes_one_record_with_its_fields(store_url, two_label_checkpoint):
@@ -389,10 +355,10 @@ def test_the_shipped_records_yaml_states_the_settings_defaults():
 
     shipped = yaml.safe_load(RECORDS_CONFIG.read_text())
     defaults = RecordSettings()
-    assert set(shipped) == {"url", "match_distance", "refresh_s", "retention_days", "client_header"}
-    assert {key: shipped[key] for key in ("match_distance", "refresh_s", "retention_days", "client_header")} == {
+    assert set(shipped) == {"url", "match_distance", "refresh_s", "retention_days", "client_header", "keep_media"}
+    assert {key: shipped[key] for key in ("match_distance", "refresh_s", "retention_days", "client_header", "keep_media")} == {
         "match_distance": defaults.match_distance, "refresh_s": defaults.refresh_s, "retention_days": defaults.retention_days,
-        "client_header": defaults.client_header}
+        "client_header": defaults.client_header, "keep_media": defaults.keep_media}
 
 
 def test_a_nested_records_section_is_refused_not_read_as_records_off(tmp_path):

@@ -26,7 +26,7 @@ def test_replicas_starting_at_once_migrate_the_shared_store_one_after_the_other(
 
     engine = connect(shared_url)
     with engine.begin() as connection:
-        connection.exec_driver_sql("DROP TABLE IF EXISTS labels, records, alembic_version")
+        connection.exec_driver_sql("DROP TABLE IF EXISTS labels, record_media, records, alembic_version")
     engine.dispose()
     gate, failures = threading.Barrier(4), []
 

@@ -162,6 +162,23 @@ def test_the_review_api_lists_shows_and_labels_with_the_reviewers_identity(serve
     assert shown["label"] == "real" and shown["labels_history"][0]["note"] == "a launch photo"
 
 
+def test_the_kept_thumbnail_and_crops_are_served_to_reviewers_only(server, review_url):
+    who = {REVIEWER_HEADER: "reviewer-bo"}
+    uploaded = requests.post(f"{review_url}api/analyze", files={"image": ("a.jpg", photo_jpeg(photos.astronaut()), "image/jpeg")},
+                             data={"face_mode": "auto"}, headers={**who, "Origin": review_url.rstrip("/")}, timeout=TIMEOUT)
+    assert uploaded.status_code == 200, uploaded.text
+    record_id = uploaded.json()["record"]["id"]
+    kept = requests.get(f"{review_url}api/records/{record_id}", headers=who, timeout=TIMEOUT).json()["kept_media"]
+    assert [m["kind"] for m in kept] == ["thumbnail", "crop"]  # config/records.yaml: crops+thumbnail; the astronaut's one face
+    url = f"{review_url}api/records/{record_id}/media/1"
+    shown = requests.get(url, headers=who, timeout=TIMEOUT)
+    assert shown.status_code == 200 and shown.headers["Content-Type"] == "image/jpeg" and "no-store" in shown.headers["Cache-Control"]
+    assert Image.open(__import__("io").BytesIO(shown.content)).size == (kept[1]["width"], kept[1]["height"])
+    assert requests.get(url, headers={REVIEWER_HEADER: "uploader-dee"}, timeout=TIMEOUT).status_code == 403
+    assert requests.get(url, timeout=TIMEOUT).status_code == 401
+    assert requests.get(f"{review_url}api/records/{record_id}/media/7", headers=who, timeout=TIMEOUT).status_code == 404
+
+
 def test_a_reviewer_labels_an_uncertain_record_in_the_browser(browser, server, store, review_url):
     from sqlalchemy import update
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, case, insert, select
+from sqlalchemy import Engine, case, func, insert, select
 
-from handler.store import LABELS, PROBE, delete_where, iso_utc, labels, latest_labels, now, records
+from handler.store import LABELS, PROBE, delete_where, iso_utc, labels, latest_labels, now, record_media, records
 
 LIST_LIMIT = 200
 # Probes (the page's health probe, rollout's smoke tests: route ``probe``) stay in the store, out of review.
@@ -30,6 +30,10 @@ class ReviewError(Exception):
 
 class NoSuchRecord(ReviewError):
     status, error = 404, "no such record"
+
+
+class NoSuchMedia(ReviewError):
+    status, error = 404, "no such media"
 
 
 class BadLabel(ReviewError):
@@ -67,7 +71,8 @@ def _row(mapping) -> dict[str, Any]:
 
 
 def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str, Any]]:
-    """Records with their latest label, ``uncertain`` first, newest first within; probes left out."""
+    """Records with their latest label and the position of their kept thumbnail (None: none kept),
+    ``uncertain`` first, newest first within; probes left out."""
     latest = latest_labels()
     conditions = [REVIEWED]
     if filters.verdict is not None:
@@ -80,7 +85,9 @@ def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str,
         conditions.append(records.c.created_at >= filters.since)
     if filters.until is not None:
         conditions.append(records.c.created_at < filters.until)
-    query = (select(*(records.c[name] for name in LIST_COLUMNS), latest.c.label, latest.c.reviewer, latest.c.labelled_at)
+    thumbnail = (select(func.min(record_media.c.position)).where(record_media.c.record_id == records.c.id, record_media.c.kind == "thumbnail")
+                 .scalar_subquery().label("thumbnail"))
+    query = (select(*(records.c[name] for name in LIST_COLUMNS), latest.c.label, latest.c.reviewer, latest.c.labelled_at, thumbnail)
              .outerjoin(latest, latest.c.record_id == records.c.id)
              .where(*conditions)
              .order_by(case((records.c.verdict == "uncertain", 0), else_=1), records.c.created_at.desc(), records.c.id)
@@ -89,18 +96,35 @@ def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str,
         return [_row(row._mapping) for row in connection.execute(query)]
 
 
+MEDIA_COLUMNS = ("position", "kind", "subject", "time", "box", "verdict", "p_fake", "width", "height", "content_type")
+
+
 def get_record(engine: Engine, record_id: str) -> dict[str, Any]:
-    """One record, every field, with its labels oldest first; ``NoSuchRecord`` when there is none."""
+    """One record, every field, with its labels oldest first and what it kept of its media (``kept_media``: each
+    file's fields without its bytes, which ``media_file`` reads); ``NoSuchRecord`` when there is none."""
     with engine.connect() as connection:
         found = connection.execute(select(records).where(records.c.id == record_id)).first()
         if found is None:
             raise NoSuchRecord(f"no record {record_id!r}")
         history = connection.execute(select(labels.c.label, labels.c.note, labels.c.reviewer, labels.c.created_at)
                                      .where(labels.c.record_id == record_id).order_by(labels.c.id)).all()
+        media = connection.execute(select(*(record_media.c[name] for name in MEDIA_COLUMNS))
+                                   .where(record_media.c.record_id == record_id).order_by(record_media.c.position)).all()
     record = _row(found._mapping)
+    record["kept_media"] = [dict(m._mapping) for m in media]
     record["labels_history"] = [_row(h._mapping) for h in history]
     record["label"] = history[-1].label if history else None
     return record
+
+
+def media_file(engine: Engine, record_id: str, position: int) -> tuple[bytes, str]:
+    """The bytes and content type of a record's kept file at ``position``; ``NoSuchMedia`` when there is none."""
+    with engine.connect() as connection:
+        found = connection.execute(select(record_media.c.data, record_media.c.content_type)
+                                   .where(record_media.c.record_id == record_id, record_media.c.position == position)).first()
+    if found is None:
+        raise NoSuchMedia(f"record {record_id!r} kept no file at position {position}")
+    return bytes(found.data), found.content_type
 
 
 def add_label(engine: Engine, record_id: str, label: str, note: str | None, reviewer: str) -> dict[str, Any]:
