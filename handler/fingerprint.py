@@ -19,6 +19,7 @@ import pdqhash
 from PIL import Image
 
 HASH_SIDE = 128
+PREVIEW_SIDE = 256  # the small copy a record's hash is computed on and its thumbnail shows
 HASH_BYTES = 32
 MIN_QUALITY = 50
 # PDQ's published operating point: pairs at most 31 bits apart are the same picture.
@@ -43,6 +44,18 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     copy.thumbnail((HASH_SIDE, HASH_SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
     bits, quality = pdqhash.compute(np.ascontiguousarray(np.asarray(copy)))
     return Fingerprint(np.packbits(bits.astype(np.uint8)).tobytes(), int(quality))
+
+
+def preview(image: Image.Image) -> Image.Image:
+    """An RGB copy of ``image`` at most ``PREVIEW_SIDE`` on its longer side (never enlarged): reduced by an
+    integer box filter, then bilinear (a fraction of a plain resize's cost). Its hash is the full picture's
+    (the hash scales to ``HASH_SIDE`` anyway), and a record keeps it as the thumbnail."""
+    rgb = image.convert("RGB") if image.mode != "RGB" else image
+    scale = PREVIEW_SIDE / max(rgb.size)
+    if scale >= 1.0:
+        return rgb.copy() if rgb is image else rgb
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    return rgb.resize(size, Image.Resampling.BILINEAR, reducing_gap=1.0)
 
 
 def distance(a: bytes, b: bytes) -> int:

@@ -13,7 +13,7 @@ from handler.consistency import Consistency
 from handler.decision import Decision
 from handler.errors import NoFaceFound
 from handler.faces import FaceDetector, FaceSearch, FaceSettings, check_mode, crop_region, cut, detection_scale
-from handler.fingerprint import Fingerprint, fingerprint
+from handler.fingerprint import Fingerprint, fingerprint, preview
 from handler.geometry import Box
 from handler.images import Decoded, ImageLimits, decode
 from handler.media import one_by_one
@@ -42,7 +42,7 @@ class ImageSubjects:
     # pixels, it looks for in this image (``FaceDetector.smallest_face``).
     face_search: FaceSearch | None = None
     fingerprints: list[Fingerprint] = field(default_factory=list)  # an image keeps no hash beside its own
-    picture: Image.Image | None = None  # the decoded picture, for the record's thumbnail (records on)
+    picture: Image.Image | None = None  # the picture's preview (handler/fingerprint.py), for the record's thumbnail (records on)
 
     @property
     def analyzed(self) -> str:
@@ -121,7 +121,10 @@ class ImageMedia:
                 if isinstance(failure, Exception):
                     raise failure
             subjects = subjects_from(item, mode, self.faces, faces, search)
-            return replace(subjects, fingerprint=fingerprint(item.image), picture=item.image) if self.fingerprints else subjects
+            if not self.fingerprints:
+                return subjects
+            small = preview(item.image)  # hashed, and kept as the record's thumbnail
+            return replace(subjects, fingerprint=fingerprint(small), picture=small)
 
         return one_by_one(made, [(index, mode) for index, (_, mode) in enumerate(requests)])
 

@@ -15,10 +15,11 @@ from PIL import Image
 
 from handler.analysis import Analysis
 from handler.faces import shrunk
+from handler.fingerprint import PREVIEW_SIDE
 from handler.store import PROBE
 from handler.verdicts import Verdict
 
-THUMBNAIL_SIDE = 256  # the thumbnail's longer side, in pixels
+THUMBNAIL_SIDE = PREVIEW_SIDE  # the thumbnail's longer side, in pixels: the subjects' ``picture`` is already that small
 JPEG_QUALITY = 90
 MOST_CROPS = 12  # a record keeps at most this many crops (the subjects' ``shown`` order)
 
@@ -52,7 +53,8 @@ def media_rows(analysis: Analysis, record_id: str, keep: str, shape: CropShape, 
     for index in subjects.shown(analysis.outcome, scores)[:MOST_CROPS]:
         verdict: Verdict = analysis.verdicts[index]
         subject, time, box = subjects.place(index)
-        crop = subjects.crops[index].convert("RGB").resize(shape.size, shape.resample)
+        # the processor's size and filter; an integer box reduction first where the crop is 4x larger (a whole photo)
+        crop = subjects.crops[index].convert("RGB").resize(shape.size, shape.resample, reducing_gap=2.0)
         rows.append(_row(crop, kind="crop", subject=subject, time=time, box=None if box is None else box.as_list(),
                          verdict=verdict.verdict, p_fake=scores[index]))
     for position, row in enumerate(rows):

@@ -12,7 +12,7 @@ from PIL import Image
 from handler.decision import Decision
 from handler.errors import NoFaceFound
 from handler.faces import FaceDetector, FaceSearch, FaceSettings, check_mode, crop_region, cut, shrunk
-from handler.fingerprint import Fingerprint, fingerprint
+from handler.fingerprint import Fingerprint, fingerprint, preview
 from handler.geometry import Box
 from handler.media import one_by_one
 from handler.tracking import FrameSearch, link_people
@@ -131,7 +131,7 @@ class VideoMedia:
             if self.fingerprints:
                 prints.append(fingerprint(image))
                 if "frame" not in picture or (boxes and not picture.get("faces")):
-                    picture.update(frame=_keep(image), faces=bool(boxes))
+                    picture.update(frame=preview(image), faces=bool(boxes))
 
         sampled = sample_frames(payload, self.settings, on_frame)
         searched = None if search is None else FaceSearch.tried(search.detector, sampled.size)

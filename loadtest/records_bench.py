@@ -8,10 +8,12 @@ Prints figures and writes results/records/records.csv; it asserts nothing.
 1. Lookup: ``HashIndex.nearest`` among ``--labelled`` random labelled hashes (median of 500 lookups).
 2. Per image, in-process: the hash of a decoded 1024x768 photo and of a 256-px one, the refresh of the
    index from the store holding ``--labelled`` labelled records, and one batch of 8 records inserted.
-3. In-process core, batches of 8 1024x768 photos through the demo ViT with records off and on, interleaved
-   batch by batch (what the records stage adds per image, model included).
-4. End to end: the shipped archive, 8 Locust users for ``--seconds`` each, records off, then on with the
-   store holding ``--labelled`` labelled records (so every image is matched against them).
+3. What keeping the media adds per image (``keep_media``, handler/kept_media.py): the thumbnail and crop JPEGs
+   of a 1024x768 photo with one face (faces auto), their bytes, and their insert beside the records.
+4. In-process core, batches of 8 1024x768 photos through the demo ViT with records off, on keeping no media, and
+   on keeping crops and thumbnails, interleaved batch by batch (what the records stage adds, model included).
+5. End to end: the shipped archive, 8 Locust users for ``--seconds`` each, records off, then on (with the shipped
+   ``keep_media``) with the store holding ``--labelled`` labelled records (so every image is matched against them).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from deepfake_service.samples import imagegen
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
 from handler.fingerprint import HashIndex, Labelled, fingerprint
+from handler.kept_media import media_rows
 from handler.recorder import Recorder, new_id
 from handler.store import RecordSettings, connect, labels, now, records
 from loadtest.harness import announce_cpu, bench_parser, local_server, locust_row, median_ms, write_csv
@@ -87,23 +90,51 @@ def stage_costs(url: str, kind: str, labelled: int) -> dict:
             "lookup_ms": round(median_ms(lambda: recorder.match(fingerprint(small)), 50)[0] - median_ms(lambda: fingerprint(small), 50)[0], 3)}
 
 
+def photo_requests() -> list[Request]:
+    return [Request(imagegen.photo_jpeg(Image.fromarray(photos.astronaut()).resize((1024, 768)), 90))] * BATCH
+
+
+def media_costs(checkpoint: Path, url: str) -> dict:
+    """What ``crops+thumbnail`` adds per image: making the JPEGs of a batch of 8 photos with one face each
+    (faces auto), their bytes, and inserting records with them vs without (each median of 20 batches)."""
+    options = with_detector_file(handler_options(), checkpoint)
+    classifier = DeepfakeClassifier.from_checkpoint(checkpoint, options, records=RecordSettings(url=url, refresh_s=0))
+    recorder, fake_label = classifier.records, classifier.decision.fake_label
+    analyses = classifier.analyse(photo_requests())
+    make_ms = median_ms(lambda: [media_rows(a, "x", "crops+thumbnail", recorder.shape, fake_label) for a in analyses], 20)[0] / BATCH
+    kept = [media_rows(a, "x", "crops+thumbnail", recorder.shape, fake_label) for a in analyses]
+
+    def insert_batch(with_media: bool) -> None:
+        rows = [{"id": new_id(), "created_at": now(), "media": "image", "status": 200} for _ in range(BATCH)]
+        media = [{**m, "record_id": row["id"]} for row, ms in zip(rows, kept) for m in ms] if with_media else ()
+        recorder.keep(rows, media)
+
+    plain_ms = median_ms(lambda: insert_batch(False), 20)[0] / BATCH
+    with_ms = median_ms(lambda: insert_batch(True), 20)[0] / BATCH
+    sizes = [sum(len(m["data"]) for m in ms) for ms in kept]
+    return {"media_make_ms": round(make_ms, 2), "media_insert_ms": round(with_ms - plain_ms, 2),
+            "media_kb_per_image": round(statistics.mean(sizes) / 1024, 1), "media_files_per_image": len(kept[0])}
+
+
 def core_cost(checkpoint: Path, url: str, repeats: int) -> dict:
-    """Batches of 8 through two classifiers of the same checkpoint, records off and on, interleaved batch by
-    batch so that both see the same CPU (separate runs differed by more than the cost measured)."""
+    """Batches of 8 through three classifiers of the same checkpoint, records off, on keeping no media and on
+    keeping crops and thumbnails, interleaved batch by batch so that all see the same CPU (separate runs
+    differed by more than the cost measured)."""
     options = dataclasses.replace(with_detector_file(handler_options(), checkpoint), face_mode="off")
-    requests = [Request(imagegen.photo_jpeg(Image.fromarray(photos.astronaut()).resize((1024, 768)), 90))] * BATCH
+    requests = photo_requests()
     classifiers = {"off": DeepfakeClassifier.from_checkpoint(checkpoint, options),
-                   "on": DeepfakeClassifier.from_checkpoint(checkpoint, options, records=RecordSettings(url=url))}
-    timings: dict[str, list[float]] = {"off": [], "on": []}
+                   "on": DeepfakeClassifier.from_checkpoint(checkpoint, options, records=RecordSettings(url=url, keep_media="none")),
+                   "media": DeepfakeClassifier.from_checkpoint(checkpoint, options, records=RecordSettings(url=url))}
+    timings: dict[str, list[float]] = {label: [] for label in classifiers}
     for classifier in classifiers.values():
         classifier.predict_batch(requests)  # warm-up (and, records on, the load of the labelled hashes)
     for _ in range(3 * repeats):
         for label, classifier in classifiers.items():
             timings[label].append(median_ms(lambda: classifier.predict_batch(requests), 1)[0] / BATCH)
-    off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
+    off, on, media = (statistics.median(timings[label]) for label in classifiers)
     runtime = classifiers["on"].runtime
     return {"core_ms_per_image_off": round(off, 2), "core_ms_per_image_on": round(on, 2), "core_added_ms": round(on - off, 2),
-            "runtime": f"{runtime.name} {runtime.precision}"}
+            "core_ms_per_image_media": round(media, 2), "core_media_added_ms": round(media - off, 2), "runtime": f"{runtime.name} {runtime.precision}"}
 
 
 def end_to_end(checkpoint: Path, url: str, seconds: int, workdir: Path) -> list[dict]:
@@ -151,9 +182,16 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {kind}: hash {row['hash_1024x768_ms']} ms (1024x768) / {row['hash_256_ms']} ms (256 px), insert "
                   f"{row['insert_per_image_ms']} ms/image in batches of {BATCH}, match {row['lookup_ms']} ms, refresh of "
                   f"{args.labelled} labelled {row['refresh_ms']} ms", flush=True)
+        for kind, url in stores.items():
+            media = media_costs(args.checkpoint, url)
+            next(row for row in rows if row["store"] == kind).update(media)
+            print(f"  {kind}: keeping the media (crops+thumbnail, a 1024x768 photo with one face): {media['media_files_per_image']} "
+                  f"JPEGs, {media['media_kb_per_image']} kB per image; making them {media['media_make_ms']} ms, inserting them "
+                  f"+{media['media_insert_ms']} ms per image", flush=True)
         core = core_cost(args.checkpoint, stores["sqlite"], args.repeats)
         print(f"  core, batches of {BATCH} 1024x768 photos, faces off ({core['runtime']}): {core['core_ms_per_image_off']} ms/image "
-              f"records off, {core['core_ms_per_image_on']} on (+{core['core_added_ms']} ms)", flush=True)
+              f"records off, {core['core_ms_per_image_on']} on keeping no media (+{core['core_added_ms']} ms), "
+              f"{core['core_ms_per_image_media']} keeping crops and thumbnail (+{core['core_media_added_ms']} ms)", flush=True)
         rows[0].update(core)
         if not args.skip_e2e:
             for row in end_to_end(args.checkpoint, stores["sqlite"], args.seconds, workdir):
