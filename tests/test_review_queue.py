@@ -93,8 +93,8 @@ def test_agreement_over_time_counts_per_version_and_day_false_positives_and_miss
     add(engine, "fake")  # unlabelled
     rows = agreement_over_time(engine)
     assert [(r["version"], r["day"]) for r in rows] == [("1.0", "2026-12-03"), ("2.0", "2026-12-03"), ("1.0", "2026-12-04")]
-    assert rows[0] == {"model": "tiny", "version": "1.0", "day": "2026-12-03", "reviewed": 4, "agreed": 1, "false_positives": 1,
-                       "missed_fakes": 1, "uncertain": 1}
+    assert rows[0] == {"model": "tiny", "version": "1.0", "day": "2026-12-03", "reviewed": 4, "labelled_real": 2, "labelled_fake": 2,
+                       "agreed": 1, "false_positives": 1, "missed_fakes": 1, "uncertain": 1}
     assert (rows[1]["reviewed"], rows[1]["agreed"]) == (1, 1) and (rows[2]["reviewed"], rows[2]["agreed"]) == (1, 1)
     weekly = agreement_over_time(engine, bucket="week")  # 2026-12-03 is a Thursday
     assert [(r["version"], r["day"], r["reviewed"]) for r in weekly] == [("1.0", "2026-11-30", 5), ("2.0", "2026-11-30", 1)]

@@ -186,6 +186,8 @@ def _judged(engine: Engine) -> list:
 
 def _tally(rows) -> dict[str, int]:
     return {"reviewed": len(rows),
+            "labelled_real": sum(r.label == "real" for r in rows),
+            "labelled_fake": sum(r.label == "fake" for r in rows),
             "agreed": sum(r.verdict == r.label for r in rows),
             "false_positives": sum(r.label == "real" and r.verdict == "fake" for r in rows),
             "missed_fakes": sum(r.label == "fake" and r.verdict == "real" for r in rows),
@@ -218,9 +220,9 @@ def agreement_over_time(engine: Engine, bucket: str = "day") -> list[dict[str, A
     """How the model's verdicts agree with the reviewers, per model name, version and ``bucket`` (``day`` or
     ``week``, from Monday; UTC) of the records' times, probes left out, oldest first. Each row: ``model``,
     ``version``, ``day`` (the bucket's first day, ISO date), ``reviewed`` (records whose latest label is real or
-    fake), ``agreed`` (verdict equals label), ``false_positives`` (labelled real, answered fake),
-    ``missed_fakes`` (labelled fake, answered real), ``uncertain`` (answered uncertain); agreed +
-    false_positives + missed_fakes + uncertain = reviewed. ``ValueError`` for another bucket."""
+    fake; ``labelled_real`` and ``labelled_fake`` of them), ``agreed`` (verdict equals label),
+    ``false_positives`` (labelled real, answered fake), ``missed_fakes`` (labelled fake, answered real),
+    ``uncertain`` (answered uncertain); agreed + false_positives + missed_fakes + uncertain = reviewed. ``ValueError`` for another bucket."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}; got {bucket!r}")
     groups: dict[tuple, list] = {}
