@@ -326,3 +326,29 @@ def test_a_reviewer_works_the_queue_by_keyboard_across_pages_and_sees_the_pictur
     assert shown_id(page) == cat and "reviewer-cy: real (fur, a real cat)" in page.text_content("#d-history")
     context.close()
     assert not errors, errors
+
+
+def test_the_review_api_pages_with_a_total_filters_by_client_and_version_and_counts_the_queue(server, review_url):
+    who = {REVIEWER_HEADER: "reviewer-bo"}
+    uploader = f"uploader-{__import__('uuid').uuid4().hex[:8]}"
+    ids = [uploaded_as(review_url, uploader, photo_jpeg(p())) for p in (photos.coffee, photos.rocket)]
+
+    def get(path: str, **params) -> requests.Response:
+        return requests.get(f"{review_url}api/records{path}", params=params, headers=who, timeout=TIMEOUT)
+
+    page = get("", client=f"page:{uploader}", version=SERVED_VERSION, limit=1).json()
+    assert page["total"] == 2 and [r["id"] for r in page["records"]] == ids[1:]
+    assert get("", client="page:", limit=200).json()["total"] >= 2
+    assert get("", client=f"page:{uploader}", version="no-such-version").json() == {"records": [], "total": 0}
+    before = get("/counts").json()
+    requests.post(f"{review_url}api/records/{ids[0]}/label", json={"label": "fake"}, timeout=TIMEOUT,
+                  headers={**who, "Origin": review_url.rstrip("/")}).raise_for_status()
+    after = get("/counts", day_start=now().replace(hour=0, minute=0, second=0).isoformat()).json()
+    assert after["to_review"] == before["to_review"] - 1 and after["labelled_today"] >= before["labelled_today"] + 1
+    assert set(after["agreement"]) == {"compared", "agreed", "share", "uncertain"}
+    series = get("/agreement").json()
+    assert series["bucket"] == "day" and any(r["version"] == SERVED_VERSION and r["labelled_fake"] >= 1 for r in series["series"])
+    for path, params in [("", {"client": "x" * 201}), ("/counts", {"day_start": "yesterday"}), ("/agreement", {"bucket": "hour"})]:
+        refused = get(path, **params)
+        assert refused.status_code == 400 and refused.json()["error"] == "bad filter", refused.text
+    assert requests.get(f"{review_url}api/records/counts", headers={REVIEWER_HEADER: "uploader-dee"}, timeout=TIMEOUT).status_code == 403
