@@ -7,7 +7,10 @@ POST /api/analyze  multipart ``image`` (+ optional ``face_mode``) -> TorchServe 
                    the registration whose own workers analyse videos, handler/roles.py)
 GET  /healthz      200 when this process answers
 GET  /review       the review view (page/static/review.html) over the record store (docs/records.md):
-GET  /api/records             records, uncertain first (filters: verdict, declared_ai, labelled, since, until, limit, offset)
+GET  /api/records             records, uncertain first, and their total (filters: verdict, declared_ai, labelled, since, until,
+                              model, version, client, limit, offset)
+GET  /api/records/counts      to review, labelled since day_start (default: today, UTC), agreement with the model
+GET  /api/records/agreement   agreement, false positives, missed fakes per model version and day (bucket=day|week)
 GET  /api/records/<id>        one record with its label history and the list of what it kept of its media
 GET  /api/records/<id>/media/<n>  a kept file (the thumbnail, the crops as the model saw them; JPEG)
 POST /api/records/<id>/label  {"label": "real"|"fake"|"unsure", "note": ...}; the reviewer is the page's client
@@ -41,14 +44,26 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from deepfake_service.project import KEY_FILE, MODEL_NAME, PAGE_HOST, PAGE_PORT, RUN_DIR, handler_options
 from deepfake_service.records import read_settings
-from deepfake_service.records.review import BadFilter, Filters, ReviewError, add_label, get_record, list_records, media_file
+from deepfake_service.records.review import (
+    BUCKETS,
+    BadFilter,
+    Filters,
+    ReviewError,
+    add_label,
+    agreement_over_time,
+    count_records,
+    get_record,
+    list_records,
+    media_file,
+    queue_counts,
+)
 from deepfake_service.serving.server import ServeError, read_key_file
 from handler.clients import KEY_FILE as CLIENT_KEY_FILE
 from handler.clients import client_headers, probe_headers, read_key
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
 from handler.roles import video_twin
-from handler.store import connect
+from handler.store import connect, now
 from handler.video import container_format
 from page.guard import (
     CONCURRENCY,
@@ -68,6 +83,7 @@ ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/g
                   "video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/x-msvideo")
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
 INFO_TTL = 60.0  # seconds /api/info caches the model's identity
+MAX_FILTER_TEXT = 200  # the longest model, version or client filter (the columns' own width)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
                                "script-src 'self'; "
@@ -253,7 +269,19 @@ def create_app(
 
     @app.get("/api/records")
     def record_list():
-        return jsonify({"records": list_records(store(), filters_from(request.args))})
+        filters = filters_from(request.args)
+        return jsonify({"records": list_records(store(), filters), "total": count_records(store(), filters)})
+
+    @app.get("/api/records/counts")
+    def record_counts():
+        return jsonify(queue_counts(store(), now(), moment_from(request.args, "day_start")))
+
+    @app.get("/api/records/agreement")
+    def record_agreement():
+        bucket = request.args.get("bucket") or "day"
+        if bucket not in BUCKETS:
+            raise BadFilter(f"bucket must be one of {', '.join(BUCKETS)}")
+        return jsonify({"bucket": bucket, "series": agreement_over_time(store(), bucket)})
 
     @app.get("/api/records/<record_id>")
     def record_detail(record_id: str):
@@ -281,6 +309,18 @@ class RecordsOff(ReviewError):
     status, error = 404, "records unavailable"
 
 
+def moment_from(args, name: str) -> datetime.datetime | None:
+    """The query's ``name`` as a time in UTC (UTC when it names no zone; SQLite keeps none); None when absent."""
+    value = args.get(name)
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise BadFilter(f"{name} must be an ISO date or time, e.g. 2026-11-29") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+
+
 def filters_from(args) -> Filters:
     """The review list's query string as ``Filters``; ``BadFilter`` names a bad value."""
     def flag(name: str) -> bool | None:
@@ -291,16 +331,11 @@ def filters_from(args) -> Filters:
             raise BadFilter(f"{name} must be true or false")
         return value == "true"
 
-    def moment(name: str) -> datetime.datetime | None:
-        value = args.get(name)
-        if not value:
-            return None
-        try:
-            parsed = datetime.datetime.fromisoformat(value)
-        except ValueError:
-            raise BadFilter(f"{name} must be an ISO date or time, e.g. 2026-11-29") from None
-        # UTC when no zone is given; always compared in UTC (SQLite keeps no zone).
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+    def text(name: str) -> str | None:
+        value = (args.get(name) or "").strip()
+        if len(value) > MAX_FILTER_TEXT:
+            raise BadFilter(f"{name} must be at most {MAX_FILTER_TEXT} characters")
+        return value or None
 
     verdict = args.get("verdict") or None
     if verdict not in (None, "real", "fake", "uncertain"):
@@ -309,7 +344,8 @@ def filters_from(args) -> Filters:
         limit, offset = int(args.get("limit", 50)), int(args.get("offset", 0))
     except ValueError:
         raise BadFilter("limit and offset must be integers") from None
-    return Filters(verdict, flag("declared_ai"), flag("labelled"), moment("since"), moment("until"), limit, offset)
+    return Filters(verdict, flag("declared_ai"), flag("labelled"), moment_from(args, "since"), moment_from(args, "until"), limit, offset,
+                   model=text("model"), version=text("version"), client=text("client"))
 
 
 def main(argv: list[str] | None = None) -> None:

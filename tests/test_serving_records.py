@@ -268,3 +268,87 @@ def test_a_shared_page_token_never_reviews_and_without_access_control_the_local_
     assert Access(identity_header="X-User", reviewers=frozenset({"ann"})).may_review("ann") is None
     assert "not a reviewer" in Access(identity_header="X-User", reviewers=frozenset({"ann"})).may_review("bo")
     assert Access().may_review("127.0.0.1") is None  # loopback without access control: make serve's own user
+
+
+def uploaded_as(review_url: str, who: str, picture: bytes) -> str:
+    """The record id of ``picture`` analysed through the page for ``who`` (client ``page:<who>``), faces searched."""
+    answer = requests.post(f"{review_url}api/analyze", files={"image": ("p.jpg", picture, "image/jpeg")}, data={"face_mode": "auto"},
+                           headers={REVIEWER_HEADER: who, "Origin": review_url.rstrip("/")}, timeout=TIMEOUT)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["record"]["id"]
+
+
+def shown_id(page) -> str:
+    return page.text_content("#d-id")
+
+
+def test_a_reviewer_works_the_queue_by_keyboard_across_pages_and_sees_the_pictures_counts_and_chart(browser, server, store, review_url):
+    uploader = f"uploader-{__import__('uuid').uuid4().hex[:8]}"  # this test's records alone: the client filter
+    camera, cat, face = (uploaded_as(review_url, uploader, photo_jpeg(p())) for p in (photos.camera, photos.chelsea, photos.astronaut))
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, extra_http_headers={REVIEWER_HEADER: "reviewer-cy"})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{review_url}review?client=page:{uploader}&limit=2")
+    page.wait_for_function("id => document.querySelector('#d-id').textContent === id", arg=face)  # newest first, opened at once
+    assert page.text_content("#page-range") == "1\u20132 of 3" and page.locator("#rows tr").count() == 2
+    loaded = "sel => [...document.querySelectorAll(sel)].length > 0 && [...document.querySelectorAll(sel)].every(i => i.complete && i.naturalWidth > 0)"
+    page.wait_for_function(loaded, arg="#d-thumb")  # the pictures are really there
+    page.wait_for_function(loaded, arg="#d-crops img")
+    page.wait_for_function(loaded, arg=f"#rows tr[data-id='{face}'] img")
+    assert "P(fake)" in page.text_content("#d-crops") and "box " in page.text_content("#d-crops")
+    assert page.get_attribute(f"#rows tr[data-id='{face}'] time", "title").endswith("(UTC)")
+    page.wait_for_function("() => document.querySelector('#c-today').textContent !== '-'")
+    today = int(page.text_content("#c-today"))
+
+    page.keyboard.press("f")
+    page.wait_for_function("id => document.querySelector('#d-id').textContent === id", arg=cat)
+    assert get_record(store, face)["label"] == "fake"
+    page.locator("#l-note").press_sequentially("fur, a real cat")  # f, u and r typed into the note label nothing
+    page.press("#l-note", "Escape")
+    page.keyboard.press("r")
+    page.wait_for_function("id => document.querySelector('#d-id').textContent === id", arg=camera)  # the next page
+    assert get_record(store, face)["label"] == "fake"
+    cat_labels = get_record(store, cat)["labels_history"]
+    assert [(e["label"], e["note"], e["reviewer"]) for e in cat_labels] == [("real", "fur, a real cat", "reviewer-cy")]
+    assert page.text_content("#page-range") == "1\u20131 of 1"  # the two labelled ones left the "not yet" queue
+    page.wait_for_function("n => Number(document.querySelector('#c-today').textContent) >= n", arg=today + 2)
+    page.wait_for_selector(f"#chart svg[data-measure='agreement'] polyline[data-version='{SERVED_NAME} {SERVED_VERSION}']", state="attached")
+
+    page.select_option("#f-labelled", "")  # every record of this test: paging with the buttons
+    page.click("#filters button")
+    page.wait_for_function("() => document.querySelector('#page-range').textContent === '1\u20132 of 3'")
+    page.click("#next")
+    page.wait_for_function("() => document.querySelector('#page-range').textContent === '3\u20133 of 3'")
+    page.keyboard.press("k")
+    page.wait_for_function("() => document.querySelector('#page-range').textContent === '1\u20132 of 3'")
+    assert shown_id(page) == cat and "reviewer-cy: real (fur, a real cat)" in page.text_content("#d-history")
+    context.close()
+    assert not errors, errors
+
+
+def test_the_review_api_pages_with_a_total_filters_by_client_and_version_and_counts_the_queue(server, review_url):
+    who = {REVIEWER_HEADER: "reviewer-bo"}
+    uploader = f"uploader-{__import__('uuid').uuid4().hex[:8]}"
+    ids = [uploaded_as(review_url, uploader, photo_jpeg(p())) for p in (photos.coffee, photos.rocket)]
+
+    def get(path: str, **params) -> requests.Response:
+        return requests.get(f"{review_url}api/records{path}", params=params, headers=who, timeout=TIMEOUT)
+
+    page = get("", client=f"page:{uploader}", version=SERVED_VERSION, limit=1).json()
+    assert page["total"] == 2 and [r["id"] for r in page["records"]] == ids[1:]
+    assert get("", client="page:", limit=200).json()["total"] >= 2
+    assert get("", client=f"page:{uploader}", version="no-such-version").json() == {"records": [], "total": 0}
+    before = get("/counts").json()
+    requests.post(f"{review_url}api/records/{ids[0]}/label", json={"label": "fake"}, timeout=TIMEOUT,
+                  headers={**who, "Origin": review_url.rstrip("/")}).raise_for_status()
+    after = get("/counts", day_start=now().replace(hour=0, minute=0, second=0).isoformat()).json()
+    assert after["to_review"] == before["to_review"] - 1 and after["labelled_today"] >= before["labelled_today"] + 1
+    assert set(after["agreement"]) == {"compared", "agreed", "share", "uncertain"}
+    series = get("/agreement").json()
+    assert series["bucket"] == "day" and any(r["version"] == SERVED_VERSION and r["labelled_fake"] >= 1 for r in series["series"])
+    for path, params in [("", {"client": "x" * 201}), ("/counts", {"day_start": "yesterday"}), ("/agreement", {"bucket": "hour"})]:
+        refused = get(path, **params)
+        assert refused.status_code == 400 and refused.json()["error"] == "bad filter", refused.text
+    assert requests.get(f"{review_url}api/records/counts", headers={REVIEWER_HEADER: "uploader-dee"}, timeout=TIMEOUT).status_code == 403

@@ -47,7 +47,9 @@ class BadFilter(ReviewError):
 @dataclass(frozen=True)
 class Filters:
     """``verdict``: real | fake | uncertain; ``declared_ai``: True/False; ``labelled``: True/False;
-    ``since``/``until``: ISO times; ``limit``/``offset``: paging. Uncertain first, then newest."""
+    ``since``/``until``: ISO times; ``limit``/``offset``: paging; ``model``/``version``: the model's name and
+    version, exactly; ``client``: exactly, or every client it begins when it ends in ``:`` (``page:`` the page's
+    users, ``key:`` callers by key). Uncertain first, then newest."""
 
     verdict: str | None = None
     declared_ai: bool | None = None
@@ -56,6 +58,9 @@ class Filters:
     until: datetime.datetime | None = None
     limit: int = 50
     offset: int = 0
+    model: str | None = None
+    version: str | None = None
+    client: str | None = None
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
@@ -70,13 +75,14 @@ def _row(mapping) -> dict[str, Any]:
     return found
 
 
-def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str, Any]]:
-    """Records with their latest label and the position of their kept thumbnail (None: none kept),
-    ``uncertain`` first, newest first within; probes left out."""
-    latest = latest_labels()
+def _conditions(filters: Filters, latest) -> list:
     conditions = [REVIEWED]
-    if filters.verdict is not None:
-        conditions.append(records.c.verdict == filters.verdict)
+    for name in ("verdict", "model", "version"):
+        if getattr(filters, name) is not None:
+            conditions.append(records.c[name] == getattr(filters, name))
+    if filters.client is not None:
+        client = records.c.client
+        conditions.append(client.startswith(filters.client, autoescape=True) if filters.client.endswith(":") else client == filters.client)
     if filters.declared_ai is not None:
         conditions.append(records.c.declared_ai.is_(filters.declared_ai))
     if filters.labelled is not None:
@@ -85,15 +91,30 @@ def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str,
         conditions.append(records.c.created_at >= filters.since)
     if filters.until is not None:
         conditions.append(records.c.created_at < filters.until)
+    return conditions
+
+
+def list_records(engine: Engine, filters: Filters = Filters()) -> list[dict[str, Any]]:
+    """Records with their latest label and the position of their kept thumbnail (None: none kept),
+    ``uncertain`` first, newest first within; probes left out. ``count_records`` counts them all."""
+    latest = latest_labels()
     thumbnail = (select(func.min(record_media.c.position)).where(record_media.c.record_id == records.c.id, record_media.c.kind == "thumbnail")
                  .scalar_subquery().label("thumbnail"))
     query = (select(*(records.c[name] for name in LIST_COLUMNS), latest.c.label, latest.c.reviewer, latest.c.labelled_at, thumbnail)
              .outerjoin(latest, latest.c.record_id == records.c.id)
-             .where(*conditions)
+             .where(*_conditions(filters, latest))
              .order_by(case((records.c.verdict == "uncertain", 0), else_=1), records.c.created_at.desc(), records.c.id)
              .limit(max(1, min(filters.limit, LIST_LIMIT))).offset(max(0, filters.offset)))
     with engine.connect() as connection:
         return [_row(row._mapping) for row in connection.execute(query)]
+
+
+def count_records(engine: Engine, filters: Filters = Filters()) -> int:
+    """How many records ``list_records`` would list with these filters over all pages."""
+    latest = latest_labels()
+    query = select(func.count()).select_from(records.outerjoin(latest, latest.c.record_id == records.c.id)).where(*_conditions(filters, latest))
+    with engine.connect() as connection:
+        return connection.execute(query).scalar_one()
 
 
 MEDIA_COLUMNS = ("position", "kind", "subject", "time", "box", "verdict", "p_fake", "width", "height", "content_type")
@@ -146,6 +167,71 @@ def delete_records(engine: Engine, ids: list[str] = (), sha256: list[str] = ()) 
     if not ids and not sha256:
         return 0
     return delete_where(engine, records.c.id.in_(list(ids)) | records.c.sha256.in_([s.lower() for s in sha256]))
+
+
+JUDGED = ("real", "fake")  # the labels that are a truth to compare with; "unsure" is none
+BUCKETS = ("day", "week")
+
+
+def _judged(engine: Engine) -> list:
+    """(model, version, created_at, verdict, label) of the answered records, probes left out, whose latest
+    label is real or fake."""
+    latest = latest_labels()
+    query = (select(records.c.model, records.c.version, records.c.created_at, records.c.verdict, latest.c.label)
+             .join(latest, latest.c.record_id == records.c.id)
+             .where(REVIEWED, latest.c.label.in_(JUDGED), records.c.verdict.in_((*JUDGED, "uncertain"))))
+    with engine.connect() as connection:
+        return connection.execute(query).all()
+
+
+def _tally(rows) -> dict[str, int]:
+    return {"reviewed": len(rows),
+            "labelled_real": sum(r.label == "real" for r in rows),
+            "labelled_fake": sum(r.label == "fake" for r in rows),
+            "agreed": sum(r.verdict == r.label for r in rows),
+            "false_positives": sum(r.label == "real" and r.verdict == "fake" for r in rows),
+            "missed_fakes": sum(r.label == "fake" and r.verdict == "real" for r in rows),
+            "uncertain": sum(r.verdict == "uncertain" for r in rows)}
+
+
+def _utc(moment: datetime.datetime) -> datetime.datetime:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+
+
+def queue_counts(engine: Engine, now: datetime.datetime, day_start: datetime.datetime | None = None) -> dict[str, Any]:
+    """The review queue at ``now``, probes left out: ``to_review`` (records without a label), ``labelled_today``
+    (records labelled from ``day_start`` on, for a day; None: the UTC day of ``now``, the page passes its
+    reviewer's local midnight) and ``agreement``: of records labelled real or fake, ``compared`` (those the model
+    answered real or fake), ``agreed`` (label equals verdict), ``share`` (agreed / compared, None with none) and
+    ``uncertain`` (those the model answered uncertain, counted apart)."""
+    start = _utc(day_start) if day_start is not None else _utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = (select(func.count(func.distinct(labels.c.record_id))).select_from(labels.join(records, records.c.id == labels.c.record_id))
+             .where(REVIEWED, labels.c.created_at >= start, labels.c.created_at < start + datetime.timedelta(days=1)))
+    with engine.connect() as connection:
+        labelled_today = connection.execute(today).scalar_one()
+    tally = _tally(_judged(engine))
+    compared = tally["reviewed"] - tally["uncertain"]
+    return {"to_review": count_records(engine, Filters(labelled=False)), "labelled_today": labelled_today, "day_start": iso_utc(start),
+            "agreement": {"compared": compared, "agreed": tally["agreed"], "share": tally["agreed"] / compared if compared else None,
+                          "uncertain": tally["uncertain"]}}
+
+
+def agreement_over_time(engine: Engine, bucket: str = "day") -> list[dict[str, Any]]:
+    """How the model's verdicts agree with the reviewers, per model name, version and ``bucket`` (``day`` or
+    ``week``, from Monday; UTC) of the records' times, probes left out, oldest first. Each row: ``model``,
+    ``version``, ``day`` (the bucket's first day, ISO date), ``reviewed`` (records whose latest label is real or
+    fake; ``labelled_real`` and ``labelled_fake`` of them), ``agreed`` (verdict equals label),
+    ``false_positives`` (labelled real, answered fake), ``missed_fakes`` (labelled fake, answered real),
+    ``uncertain`` (answered uncertain); agreed + false_positives + missed_fakes + uncertain = reviewed. ``ValueError`` for another bucket."""
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}; got {bucket!r}")
+    groups: dict[tuple, list] = {}
+    for row in _judged(engine):
+        day = _utc(row.created_at).date()
+        first = day - datetime.timedelta(days=day.weekday() if bucket == "week" else 0)
+        groups.setdefault((row.model or "", row.version or "", first), []).append(row)
+    return [{"model": model, "version": version, "day": first.isoformat(), **_tally(rows)}
+            for (model, version, first), rows in sorted(groups.items(), key=lambda item: (item[0][2], item[0][0], item[0][1]))]
 
 
 @dataclass(frozen=True)

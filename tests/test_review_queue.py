@@ -1,0 +1,102 @@
+"""The review queue's queries (deepfake_service/records/review.py), against SQLite and PostgreSQL: filters by
+model, version and client with a total for paging, the counts at the top of the page, and the model's agreement
+with the reviewers per version over time; probes never counted."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+
+import pytest
+from sqlalchemy import insert, update
+
+from deepfake_service.records.review import Filters, add_label, agreement_over_time, count_records, list_records, queue_counts
+from handler.store import PROBE, connect, labels, records
+
+NOON = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def add(engine, verdict: str | None = "real", at: datetime.datetime = NOON, version: str = "1.0", client: str = "key:ab12",
+        model: str = "tiny", route: str = "predictions") -> str:
+    record_id = uuid.uuid4().hex
+    with engine.begin() as connection:
+        connection.execute(insert(records), [{"id": record_id, "created_at": at, "client": client, "route": route, "media": "image",
+                                              "model": model, "version": version, "verdict": verdict, "status": 200 if verdict else 415}])
+    return record_id
+
+
+def labelled_at(engine, record_id: str, label: str, at: datetime.datetime) -> None:
+    add_label(engine, record_id, label, None, "alice")
+    with engine.begin() as connection:
+        connection.execute(update(labels).where(labels.c.record_id == record_id).values(created_at=at))
+
+
+@pytest.fixture
+def engine(store_url):
+    engine = connect(store_url)
+    yield engine
+    engine.dispose()
+
+
+def test_the_list_filters_by_model_version_and_client_exactly_or_by_a_prefix_ending_in_a_colon(engine):
+    old = add(engine, version="1.0", client="page:ann")
+    new = add(engine, version="2.0", client="page:bo")
+    keyed = add(engine, version="2.0", client="key:ab12", model="other")
+    add(engine, version="2.0", client="page:bo", route=PROBE)
+    listed = lambda **given: {r["id"] for r in list_records(engine, Filters(**given))}  # noqa: E731
+    assert listed(version="2.0") == {new, keyed}
+    assert listed(model="other") == {keyed}
+    assert listed(client="page:") == {old, new}
+    assert listed(client="page:bo") == {new}
+    assert listed(client="page") == set()  # no colon: exact
+    assert listed(client="%:") == set()  # a prefix, never a pattern
+
+
+def test_the_total_counts_every_page_of_the_same_filters(engine):
+    ids = [add(engine, at=NOON + datetime.timedelta(minutes=i)) for i in range(5)]
+    add(engine, route=PROBE)
+    labelled_at(engine, ids[0], "fake", NOON)
+    pages = [list_records(engine, Filters(limit=2, offset=offset)) for offset in (0, 2, 4)]
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert {r["id"] for page in pages for r in page} == set(ids)
+    assert count_records(engine) == 5 and count_records(engine, Filters(limit=2)) == 5
+    assert count_records(engine, Filters(labelled=False)) == 4 and count_records(engine, Filters(version="9")) == 0
+
+
+def test_the_counts_give_the_queue_todays_labels_and_the_agreement_with_uncertain_apart(engine):
+    agreed, wrong, unsure_verdict, _unlabelled, unsure_label = (add(engine, v) for v in ("fake", "fake", "uncertain", "real", "real"))
+    probe = add(engine, "fake", route=PROBE)
+    labelled_at(engine, agreed, "fake", NOON - datetime.timedelta(days=1))
+    labelled_at(engine, wrong, "real", NOON)
+    labelled_at(engine, unsure_verdict, "fake", NOON + datetime.timedelta(hours=1))
+    labelled_at(engine, unsure_label, "unsure", NOON)
+    labelled_at(engine, probe, "fake", NOON)
+    counts = queue_counts(engine, NOON + datetime.timedelta(hours=2))
+    assert counts["to_review"] == 1 and counts["labelled_today"] == 3  # wrong, unsure_verdict, unsure_label; the probe never
+    assert counts["agreement"] == {"compared": 2, "agreed": 1, "share": 0.5, "uncertain": 1}
+    evening = NOON + datetime.timedelta(hours=11)  # a reviewer's local day that began at 23:00 UTC
+    assert queue_counts(engine, evening, day_start=evening)["labelled_today"] == 0
+
+
+def test_the_counts_of_an_empty_store_have_no_agreement_share(engine):
+    assert queue_counts(engine, NOON) == {"to_review": 0, "labelled_today": 0, "day_start": "2026-12-03T00:00:00+00:00",
+                                          "agreement": {"compared": 0, "agreed": 0, "share": None, "uncertain": 0}}
+
+
+def test_agreement_over_time_counts_per_version_and_day_false_positives_and_missed_fakes(engine):
+    day2 = NOON + datetime.timedelta(days=1)
+    for verdict, label, at, version in [("fake", "fake", NOON, "1.0"), ("fake", "real", NOON, "1.0"), ("real", "fake", NOON, "1.0"),
+                                        ("uncertain", "real", NOON, "1.0"), ("real", "real", day2, "1.0"), ("real", "real", NOON, "2.0"),
+                                        ("real", "unsure", NOON, "2.0")]:
+        labelled_at(engine, add(engine, verdict, at=at, version=version), label, at)
+    labelled_at(engine, add(engine, "fake", route=PROBE), "real", NOON)
+    add(engine, "fake")  # unlabelled
+    rows = agreement_over_time(engine)
+    assert [(r["version"], r["day"]) for r in rows] == [("1.0", "2026-12-03"), ("2.0", "2026-12-03"), ("1.0", "2026-12-04")]
+    assert rows[0] == {"model": "tiny", "version": "1.0", "day": "2026-12-03", "reviewed": 4, "labelled_real": 2, "labelled_fake": 2,
+                       "agreed": 1, "false_positives": 1, "missed_fakes": 1, "uncertain": 1}
+    assert (rows[1]["reviewed"], rows[1]["agreed"]) == (1, 1) and (rows[2]["reviewed"], rows[2]["agreed"]) == (1, 1)
+    weekly = agreement_over_time(engine, bucket="week")  # 2026-12-03 is a Thursday
+    assert [(r["version"], r["day"], r["reviewed"]) for r in weekly] == [("1.0", "2026-11-30", 5), ("2.0", "2026-11-30", 1)]
+    with pytest.raises(ValueError, match="bucket must be one of day, week"):
+        agreement_over_time(engine, bucket="hour")
