@@ -7,7 +7,7 @@ config/records.yaml names (DEEPFAKE_RECORDS_URL overrides it; --url overrides bo
   python -m scripts.records label 3f2a... fake --note "known face-swap" --reviewer alice
   python -m scripts.records purge                      # older than retention_days
   python -m scripts.records delete --sha256 9c1e...    # a person's request to forget an upload
-  python -m scripts.records report --model deepfake-detector
+  python -m scripts.records report --model deepfake-detector --png results/records/agreement.png
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -24,12 +25,13 @@ from deepfake_service.records.review import (
     Filters,
     ReviewError,
     add_label,
+    agreement_over_time,
     delete_records,
     get_record,
     labelled_set,
     list_records,
 )
-from deepfake_service.training.operating_point import review_report
+from deepfake_service.training.operating_point import review_report, save_agreement_figure
 from handler.store import LABELS, connect, purge_older_than
 
 
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     report.add_argument("--model")
     report.add_argument("--version")
     report.add_argument("--fake-label", help="(default: the model config's fake_label)")
+    report.add_argument("--png", type=Path, default=Path("results/records/agreement.png"),
+                        help="the picture of agreement, false positives and fakes called real per model version over time (default: %(default)s)")
+    report.add_argument("--bucket", choices=("day", "week"), default="day", help="the picture's time step (default: %(default)s)")
     args = parser.parse_args(argv)
 
     settings = read_settings()
@@ -86,7 +91,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"records: deleted {delete_records(engine, args.id, args.sha256)}")
         elif args.command == "report":
             fake_label = args.fake_label or handler_options().fake_label
-            print(json.dumps(review_report(labelled_set(engine, fake_label, args.model, args.version)), indent=2))
+            over_time = [row for row in agreement_over_time(engine, args.bucket)
+                         if args.model in (None, row["model"]) and args.version in (None, row["version"])]
+            print(json.dumps({**review_report(labelled_set(engine, fake_label, args.model, args.version)), "over_time": over_time}, indent=2))
+            print(f"records: wrote {save_agreement_figure(over_time, args.png)}", file=sys.stderr)
     except ReviewError as exc:
         sys.exit(f"records: {exc}")
     except SQLAlchemyError as exc:

@@ -100,3 +100,25 @@ def test_agreement_over_time_counts_per_version_and_day_false_positives_and_miss
     assert [(r["version"], r["day"], r["reviewed"]) for r in weekly] == [("1.0", "2026-11-30", 5), ("2.0", "2026-11-30", 1)]
     with pytest.raises(ValueError, match="bucket must be one of day, week"):
         agreement_over_time(engine, bucket="hour")
+
+
+def test_the_records_report_draws_agreement_per_version_over_time(engine, store_url, tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from scripts.records import main as records_command
+
+    for day, version, verdict, label in [(0, "1.0", "fake", "real"), (0, "1.0", "real", "real"), (1, "1.0", "fake", "fake"),
+                                         (1, "2.0", "real", "fake"), (2, "2.0", "real", "real")]:
+        record = add(engine, verdict, at=NOON + datetime.timedelta(days=day), version=version)
+        labelled_at(engine, record, label, NOON + datetime.timedelta(days=day))
+    picture = tmp_path / "agreement.png"
+    records_command(["--url", store_url, "report", "--fake-label", "Fake", "--png", str(picture)])
+    printed = json.loads(capsys.readouterr().out)
+    assert [(r["version"], r["day"], r["reviewed"], r["agreed"], r["false_positives"], r["missed_fakes"]) for r in printed["over_time"]] == [
+        ("1.0", "2026-12-03", 2, 1, 1, 0), ("1.0", "2026-12-04", 1, 1, 0, 0), ("2.0", "2026-12-04", 1, 0, 0, 1),
+        ("2.0", "2026-12-05", 1, 1, 0, 0)]
+    drawn = np.asarray(Image.open(picture).convert("RGB"))
+    assert drawn.shape == (400, 1300, 3) and len(np.unique(drawn.reshape(-1, 3), axis=0)) > 50  # panels with lines, not a blank page

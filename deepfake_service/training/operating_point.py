@@ -4,6 +4,7 @@ decision on what came back (``calibration.decide``). ``python -m scripts.calibra
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 from pathlib import Path
 from typing import Sequence
@@ -81,3 +82,46 @@ def review_report(labelled) -> dict:
         "missed_on_reviewed_fake": sum(v == "real" for v, t in pairs if t == "fake"),
         "skipped": labelled.skipped,
     }
+
+
+AGREEMENT_PANELS = (
+    ("agreement", "agreed", "reviewed", "agreement with reviewers"),
+    ("false positives", "false_positives", "labelled_real", "called fake, of reviewed real"),
+    ("fakes called real", "missed_fakes", "labelled_fake", "called real, of reviewed fake"),
+)
+
+
+def save_agreement_figure(series: list[dict], path: Path) -> Path:
+    """Draw ``agreement_over_time``'s rows (deepfake_service/records/review.py) as three panels over time, one
+    line per model version: agreement with the reviewers, false positives among records labelled real, fakes
+    called real among records labelled fake (each as a share; a day without such records has no point).
+    Writes the PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    versions: dict[str, list[dict]] = {}
+    for row in series:
+        versions.setdefault(f"{row['model']} {row['version']}".strip() or "(unnamed)", []).append(row)
+    figure, axes = plt.subplots(1, len(AGREEMENT_PANELS), figsize=(13, 4), sharex=True)
+    for axis, (title, part, whole, ylabel) in zip(axes, AGREEMENT_PANELS):
+        for name, rows in versions.items():
+            points = [(datetime.date.fromisoformat(r["day"]), r[part] / r[whole]) for r in rows if r[whole]]
+            if points:
+                axis.plot(*zip(*points), marker="o", label=name)
+        axis.set_title(title)
+        axis.set_ylabel(ylabel)
+        axis.set_ylim(-0.05, 1.05)
+        axis.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        axis.tick_params(axis="x", labelrotation=30)
+        axis.grid(alpha=0.3)
+    if versions:
+        axes[0].legend(fontsize="small")
+    else:
+        axes[1].text(0.5, 0.5, "no reviewed records yet", ha="center", va="center", transform=axes[1].transAxes)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
