@@ -208,3 +208,16 @@ def test_records_beside_a_folder_train_together_and_a_shared_picture_stays_on_on
     after = mean_p_true(evaluate_reviewed(CheckpointPredictor(run, handler_options(), "off"), held, progress=False))
     print(f"held-out records (folder + records): mean P(true label) {before[0]:.3f} -> {after[0]:.3f}, accuracy {before[1]:.3f} -> {after[1]:.3f}")
     assert after[0] >= before[0] + 0.15 and after[1] >= before[1], (before, after)
+
+
+def test_the_evaluate_command_reports_on_a_reviewed_set_one_row_per_record(two_label_checkpoint, held_out, tmp_path, capsys):
+    from scripts.evaluate import main
+
+    main(["--checkpoint", str(two_label_checkpoint), "--records", held_out, "--output", str(tmp_path), "--no-progress"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["images"] == 16 and metrics["reviewed"]["records"] == 16 and metrics["reviewed"]["crops"] == 16
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
+    assert len(rows) == 16 and all(row.startswith("record/") for row in rows)
+    assert "images 16" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--checkpoint", str(two_label_checkpoint), "--records", held_out, "--data", str(tmp_path), "--output", str(tmp_path)])

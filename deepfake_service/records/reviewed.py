@@ -15,7 +15,8 @@ from typing import Sequence
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from deepfake_service.records import redacted
+from deepfake_service.project import RECORDS_CONFIG
+from deepfake_service.records import URL_ENV, read_settings, redacted
 from deepfake_service.records.review import REVIEWED, ReviewError
 from handler.fingerprint import MIN_QUALITY
 from handler.store import MATCHED_LABELS, connect, latest_labels, record_media, records
@@ -62,8 +63,9 @@ class ReviewedSet:
 
 def add_records_arguments(parser) -> None:
     """The options that pick a reviewed set, shared by the train and evaluate commands."""
-    parser.add_argument("--records", metavar="URL", help="a record store (SQLAlchemy URL, e.g. sqlite:///var/records.sqlite3 or "
-                                                          "postgresql+psycopg://user@host/db): its reviewed records")
+    parser.add_argument("--records", nargs="?", const="", metavar="URL",
+                        help="a record store's reviewed records (a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; "
+                             "without one: the store of config/records.yaml or DEEPFAKE_RECORDS_URL)")
     parser.add_argument("--records-model", help="with --records: only records answered by this model name")
     parser.add_argument("--records-version", help="with --records: only records answered by this model version")
     parser.add_argument("--records-since", type=utc_moment, metavar="TIME",
@@ -93,8 +95,12 @@ def _pdq(hex_hash: str | None, quality: int | None) -> bytes | None:
 
 def reviewed_set(url: str, model: str | None = None, version: str | None = None,
                  since: datetime.datetime | None = None) -> ReviewedSet:
-    """The records of the store at ``url`` that count (see the module), oldest first, of one model name and
-    version when given and created at ``since`` or later."""
+    """The records of the store at ``url`` ("": the configured one, ``read_settings``) that count (see the module),
+    oldest first, of one model name and version when given and created at ``since`` or later; ``ReviewError``
+    when there is no store or it cannot be read."""
+    url = url or read_settings().url
+    if url in ("", "off"):
+        raise ReviewError(f"no record store to read: records are off in {RECORDS_CONFIG.name} and {URL_ENV} is unset; give --records URL")
     latest = latest_labels()
     query = (select(records.c.id, records.c.media, records.c.sha256, records.c.pdq, records.c.pdq_quality, latest.c.label)
              .join(latest, latest.c.record_id == records.c.id)

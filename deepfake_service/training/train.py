@@ -304,7 +304,7 @@ def _described(settings: TrainSettings) -> dict:
 
     described = {k: (str(v) if isinstance(v, (Path, datetime.datetime)) else v) for k, v in asdict(settings).items()}
     if settings.records is not None:
-        described["records"] = redacted(settings.records)
+        described["records"] = redacted(settings.records) if settings.records else "(the configured store)"
     return described
 
 
