@@ -14,6 +14,7 @@ import csv
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -88,19 +89,43 @@ def given_splits(root: Path) -> dict[str, list[Sample]] | None:
     return {name: sorted(_class_folders(folder)) for name, folder in splits.items()} or None
 
 
-def stratified_split(samples: list[Sample], test_size: float | int, seed: int) -> tuple[list[Sample], list[Sample]]:
+def stratified_split(samples: list[Sample], test_size: float | int, seed: int,
+                     groups: Mapping[Path, str] | None = None) -> tuple[list[Sample], list[Sample]]:
     """(train, test) with each label in the same proportion in both; deterministic for a seed. ``test_size``
-    is a fraction, or a count of images."""
+    is a fraction, or a count of images. ``groups`` (a sample's path -> its group) keeps each group on one
+    side: the groups are split, stratified by their most common label, and a count becomes the same share of
+    the groups; None: every file is its own group (the folder datasets' split, unchanged)."""
+    if groups is not None:
+        return _group_split(samples, test_size, seed, groups)
     labels = [s.label for s in samples]
-    counts = Counter(labels)
-    if len(counts) < 2:
-        raise DatasetError(f"need at least two labels, found {sorted(counts)}")
-    if min(counts.values()) < 2:
-        raise DatasetError(f"every label needs at least two images to split, found {dict(counts)}")
+    _check_splittable(Counter(labels), "images")
     from sklearn.model_selection import train_test_split  # the train extra; building an archive needs none of it
 
     train, test = train_test_split(samples, test_size=test_size, random_state=seed, stratify=labels)
     return sorted(train), sorted(test)
+
+
+def _check_splittable(counts: Counter, what: str) -> None:
+    if len(counts) < 2:
+        raise DatasetError(f"need at least two labels, found {sorted(counts)}")
+    if min(counts.values()) < 2:
+        raise DatasetError(f"every label needs at least two {what} to split, found {dict(counts)}")
+
+
+def _group_split(samples: list[Sample], test_size: float | int, seed: int,
+                 groups: Mapping[Path, str]) -> tuple[list[Sample], list[Sample]]:
+    members: dict[str, list[Sample]] = {}
+    for sample in samples:
+        members.setdefault(groups.get(sample.path, str(sample.path)), []).append(sample)
+    keys = sorted(members)
+    labels = [Counter(s.label for s in members[key]).most_common(1)[0][0] for key in keys]
+    _check_splittable(Counter(labels), "groups of near-duplicates")
+    if isinstance(test_size, int):
+        test_size = min(len(keys) - 1, max(1, round(test_size * len(keys) / len(samples))))
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(keys, test_size=test_size, random_state=seed, stratify=labels)
+    return sorted(s for key in train for s in members[key]), sorted(s for key in test for s in members[key])
 
 
 def oversample(samples: list[Sample], seed: int) -> list[Sample]:

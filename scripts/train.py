@@ -1,4 +1,4 @@
-"""Fine-tune a ViT image classifier on a class-per-folder dataset with HF Trainer, leak-free.
+"""Fine-tune a ViT image classifier on a class-per-folder dataset, reviewed records, or both, with HF Trainer, leak-free.
 
 Steps: list the labelled images -> stratified train/test split (or the dataset's own Train/Test folders)
 -> random oversampling of the *training* split only -> fine-tune (random rotation + sharpness augmentation, then
@@ -7,6 +7,12 @@ only resized + normalised by the checkpoint's processor) -> evaluate on
 the held-out split. With --calibration-size, a further stratified share of the images (never trained
 on, never tested on) sets the operating point (scripts.calibrate) before the held-out evaluation. Defaults are those of the reference fine-tune of
 dima806/deepfake_vs_real_image_detection: 60/40 split, 2 epochs, batch 32, lr 1e-6, weight decay 0.02.
+
+With --records URL, the store's reviewed records (latest label real or fake; unsure, unlabelled and probe
+records left out) train too: each kept crop (already the model's input size) is one image labelled with the base
+model's own name for real or fake (a model without both is refused), copied into <output>/reviewed/. Folder images
+and records are split together, stratified, by groups: the crops of one record, and records and folder images with
+the same SHA-256 or PDQ hashes within the store's match_distance (config/records.yaml), stay on one side.
 
 Writes into --output:
   model.safetensors, config.json, preprocessor_config.json   the checkpoint, ready for scripts.build_mar
@@ -18,8 +24,12 @@ Writes into --output:
   report/                              held-out metrics.json, confusion_matrix.png, roc_curve.png,
                                        reliability.png, predictions.csv
   trainer/                             Trainer checkpoints; --resume continues from the last one
+  reviewed/, splits/reviewed.json      with --records: copies of the crops used (personal data: delete the run
+                                       folder with the records it came from) and the store (no password),
+                                       records and crops used (also in training.json)
 
   python -m scripts.train --data Dataset/ --base-model dima806/deepfake_vs_real_image_detection --output runs/exp1
+  python -m scripts.train --records sqlite:///var/records.sqlite3 --data Dataset/ --base-model runs/exp1 --output runs/exp2
 """
 
 from __future__ import annotations
@@ -31,13 +41,15 @@ from pathlib import Path
 from deepfake_service.dataset import (
     DatasetError,
 )
+from deepfake_service.records.reviewed import add_records_arguments
 from deepfake_service.training.train import TrainSettings, train
 
 
 def main(argv: list[str] | None = None) -> None:
     defaults = TrainSettings(data=Path("."), output=Path("."))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="root/<label>/* or root/{Train,Validation,Test}/<label>/*")
+    parser.add_argument("--data", type=Path, help="root/<label>/* or root/{Train,Validation,Test}/<label>/* (--data, --records or both)")
+    add_records_arguments(parser)
     parser.add_argument("--output", type=Path, required=True, help="run folder (checkpoint, splits, report)")
     parser.add_argument("--base-model", default=defaults.base_model, help="local checkpoint folder or Hub id (default: %(default)s)")
     parser.add_argument("--labels", help="comma-separated class order, e.g. Real,Fake (default: the base model's, else Real,Fake, else sorted)")
@@ -74,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from the last Trainer checkpoint in --output")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.data is None and args.records is None:
+        parser.error("give --data, --records, or both")
     settings = TrainSettings(
         data=args.data, output=args.output, base_model=args.base_model,
         labels=tuple(args.labels.split(",")) if args.labels else None,
@@ -83,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
         rotation_degrees=args.rotation_degrees, sharpness_factor=args.sharpness_factor, sharpness_p=args.sharpness_p,
         delivery_p=args.delivery_p, delivery_jpeg_quality=tuple(args.delivery_jpeg_quality), delivery_min_scale=args.delivery_min_scale,
         delivery_blur=args.delivery_blur, delivery_noise=args.delivery_noise,
-        seed=args.seed, save_steps=args.save_steps, workers=args.workers, resume=args.resume, progress=not args.no_progress,
+        seed=args.seed, records=args.records, records_model=args.records_model, records_version=args.records_version,
+        records_since=args.records_since, save_steps=args.save_steps, workers=args.workers, resume=args.resume, progress=not args.no_progress,
     )
     try:
         report = train(settings)

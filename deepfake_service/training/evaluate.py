@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint folder or a running TorchServe endpoint on labelled images.
+"""Evaluate a checkpoint folder or a running TorchServe endpoint on labelled images, or on a store's reviewed records.
 
 The library behind ``python -m scripts.evaluate`` (see its ``--help``).
 """
@@ -6,15 +6,20 @@ The library behind ``python -m scripts.evaluate`` (see its ``--help``).
 from __future__ import annotations
 
 import csv
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from deepfake_service.dataset import DatasetError, Sample, check_labels
+from deepfake_service.records.review import ReviewError
+from deepfake_service.records.reviewed import ReviewedSet, label_names
 from deepfake_service.training.calibration import log_probabilities
 from deepfake_service.training.predictors import Predictor, Scored, predict_files
 from deepfake_service.training.report import classification_report, operating_report, save_figures, write_report
+from deepfake_service.training.reviewed import write_crops
+from handler.store import MATCHED_LABELS
 
 
 class EvaluationError(Exception):
@@ -41,8 +46,44 @@ def _model_fields(prediction: dict) -> dict:
 
 def evaluate(predictor: Predictor, samples: list[Sample], batch_size: int = 32, progress: bool = True) -> Evaluation:
     """Classify every sample and compute the report; unreadable files are listed, not fatal."""
+    return evaluation_of(samples, list(predict_files(predictor, [s.path for s in samples], batch_size, progress, desc="evaluate")))
+
+
+def evaluate_reviewed(predictor: Predictor, reviewed: ReviewedSet, batch_size: int = 32, progress: bool = True) -> Evaluation:
+    """Score each reviewed record on its kept crops (``predictor`` without a face stage: they are crops already)
+    against its reviewer's label; a record's answer is its most fake crop's, as the service decides an image
+    (a video kept only its deciding frames, so this is the most fake of those, not the video's own verdict).
+    Rows are named ``record/<id>``; the report says which store and how many records (``reviewed``)."""
+    if not reviewed.records:
+        raise EvaluationError(f"the record store {reviewed.store} holds no record labelled real or fake that kept crops "
+                              f"({reviewed.skipped})")
+    with tempfile.TemporaryDirectory(prefix="reviewed-") as folder:
+        crops, owners = write_crops(reviewed, {label: label for label in MATCHED_LABELS}, Path(folder))
+        by_record: dict[str, list[Scored]] = {}
+        for crop in predict_files(predictor, [s.path for s in crops], batch_size, progress, desc="evaluate"):
+            by_record.setdefault(owners[crop.path], []).append(crop)
+    good = [s.prediction for group in by_record.values() for s in group if s.prediction is not None]
+    try:
+        names = label_names(tuple(good[0]["probabilities"]) if good else ())
+    except ReviewError as exc:
+        raise EvaluationError(str(exc)) from exc
+    samples = [Sample(Path(f"record/{r.id}"), names[r.label]) for r in reviewed.records]
+    scored = [_most_fake(sample.path, by_record.get(r.id, []), names["fake"]) for sample, r in zip(samples, reviewed.records)]
+    evaluation = evaluation_of(samples, scored)
+    evaluation.report["reviewed"] = reviewed.describe()
+    return evaluation
+
+
+def _most_fake(path: Path, crops: list[Scored], fake_label: str) -> Scored:
+    answered = [c.prediction for c in crops if c.prediction is not None]
+    if not answered:
+        return Scored(path, error=crops[0].error if crops else "no crop")
+    return Scored(path, prediction=max(answered, key=lambda p: p["probabilities"][fake_label]))
+
+
+def evaluation_of(samples: list[Sample], scored: list[Scored]) -> Evaluation:
+    """The report on ``scored`` (one per sample, in any order) against the samples' labels."""
     by_path = {s.path: s.label for s in samples}
-    scored = list(predict_files(predictor, [s.path for s in samples], batch_size, progress, desc="evaluate"))
     good = [s for s in scored if s.prediction is not None]
     if not good:
         first = scored[0].error if scored else "no images"

@@ -5,6 +5,7 @@ The library behind ``python -m scripts.train`` (see its ``--help``).
 
 from __future__ import annotations
 
+import datetime
 import io
 import json
 import math
@@ -39,7 +40,7 @@ PREFERRED_ORDER = ("Real", "Fake")  # the reference model's class indices: Real=
 
 @dataclass
 class TrainSettings:
-    data: Path
+    data: Path | None  # a labelled folder; None: the reviewed records alone
     output: Path
     base_model: str = DEFAULT_BASE_MODEL
     labels: tuple[str, ...] | None = None
@@ -65,6 +66,12 @@ class TrainSettings:
     delivery_blur: float = 1.0
     delivery_noise: float = 4.0
     seed: int = 42
+    # A record store's URL: its reviewed records' kept crops train beside (or instead of) the folder's images;
+    # only those of one model name and version, and created since a time, when given.
+    records: str | None = None
+    records_model: str | None = None
+    records_version: str | None = None
+    records_since: datetime.datetime | None = None
     save_steps: int = 500
     workers: int = field(default_factory=lambda: max(0, min(4, (os.cpu_count() or 1) - 1)))
     resume: bool = False
@@ -199,10 +206,44 @@ class Chain:
         return image
 
 
-def make_splits(settings: TrainSettings) -> tuple[list[Sample], list[Sample], list[Sample]]:
+REVIEWED_DIR = "reviewed"  # the run's copies of the reviewed records' crops, which its split files list
+REVIEWED_FILE = "reviewed.json"  # in splits/: which store and how many records and crops the run used
+
+
+def pooled_samples(settings: TrainSettings, base_labels: Sequence[str]) -> tuple[list[Sample], dict[Path, str] | None, dict | None]:
+    """The folder's images and the reviewed records' crops (copied into ``<output>/reviewed/``, labelled with
+    the names for real and fake of --labels, else of the folder's labels, else of the base model's), the groups
+    of near-duplicates the split keeps together (None: a folder alone, one group per file), and what was read
+    from the store (None: no store)."""
+    from deepfake_service.records import read_settings
+    from deepfake_service.records.review import ReviewError
+    from deepfake_service.records.reviewed import label_names, reviewed_set
+    from deepfake_service.training.reviewed import near_duplicate_groups, write_crops
+
+    if settings.data is None and settings.records is None:
+        raise DatasetError("nothing to train on: give a labelled folder (--data), a record store (--records), or both")
+    folder = labelled_samples(settings.data) if settings.data is not None else []
+    if settings.records is None:
+        return folder, None, None
+    try:
+        names = label_names(settings.labels or sorted({s.label for s in folder}) or base_labels)
+        reviewed = reviewed_set(settings.records, settings.records_model, settings.records_version, settings.records_since)
+    except ReviewError as exc:
+        raise DatasetError(str(exc)) from exc
+    if not reviewed.records and not folder:
+        raise DatasetError(f"the record store {reviewed.store} holds no record labelled real or fake that kept crops "
+                           f"(model {settings.records_model or 'any'}, version {settings.records_version or 'any'}; {reviewed.skipped})")
+    crops, owners = write_crops(reviewed, names, settings.output / REVIEWED_DIR)
+    groups = near_duplicate_groups(reviewed, owners, folder, read_settings().match_distance, handler_options().limits)
+    return folder + crops, groups, reviewed.describe()
+
+
+def make_splits(settings: TrainSettings, base_labels: Sequence[str] = ()) -> tuple[list[Sample], list[Sample], list[Sample]]:
     """(train, test, calibration) before oversampling, pairwise disjoint; reread from splits/ when
     resuming so nothing moves. Calibration is empty unless ``calibration_size`` asks for it: the given
-    Validation/ folder with --given-splits, else a stratified share carved out of the training images."""
+    Validation/ folder with --given-splits, else a stratified share carved out of the training images.
+    With ``settings.records``, reviewed crops join the folder's images (``pooled_samples``), split by groups
+    of near-duplicates; ``base_labels`` name real and fake for them."""
     split_dir = settings.output / "splits"
     if settings.resume and (split_dir / "train.csv").is_file():
         calibration_file = split_dir / "calibration.csv"
@@ -210,6 +251,9 @@ def make_splits(settings: TrainSettings) -> tuple[list[Sample], list[Sample], li
         return read_split(split_dir / "train.csv"), read_split(split_dir / "test.csv"), held
     calibration: list[Sample] = []
     if settings.given_splits:
+        if settings.records is not None:
+            raise DatasetError("--given-splits keeps the dataset's own Train/Test folders, where reviewed records have no "
+                               "place: leave it out to split folder and records together")
         splits = given_splits(settings.data)
         if not splits or "train" not in splits or "test" not in splits:
             raise DatasetError(f"{settings.data} has no Train/ and Test/ folders for --given-splits")
@@ -219,13 +263,18 @@ def make_splits(settings: TrainSettings) -> tuple[list[Sample], list[Sample], li
         elif settings.calibration_size > 0:
             train, calibration = stratified_split(train, settings.calibration_size, settings.seed)
     else:
-        train, test = stratified_split(labelled_samples(settings.data), settings.test_size, settings.seed)
+        (split_dir / REVIEWED_FILE).unlink(missing_ok=True)  # an earlier run's
+        samples, groups, reviewed = pooled_samples(settings, base_labels)
+        train, test = stratified_split(samples, settings.test_size, settings.seed, groups)
         if settings.calibration_size > 0:
             count = round(settings.calibration_size * (len(train) + len(test)))  # a share of all images
             if not 0 < count < len(train):
                 raise DatasetError(f"--calibration-size {settings.calibration_size} leaves no training images beside "
                                    f"--test-size {settings.test_size}")
-            train, calibration = stratified_split(train, count, settings.seed)
+            train, calibration = stratified_split(train, count, settings.seed, groups)
+        if reviewed is not None:
+            split_dir.mkdir(parents=True, exist_ok=True)
+            (split_dir / REVIEWED_FILE).write_text(json.dumps(reviewed, indent=2) + "\n")
     named = {"train": train, "test": test, "calibration": calibration}
     for first, second in (("train", "test"), ("train", "calibration"), ("test", "calibration")):
         overlap = {s.path for s in named[first]} & {s.path for s in named[second]}
@@ -247,6 +296,22 @@ def load_base(base_model: str):
     config = ViTConfig.from_pretrained(base_model, local_files_only=local)
     processor = ViTImageProcessorPil.from_pretrained(base_model, local_files_only=local)
     return config, processor
+
+
+def _described(settings: TrainSettings) -> dict:
+    """The settings as JSON, the record store's URL without its password."""
+    from deepfake_service.records import redacted
+
+    described = {k: (str(v) if isinstance(v, (Path, datetime.datetime)) else v) for k, v in asdict(settings).items()}
+    if settings.records is not None:
+        described["records"] = redacted(settings.records) if settings.records else "(the configured store)"
+    return described
+
+
+def _reviewed(settings: TrainSettings) -> dict | None:
+    """splits/reviewed.json: the store, records and crops a run with --records used (None: no store)."""
+    found = settings.output / "splits" / REVIEWED_FILE
+    return json.loads(found.read_text()) if found.is_file() else None
 
 
 LOSS_POINTS = 20  # loss history points per run (or one per step when the run is shorter)
@@ -282,9 +347,9 @@ def train(settings: TrainSettings) -> dict:
     if trainer_dir.is_dir() and any(trainer_dir.glob("checkpoint-*")) and not settings.resume:
         raise DatasetError(f"{settings.output} holds an earlier run: pass --resume to continue it, or another --output")
     set_seed(settings.seed)
-    train_samples, test_samples, calibration_samples = make_splits(settings)
-    balanced = oversample(train_samples, settings.seed)
     base_config, processor = load_base(settings.base_model)
+    train_samples, test_samples, calibration_samples = make_splits(settings, labels_from_config(base_config))
+    balanced = oversample(train_samples, settings.seed)
     labels = class_order({s.label for s in train_samples + test_samples + calibration_samples},
                          labels_from_config(base_config), settings.labels)
     label2id = {label: i for i, label in enumerate(labels)}
@@ -343,7 +408,7 @@ def train(settings: TrainSettings) -> dict:
     evaluation = evaluate(predictor, test_samples, settings.batch_size, settings.progress)
     write_evaluation(evaluation, settings.output / "report")
     summary = {
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()},
+        "settings": _described(settings),
         "labels": list(labels),
         "splits": {
             "train": len(train_samples),
@@ -353,6 +418,7 @@ def train(settings: TrainSettings) -> dict:
             "train_per_label": {label: sum(s.label == label for s in train_samples) for label in labels},
             "train_oversampled_per_label": {label: sum(s.label == label for s in balanced) for label in labels},
         },
+        "reviewed": _reviewed(settings),
         "resumed_from": last,
         "log_history": trainer.state.log_history,
         "seconds": round(time.monotonic() - started, 1),
