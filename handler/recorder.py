@@ -110,7 +110,7 @@ class Recorder:
                     self._refresh_logged()
                     if self.settings.retention_days > 0 and time.monotonic() - purged_at >= PURGE_EVERY_S:
                         purged_at = time.monotonic()
-                        gone = purge_older_than(self.engine, self.settings.retention_days)
+                        gone = self._purge()
                         logger.info("purged %d records older than %d days", gone, self.settings.retention_days)
                 except Exception:  # noqa: BLE001 - the thread must outlive any one failure
                     logger.exception("labelled hashes: refresh or purge failed; trying again in %.0f s", self.settings.refresh_s)
@@ -118,6 +118,15 @@ class Recorder:
 
         self._refresher = threading.Thread(target=loop, name="labelled-hashes", daemon=True)
         self._refresher.start()
+
+    def _purge(self) -> int:
+        """Delete the records past retention, off the request path: on an engine of its own, without the
+        request path's short statement limits (handler/store.py:connect)."""
+        engine = connect(self.settings.url)
+        try:
+            return purge_older_than(engine, self.settings.retention_days)
+        finally:
+            engine.dispose()
 
     def match(self, fingerprint) -> Match | None:
         """The labelled record ``fingerprint`` matches, or None."""
@@ -147,15 +156,24 @@ class Recorder:
         return Labelled(entry.record, latest.label, iso_utc(latest.created_at), entry.hash)
 
     def keep_analyses(self, analyses: Sequence[Analysis], decision: Decision) -> list[Receipt]:
-        """Keep one record per analysis, with what ``keep_media`` keeps of its media, in one transaction."""
+        """Keep one record per analysis (one transaction), then what ``keep_media`` keeps of their media (a
+        second one): a picture that cannot be made or stored costs its record's media, never the records."""
         rows = [record_row(analysis, self.model, decision) for analysis in analyses]
-        media = [kept for analysis, row in zip(analyses, rows)
-                 for kept in media_rows(analysis, row["id"], self.settings.keep_media, self.shape, decision.fake_label)]
-        return self.keep(rows, media)
+        receipts = self.keep(rows)
+        if self.settings.keep_media != "none" and receipts and receipts[0].kept:
+            self.keep_media([kept for analysis, row in zip(analyses, rows) for kept in self._media(analysis, row["id"], decision)])
+        return receipts
 
-    def keep(self, rows: list[dict], media: Sequence[dict] = ()) -> list[Receipt]:
-        """Insert ``rows`` (one per answer, ids already set) and their ``record_media`` rows in one transaction;
-        returns each one's receipt: its id when kept, else why not."""
+    def _media(self, analysis: Analysis, record_id: str, decision: Decision) -> list[dict]:
+        try:
+            return media_rows(analysis, record_id, self.settings.keep_media, self.shape, decision.fake_label)
+        except Exception:  # noqa: BLE001 - an odd picture costs its own media, not its batch-mates'
+            logger.exception("no media kept for record %s", record_id)
+            return []
+
+    def keep(self, rows: list[dict]) -> list[Receipt]:
+        """Insert ``rows`` (one per answer, ids already set) in one transaction; returns each one's receipt:
+        its id when kept, else why not."""
         if not rows:
             return []
         now_s = time.monotonic()
@@ -164,13 +182,24 @@ class Recorder:
             try:
                 with self.engine.begin() as connection:
                     connection.execute(insert(records), rows)
-                    if media:
-                        connection.execute(insert(record_media), list(media))
                 kept = True
             except SQLAlchemyError as exc:
                 reason = self._mark_down(exc)
                 logger.warning("records not kept for a batch of %d: %s", len(rows), exc.__class__.__name__)
         return [Receipt(row["id"], True) if kept else Receipt(None, False, reason) for row in rows]
+
+    def keep_media(self, rows: Sequence[dict]) -> bool:
+        """Insert ``record_media`` rows of records already kept, in one transaction; False (logged) when the
+        store refused them."""
+        if not rows:
+            return True
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(record_media), list(rows))
+            return True
+        except SQLAlchemyError as exc:
+            logger.warning("media not kept for a batch of %d files: %s", len(rows), exc.__class__.__name__)
+            return False
 
     def try_refresh(self) -> None:
         """For the request path. With ``refresh_s`` > 0: the first call loads the labelled hashes before

@@ -145,7 +145,8 @@ class RecordSettings:
 
 
 def connect(url: str, request_path: bool = False) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, a busy timeout (several workers write) and foreign keys.
+    """An engine for ``url``; SQLite files get WAL, a busy timeout (several workers write), foreign keys and
+    secure deletes.
     ``request_path``: the engine a worker uses while answering, whose waits are short (PostgreSQL: 2 s per
     statement, 1 s for a lock; SQLite: 2 s busy) so that a stuck store costs a batch its records, never
     its answers."""
@@ -159,7 +160,8 @@ def connect(url: str, request_path: bool = False) -> Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(connection, _record) -> None:
             cursor = connection.cursor()
-            for pragma in ("journal_mode=WAL", f"busy_timeout={busy}", "synchronous=NORMAL", "foreign_keys=ON"):
+            # secure_delete: a deleted record's pictures are overwritten, not left in the file's free pages
+            for pragma in ("journal_mode=WAL", f"busy_timeout={busy}", "synchronous=NORMAL", "foreign_keys=ON", "secure_delete=ON"):
                 cursor.execute(f"PRAGMA {pragma}")
             cursor.close()
     return engine
@@ -184,11 +186,22 @@ def iso_utc(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+PURGE_BATCH = 1000  # records deleted per transaction by a purge
+
+
 def purge_older_than(engine: Engine, days: int) -> int:
-    """Delete records older than ``days`` and their labels; returns how many records went (0 days: none)."""
+    """Delete records older than ``days`` with their labels and kept media, ``PURGE_BATCH`` records per
+    transaction (a backlog never makes one long statement); returns how many records went (0 days: none)."""
     if days <= 0:
         return 0
-    return delete_where(engine, records.c.created_at < now() - datetime.timedelta(days=days))
+    cutoff = now() - datetime.timedelta(days=days)
+    gone = 0
+    while True:
+        with engine.connect() as connection:
+            batch = list(connection.execute(select(records.c.id).where(records.c.created_at < cutoff).limit(PURGE_BATCH)).scalars())
+        if not batch:
+            return gone
+        gone += delete_where(engine, records.c.id.in_(batch))
 
 
 def delete_where(engine: Engine, condition) -> int:

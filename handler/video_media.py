@@ -53,12 +53,12 @@ class VideoSubjects:
 
     def shown(self, outcome: Outcome, p_fake: Sequence[float]) -> list[int]:
         """Each person's deciding frames (the whole frames' without people), ``SHOWN_PER_PERSON`` of them:
-        most-fake first when the person's verdict leans fake, least-fake first otherwise."""
-        groups = [person.crops for person in outcome.people] or [range(len(self.crops))]
+        most-fake first when that person's verdict (the clip's, without people) is fake or uncertain,
+        least-fake first when it is real."""
+        groups = [(person.crops, person.verdict) for person in outcome.people] or [(range(len(self.crops)), outcome.verdict)]
         chosen: list[int] = []
-        for crops in groups:
-            leans_fake = sum(p_fake[i] for i in crops) / len(crops) >= 0.5
-            chosen += sorted(crops, key=lambda index: p_fake[index], reverse=leans_fake)[:SHOWN_PER_PERSON]
+        for crops, verdict in groups:
+            chosen += sorted(crops, key=lambda index: p_fake[index], reverse=verdict.verdict != "real")[:SHOWN_PER_PERSON]
         return chosen
 
     @property

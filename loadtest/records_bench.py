@@ -106,8 +106,9 @@ def media_costs(checkpoint: Path, url: str) -> dict:
 
     def insert_batch(with_media: bool) -> None:
         rows = [{"id": new_id(), "created_at": now(), "media": "image", "status": 200} for _ in range(BATCH)]
-        media = [{**m, "record_id": row["id"]} for row, ms in zip(rows, kept) for m in ms] if with_media else ()
-        recorder.keep(rows, media)
+        recorder.keep(rows)
+        if with_media:
+            recorder.keep_media([{**m, "record_id": row["id"]} for row, ms in zip(rows, kept) for m in ms])
 
     plain_ms = median_ms(lambda: insert_batch(False), 20)[0] / BATCH
     with_ms = median_ms(lambda: insert_batch(True), 20)[0] / BATCH

@@ -84,17 +84,20 @@ def review_report(labelled) -> dict:
     }
 
 
+# (title, the part, its whole, the y label) of each panel; agreement is over the records the model decided (real or
+# fake), as the review page and review_report count it.
 AGREEMENT_PANELS = (
-    ("agreement", "agreed", "reviewed", "agreement with reviewers"),
-    ("false positives", "false_positives", "labelled_real", "called fake, of reviewed real"),
-    ("fakes called real", "missed_fakes", "labelled_fake", "called real, of reviewed fake"),
+    ("agreement", lambda r: r["agreed"], lambda r: r["reviewed"] - r["uncertain"], "agreement with reviewers, of decided"),
+    ("false positives", lambda r: r["false_positives"], lambda r: r["labelled_real"], "called fake, of reviewed real"),
+    ("fakes called real", lambda r: r["missed_fakes"], lambda r: r["labelled_fake"], "called real, of reviewed fake"),
 )
 
 
 def save_agreement_figure(series: list[dict], path: Path) -> Path:
     """Draw ``agreement_over_time``'s rows (deepfake_service/records/review.py) as three panels over time, one
-    line per model version: agreement with the reviewers, false positives among records labelled real, fakes
-    called real among records labelled fake (each as a share; a day without such records has no point).
+    line per model version: agreement with the reviewers over the records the model decided (real or fake), false
+    positives among records labelled real, fakes called real among records labelled fake (each as a share; a
+    day without such records has no point).
     Writes the PNG at ``path``."""
     import matplotlib
 
@@ -107,7 +110,7 @@ def save_agreement_figure(series: list[dict], path: Path) -> Path:
     figure, axes = plt.subplots(1, len(AGREEMENT_PANELS), figsize=(13, 4), sharex=True)
     for axis, (title, part, whole, ylabel) in zip(axes, AGREEMENT_PANELS):
         for name, rows in versions.items():
-            points = [(datetime.date.fromisoformat(r["day"]), r[part] / r[whole]) for r in rows if r[whole]]
+            points = [(datetime.date.fromisoformat(r["day"]), part(r) / whole(r)) for r in rows if whole(r)]
             if points:
                 axis.plot(*zip(*points), marker="o", label=name)
         axis.set_title(title)
