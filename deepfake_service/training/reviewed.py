@@ -66,8 +66,8 @@ def near_duplicate_groups(reviewed: ReviewedSet, owners: dict[Path, str], folder
                           limits: ImageLimits) -> dict[Path, str]:
     """Each sample's group (the key ``stratified_split`` takes): the crops of a record are one group, joined with
     every record and folder image of the same SHA-256, and with every one whose PDQ hash is within
-    ``match_distance`` bits of a record's. Folder images are compared with the records, not with each other (as
-    a folder-only split does: one group per file), so the work is O(records x all samples), one vectorised
+    ``match_distance`` bits of a record's. Folder images are compared by PDQ with the records, not with each other
+    (files with the same bytes are joined; a folder-only split keeps one group per file), so the work is O(records x all samples), one vectorised
     pass per record; hashing the folder (decoding every image once) costs more than that."""
     ids = [r.id for r in reviewed.records]
     hashed = [(r.sha256, r.pdq) for r in reviewed.records] + [file_hashes(s.path, limits) for s in folder]
