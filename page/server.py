@@ -316,9 +316,11 @@ def moment_from(args, name: str) -> datetime.datetime | None:
         return None
     try:
         parsed = datetime.datetime.fromisoformat(value)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
     except ValueError:
         raise BadFilter(f"{name} must be an ISO date or time, e.g. 2026-11-29") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00, before the calendar's first moment in UTC
+        raise BadFilter(f"{name} is outside the calendar in UTC") from None
 
 
 def filters_from(args) -> Filters:

@@ -122,3 +122,30 @@ def test_the_records_report_draws_agreement_per_version_over_time(engine, store_
         ("2.0", "2026-12-05", 1, 1, 0, 0)]
     drawn = np.asarray(Image.open(picture).convert("RGB"))
     assert drawn.shape == (400, 1300, 3) and len(np.unique(drawn.reshape(-1, 3), axis=0)) > 50  # panels with lines, not a blank page
+
+
+@pytest.fixture
+def api(engine, tmp_path):
+    """The page's review API in-process on the store (no TorchServe: these routes never call it)."""
+    from page.server import create_app
+
+    return create_app("http://127.0.0.1:9", "tiny", tmp_path / "key_file.json", 1024, records=engine).test_client()
+
+
+def test_a_day_start_or_time_at_the_ends_of_the_calendar_is_a_bad_filter_not_a_500(api):
+    for path, params in [("/api/records/counts", {"day_start": "9999-12-31T23:00"}), ("/api/records", {"since": "0001-01-01T00:00+01:00"}),
+                         ("/api/records/counts", {"day_start": "9999-12-31T23:59:59-01:00"})]:
+        refused = api.get(path, query_string=params)
+        assert refused.status_code == 400 and refused.json["error"] == "bad filter", (params, refused.json)
+    assert api.get("/api/records/counts", query_string={"day_start": "9999-12-30T00:00"}).status_code == 200
+
+
+def test_a_media_position_beyond_any_kept_is_404_before_the_store_sees_it(engine, api):
+    from deepfake_service.records.review import NoSuchMedia, media_file
+
+    record_id = add(engine)
+    for position in (10_001, 2**63, 10**30):  # SQLite overflows on an integer beyond 64 bits, PostgreSQL on one beyond 32
+        answer = api.get(f"/api/records/{record_id}/media/{position}")
+        assert answer.status_code == 404 and answer.json["error"] == "no such media", answer.json
+    with pytest.raises(NoSuchMedia):
+        media_file(engine, record_id, -1)

@@ -138,8 +138,14 @@ def get_record(engine: Engine, record_id: str) -> dict[str, Any]:
     return record
 
 
+MAX_MEDIA_POSITION = 10_000  # far above what a record keeps; beyond it a position is refused before the store sees it
+
+
 def media_file(engine: Engine, record_id: str, position: int) -> tuple[bytes, str]:
-    """The bytes and content type of a record's kept file at ``position``; ``NoSuchMedia`` when there is none."""
+    """The bytes and content type of a record's kept file at ``position``; ``NoSuchMedia`` when there is none
+    (a position outside 0..``MAX_MEDIA_POSITION`` never reaches the store: SQLite overflows on a huge one)."""
+    if not 0 <= position <= MAX_MEDIA_POSITION:
+        raise NoSuchMedia(f"positions run from 0 to {MAX_MEDIA_POSITION}; got {position}")
     with engine.connect() as connection:
         found = connection.execute(select(record_media.c.data, record_media.c.content_type)
                                    .where(record_media.c.record_id == record_id, record_media.c.position == position)).first()
@@ -203,10 +209,15 @@ def queue_counts(engine: Engine, now: datetime.datetime, day_start: datetime.dat
     (records labelled from ``day_start`` on, for a day; None: the UTC day of ``now``, the page passes its
     reviewer's local midnight) and ``agreement``: of records labelled real or fake, ``compared`` (those the model
     answered real or fake), ``agreed`` (label equals verdict), ``share`` (agreed / compared, None with none) and
-    ``uncertain`` (those the model answered uncertain, counted apart)."""
+    ``uncertain`` (those the model answered uncertain, counted apart). ``BadFilter`` when the day would end past
+    the calendar's last day."""
     start = _utc(day_start) if day_start is not None else _utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        end = start + datetime.timedelta(days=1)
+    except OverflowError:
+        raise BadFilter(f"day_start must leave a whole day before {datetime.datetime.max.date()}; got {iso_utc(start)}") from None
     today = (select(func.count(func.distinct(labels.c.record_id))).select_from(labels.join(records, records.c.id == labels.c.record_id))
-             .where(REVIEWED, labels.c.created_at >= start, labels.c.created_at < start + datetime.timedelta(days=1)))
+             .where(REVIEWED, labels.c.created_at >= start, labels.c.created_at < end))
     with engine.connect() as connection:
         labelled_today = connection.execute(today).scalar_one()
     tally = _tally(_judged(engine))
