@@ -124,12 +124,33 @@ def test_the_records_report_draws_agreement_per_version_over_time(engine, store_
     assert drawn.shape == (400, 1300, 3) and len(np.unique(drawn.reshape(-1, 3), axis=0)) > 50  # panels with lines, not a blank page
 
 
+def test_the_agreement_over_time_reads_only_records_of_its_window(engine):
+    old, recent = NOON - datetime.timedelta(days=100), NOON - datetime.timedelta(days=2)
+    for at in (old, recent):
+        labelled_at(engine, add(engine, "fake", at=at), "fake", at)
+    assert [r["day"] for r in agreement_over_time(engine)] == [old.date().isoformat(), recent.date().isoformat()]  # all by default
+    assert [r["day"] for r in agreement_over_time(engine, "day", since=NOON - datetime.timedelta(days=90))] == [recent.date().isoformat()]
+
+
 @pytest.fixture
 def api(engine, tmp_path):
     """The page's review API in-process on the store (no TorchServe: these routes never call it)."""
     from page.server import create_app
 
     return create_app("http://127.0.0.1:9", "tiny", tmp_path / "key_file.json", 1024, records=engine).test_client()
+
+
+def test_the_agreement_api_draws_the_last_90_days_unless_asked_for_another_window(engine, api):
+    from handler.store import now
+
+    for days in (100, 2):
+        at = now() - datetime.timedelta(days=days)
+        labelled_at(engine, add(engine, "fake", at=at), "fake", at)
+    reviewed = lambda **params: sum(r["reviewed"] for r in api.get("/api/records/agreement", query_string=params).json["series"])  # noqa: E731
+    assert (reviewed(), reviewed(days=365), reviewed(since="2000-01-01"), reviewed(days=1)) == (1, 2, 2, 0)
+    for params in ({"days": "0"}, {"days": "ninety"}, {"days": "36501"}, {"days": "9", "since": "2026-01-01"}, {"since": "soon"}):
+        refused = api.get("/api/records/agreement", query_string=params)
+        assert refused.status_code == 400 and refused.json["error"] == "bad filter", (params, refused.json)
 
 
 def test_a_day_start_or_time_at_the_ends_of_the_calendar_is_a_bad_filter_not_a_500(api):
@@ -149,3 +170,4 @@ def test_a_media_position_beyond_any_kept_is_404_before_the_store_sees_it(engine
         assert answer.status_code == 404 and answer.json["error"] == "no such media", answer.json
     with pytest.raises(NoSuchMedia):
         media_file(engine, record_id, -1)
+

@@ -314,10 +314,10 @@ def test_a_reviewer_works_the_queue_by_keyboard_across_pages_and_sees_the_pictur
     assert [(e["label"], e["note"], e["reviewer"]) for e in cat_labels] == [("real", "fur, a real cat", "reviewer-cy")]
     assert page.text_content("#page-range") == "1\u20131 of 1"  # the two labelled ones left the "not yet" queue
     page.wait_for_function("n => Number(document.querySelector('#c-today').textContent) >= n", arg=today + 2)
-    page.wait_for_selector(f"#chart svg[data-measure='agreement'] polyline[data-version='{SERVED_NAME} {SERVED_VERSION}']", state="attached")
 
     page.select_option("#f-labelled", "")  # every record of this test: paging with the buttons
-    page.click("#filters button")
+    page.click("#filters button")  # Show redraws the chart too, now with this test's labels
+    page.wait_for_selector(f"#chart svg[data-measure='agreement'] polyline[data-version='{SERVED_NAME} {SERVED_VERSION}']", state="attached")
     page.wait_for_function("() => document.querySelector('#page-range').textContent === '1\u20132 of 3'")
     page.click("#next")
     page.wait_for_function("() => document.querySelector('#page-range').textContent === '3\u20133 of 3'")

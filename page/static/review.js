@@ -187,7 +187,7 @@ async function saveLabel(value) {
   const tr = [...$("rows").children].find((r) => r.dataset.id === id);
   if (tr && !tr.querySelector(".label").textContent.match(/^(real|fake|unsure)$/)) state.labelledHere += 1;
   if (tr) tr.querySelector(".label").textContent = value;
-  refreshCounts();
+  refreshCounts();  // cheap sums; the chart waits for the next load or filter change
   return id;
 }
 
@@ -239,7 +239,6 @@ async function refreshCounts() {
     $("c-agreement").textContent = agreement.share === null ? "-" : `${Math.round(agreement.share * 100)}%`;
     $("c-agreement").title = `${agreement.agreed} of ${agreement.compared} labelled real or fake; ` +
       `${agreement.uncertain} more the model called uncertain`;
-    await drawAgreement();
   } catch (error) {
     showError(error.message);
   }
@@ -287,7 +286,17 @@ function lineChart(name, title, days, versions, measure) {
 }
 
 async function drawAgreement() {
-  const body = await call("/api/records/agreement");
+  try {
+    await drawSeries();
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+async function drawSeries() {
+  // The list's Since filter is the chart's window too; without it the server's default (the last 90 days).
+  const since = $("f-since").value.trim();
+  const body = await call(`/api/records/agreement${since ? `?${new URLSearchParams({ since })}` : ""}`);
   const days = [...new Set(body.series.map((r) => r.day))].sort();
   const versions = new Map();
   for (const r of body.series) {
@@ -323,7 +332,7 @@ function fromAddress() {
 
 function wire() {
   fromAddress();
-  $("filters").addEventListener("submit", (event) => { event.preventDefault(); load(0, "first"); });
+  $("filters").addEventListener("submit", (event) => { event.preventDefault(); load(0, "first"); drawAgreement(); });
   $("label-form").addEventListener("submit", label);
   $("prev").addEventListener("click", () => load(state.offset - state.limit, "first"));
   $("next").addEventListener("click", () => load(nextOffset(), "first"));
@@ -335,9 +344,11 @@ function wire() {
     $("token-form").hidden = true;
     load(0, "first");
     refreshCounts();
+    drawAgreement();
   });
   load(0, "first");
   refreshCounts();
+  drawAgreement();
 }
 
 document.addEventListener("DOMContentLoaded", wire);
