@@ -1,6 +1,7 @@
 """The review queue's queries (deepfake_service/records/review.py), against SQLite and PostgreSQL: filters by
 model, version and client with a total for paging, the counts at the top of the page, and the model's agreement
-with the reviewers per version over time; probes never counted."""
+with the reviewers per version over time; probes never counted; the review API in-process, and the review page in
+a browser on a SQLite store (no TorchServe)."""
 
 from __future__ import annotations
 
@@ -171,3 +172,61 @@ def test_a_media_position_beyond_any_kept_is_404_before_the_store_sees_it(engine
     with pytest.raises(NoSuchMedia):
         media_file(engine, record_id, -1)
 
+
+@pytest.fixture
+def review_page(tmp_path):
+    """/review on a SQLite store holding one unlabelled record answered real, served in a thread (no TorchServe):
+    the page's address and the store."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from deepfake_service.ports import free_port
+    from deepfake_service.records import migrate
+    from page.server import create_app
+
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    migrate(url)
+    engine = connect(url)
+    add(engine, "real", at=datetime.datetime.now(datetime.timezone.utc))
+    served = make_server("127.0.0.1", free_port(), create_app("http://127.0.0.1:9", "tiny", tmp_path / "key_file.json", 1024,
+                                                              records=engine), threaded=True)
+    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{served.server_port}/review", engine
+    served.shutdown()
+    thread.join()
+    engine.dispose()
+
+
+def test_an_empty_list_leaves_no_record_to_label_and_any_labelled_survives_a_reload(browser, review_page):
+    from deepfake_service.records.review import get_record
+
+    address, engine = review_page
+    (record_id,) = (r["id"] for r in list_records(engine))
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors, labels_sent = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("request", lambda request: labels_sent.append(request.url) if request.method == "POST" else None)
+    page.goto(address)
+    page.wait_for_function("id => document.querySelector('#d-id').textContent === id", arg=record_id)  # opened at once
+    page.select_option("#f-verdict", "fake")  # no record answered fake
+    page.click("#filters button")
+    page.wait_for_selector("#empty:not([hidden])")
+    assert page.is_hidden("#detail")
+    page.keyboard.press("r")
+    page.wait_for_timeout(500)
+    assert labels_sent == [] and get_record(engine, record_id)["label"] is None  # the record left the list: not labelled
+
+    page.select_option("#f-verdict", "")
+    page.select_option("#f-labelled", "")  # any
+    page.click("#filters button")
+    page.wait_for_selector(f"#rows tr[data-id='{record_id}']")
+    assert "labelled=" in page.url
+    page.reload()
+    page.wait_for_selector(f"#rows tr[data-id='{record_id}']")
+    assert page.eval_on_selector("#f-labelled", "select => select.value") == ""  # still any, not back to "not yet"
+    context.close()
+    assert not errors, errors

@@ -74,9 +74,20 @@ function row(record) {
   return tr;
 }
 
+function defaultOf(field) {
+  if (field.tagName !== "SELECT") return field.defaultValue;
+  const chosen = [...field.options].find((o) => o.defaultSelected) || field.options[0];
+  return chosen ? chosen.value : "";
+}
+
 function query(extra) {
+  // A filter is written when set, and also when emptied against a default ("any" labelled is labelled=):
+  // a reload must not fall back to the form's default.
   const params = new URLSearchParams();
-  for (const [key, id] of FILTERS) if ($(id).value.trim()) params.set(key, $(id).value.trim());
+  for (const [key, id] of FILTERS) {
+    const value = $(id).value.trim();
+    if (value || value !== defaultOf($(id))) params.set(key, value);
+  }
   for (const [key, value] of Object.entries(extra || {})) params.set(key, value);
   return params;
 }
@@ -92,6 +103,7 @@ async function load(offset, open) {
     state.labelledHere = 0;
     $("rows").replaceChildren(...body.records.map(row));
     $("empty").hidden = body.records.length > 0;
+    if (!body.records.length) unchoose();  // no record in the list: none may be labelled by key
     const first = body.records.length ? state.offset + 1 : 0;
     $("page-range").textContent = `${first}\u2013${state.offset + body.records.length} of ${body.total}`;
     $("prev").disabled = state.offset === 0;
@@ -133,6 +145,12 @@ function showMedia(record) {
   else $("d-thumb").removeAttribute("src");
   $("d-crops").replaceChildren(...kept.filter((m) => m.kind === "crop").map((m) => crop(record.id, m, record.media === "video" ? "person" : "face")));
   $("d-no-media").hidden = kept.length > 0;
+}
+
+function unchoose() {
+  state.chosen = null;
+  state.showing = null;
+  $("detail").hidden = true;
 }
 
 async function show(id) {
