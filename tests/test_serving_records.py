@@ -340,10 +340,11 @@ def test_the_review_api_pages_with_a_total_filters_by_client_and_version_and_cou
     assert page["total"] == 2 and [r["id"] for r in page["records"]] == ids[1:]
     assert get("", client="page:", limit=200).json()["total"] >= 2
     assert get("", client=f"page:{uploader}", version="no-such-version").json() == {"records": [], "total": 0}
-    before = get("/counts").json()
+    day_start = now().replace(hour=0, minute=0, second=0, microsecond=0).isoformat()  # one day for both: midnight may pass between
+    before = get("/counts", day_start=day_start).json()
     requests.post(f"{review_url}api/records/{ids[0]}/label", json={"label": "fake"}, timeout=TIMEOUT,
                   headers={**who, "Origin": review_url.rstrip("/")}).raise_for_status()
-    after = get("/counts", day_start=now().replace(hour=0, minute=0, second=0).isoformat()).json()
+    after = get("/counts", day_start=day_start).json()
     assert after["to_review"] == before["to_review"] - 1 and after["labelled_today"] >= before["labelled_today"] + 1
     assert set(after["agreement"]) == {"compared", "agreed", "share", "uncertain"}
     series = get("/agreement").json()
