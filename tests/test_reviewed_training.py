@@ -222,3 +222,12 @@ def test_the_evaluate_command_reports_on_a_reviewed_set_one_row_per_record(two_l
     assert "images 16" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(two_label_checkpoint), "--records", held_out, "--data", str(tmp_path), "--output", str(tmp_path)])
+
+
+def test_the_evaluate_command_refuses_to_post_records_crops_to_a_server_that_would_record_them(tmp_path, capsys):
+    from scripts.evaluate import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--endpoint", "http://127.0.0.1:9", "--records", sqlite_store(tmp_path), "--output", str(tmp_path / "eval")])
+    assert stopped.value.code == 2 and "in-process only (--checkpoint)" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()
