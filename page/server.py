@@ -63,7 +63,7 @@ from handler.clients import client_headers, probe_headers, read_key
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_FIELD, FACE_MODE_HEADER
 from handler.roles import video_twin
-from handler.store import connect, now
+from handler.store import connect, iso_utc, now
 from handler.video import container_format
 from page.guard import (
     CONCURRENCY,
@@ -84,6 +84,7 @@ ACCEPTED_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/g
 CONNECT_TIMEOUT, READ_TIMEOUT = 5.0, 60.0
 INFO_TTL = 60.0  # seconds /api/info caches the model's identity
 MAX_FILTER_TEXT = 200  # the longest model, version or client filter (the columns' own width)
+AGREEMENT_DAYS, MAX_AGREEMENT_DAYS = 90, 36_500  # the chart's window by default, and at most
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
                                "script-src 'self'; "
@@ -281,7 +282,8 @@ def create_app(
         bucket = request.args.get("bucket") or "day"
         if bucket not in BUCKETS:
             raise BadFilter(f"bucket must be one of {', '.join(BUCKETS)}")
-        return jsonify({"bucket": bucket, "series": agreement_over_time(store(), bucket)})
+        since = window_from(request.args, now())
+        return jsonify({"bucket": bucket, "since": iso_utc(since), "series": agreement_over_time(store(), bucket, since)})
 
     @app.get("/api/records/<record_id>")
     def record_detail(record_id: str):
@@ -316,9 +318,28 @@ def moment_from(args, name: str) -> datetime.datetime | None:
         return None
     try:
         parsed = datetime.datetime.fromisoformat(value)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
     except ValueError:
         raise BadFilter(f"{name} must be an ISO date or time, e.g. 2026-11-29") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00, before the calendar's first moment in UTC
+        raise BadFilter(f"{name} is outside the calendar in UTC") from None
+
+
+def window_from(args, at: datetime.datetime) -> datetime.datetime:
+    """Where the agreement chart starts: the query's ``since`` (an ISO time), else ``days`` (default
+    ``AGREEMENT_DAYS``) before ``at``; ``BadFilter`` for both, or for days that are not 1..``MAX_AGREEMENT_DAYS``."""
+    since, days = moment_from(args, "since"), args.get("days")
+    if since is not None and days:
+        raise BadFilter("give since or days, not both")
+    if since is not None:
+        return since
+    try:
+        days = int(days or AGREEMENT_DAYS)
+    except ValueError:
+        raise BadFilter(f"days must be a whole number from 1 to {MAX_AGREEMENT_DAYS}") from None
+    if not 1 <= days <= MAX_AGREEMENT_DAYS:
+        raise BadFilter(f"days must be a whole number from 1 to {MAX_AGREEMENT_DAYS}")
+    return at - datetime.timedelta(days=days)
 
 
 def filters_from(args) -> Filters:

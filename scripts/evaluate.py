@@ -9,7 +9,8 @@ stage off: they are what the model saw) against the reviewer's label, mapped ont
 real and fake (a model without both is refused). A record's answer is its most fake crop's, as the service decides
 an image; a video kept only its deciding frames, so its row is the most fake of those frames, close to but not the
 video's own aggregated verdict. Rows are named record/<id>; metrics.json adds "reviewed" (store without password,
-records, crops). Writes into --output:
+records, crops); only with --checkpoint, never --endpoint, whose server would record every crop it is sent as a
+new record. Writes into --output:
 
   metrics.json           accuracy, per-class precision/recall/F1, ROC-AUC, calibration (ECE), confusion
                          matrix, misclassified and unreadable files, which model answered, its decision,
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.data is None) == (args.records is None):
         parser.error("give --data or --records (one of them)")
+    if args.records is not None and args.endpoint:
+        parser.error("--records scores kept crops in-process only (--checkpoint): a server records what it is sent, so each "
+                     "crop posted to --endpoint would become a new, unlabelled record with its own SHA-256, in the review "
+                     "queue and beyond the reach of scripts.records delete --sha256 <original>")
     if args.records is not None and args.robustness:
         parser.error("--robustness re-encodes files; with --records there are none to keep: score the crops of a run's reviewed/ folder instead")
     try:

@@ -1,6 +1,7 @@
 """The review queue's queries (deepfake_service/records/review.py), against SQLite and PostgreSQL: filters by
 model, version and client with a total for paging, the counts at the top of the page, and the model's agreement
-with the reviewers per version over time; probes never counted."""
+with the reviewers per version over time; probes never counted; the review API in-process, and the review page in
+a browser on a SQLite store (no TorchServe)."""
 
 from __future__ import annotations
 
@@ -122,3 +123,110 @@ def test_the_records_report_draws_agreement_per_version_over_time(engine, store_
         ("2.0", "2026-12-05", 1, 1, 0, 0)]
     drawn = np.asarray(Image.open(picture).convert("RGB"))
     assert drawn.shape == (400, 1300, 3) and len(np.unique(drawn.reshape(-1, 3), axis=0)) > 50  # panels with lines, not a blank page
+
+
+def test_the_agreement_over_time_reads_only_records_of_its_window(engine):
+    old, recent = NOON - datetime.timedelta(days=100), NOON - datetime.timedelta(days=2)
+    for at in (old, recent):
+        labelled_at(engine, add(engine, "fake", at=at), "fake", at)
+    assert [r["day"] for r in agreement_over_time(engine)] == [old.date().isoformat(), recent.date().isoformat()]  # all by default
+    assert [r["day"] for r in agreement_over_time(engine, "day", since=NOON - datetime.timedelta(days=90))] == [recent.date().isoformat()]
+
+
+@pytest.fixture
+def api(engine, tmp_path):
+    """The page's review API in-process on the store (no TorchServe: these routes never call it)."""
+    from page.server import create_app
+
+    return create_app("http://127.0.0.1:9", "tiny", tmp_path / "key_file.json", 1024, records=engine).test_client()
+
+
+def test_the_agreement_api_draws_the_last_90_days_unless_asked_for_another_window(engine, api):
+    from handler.store import now
+
+    for days in (100, 2):
+        at = now() - datetime.timedelta(days=days)
+        labelled_at(engine, add(engine, "fake", at=at), "fake", at)
+    reviewed = lambda **params: sum(r["reviewed"] for r in api.get("/api/records/agreement", query_string=params).json["series"])  # noqa: E731
+    assert (reviewed(), reviewed(days=365), reviewed(since="2000-01-01"), reviewed(days=1)) == (1, 2, 2, 0)
+    for params in ({"days": "0"}, {"days": "ninety"}, {"days": "36501"}, {"days": "9", "since": "2026-01-01"}, {"since": "soon"}):
+        refused = api.get("/api/records/agreement", query_string=params)
+        assert refused.status_code == 400 and refused.json["error"] == "bad filter", (params, refused.json)
+
+
+def test_a_day_start_or_time_at_the_ends_of_the_calendar_is_a_bad_filter_not_a_500(api):
+    for path, params in [("/api/records/counts", {"day_start": "9999-12-31T23:00"}), ("/api/records", {"since": "0001-01-01T00:00+01:00"}),
+                         ("/api/records/counts", {"day_start": "9999-12-31T23:59:59-01:00"})]:
+        refused = api.get(path, query_string=params)
+        assert refused.status_code == 400 and refused.json["error"] == "bad filter", (params, refused.json)
+    assert api.get("/api/records/counts", query_string={"day_start": "9999-12-30T00:00"}).status_code == 200
+
+
+def test_a_media_position_beyond_any_kept_is_404_before_the_store_sees_it(engine, api):
+    from deepfake_service.records.review import NoSuchMedia, media_file
+
+    record_id = add(engine)
+    for position in (10_001, 2**63, 10**30):  # SQLite overflows on an integer beyond 64 bits, PostgreSQL on one beyond 32
+        answer = api.get(f"/api/records/{record_id}/media/{position}")
+        assert answer.status_code == 404 and answer.json["error"] == "no such media", answer.json
+    with pytest.raises(NoSuchMedia):
+        media_file(engine, record_id, -1)
+
+
+@pytest.fixture
+def review_page(tmp_path):
+    """/review on a SQLite store holding one unlabelled record answered real, served in a thread (no TorchServe):
+    the page's address and the store."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from deepfake_service.ports import free_port
+    from deepfake_service.records import migrate
+    from page.server import create_app
+
+    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
+    migrate(url)
+    engine = connect(url)
+    add(engine, "real", at=datetime.datetime.now(datetime.timezone.utc))
+    served = make_server("127.0.0.1", free_port(), create_app("http://127.0.0.1:9", "tiny", tmp_path / "key_file.json", 1024,
+                                                              records=engine), threaded=True)
+    thread = threading.Thread(target=served.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{served.server_port}/review", engine
+    served.shutdown()
+    thread.join()
+    engine.dispose()
+
+
+def test_an_empty_list_leaves_no_record_to_label_and_any_labelled_survives_a_reload(browser, review_page):
+    from deepfake_service.records.review import get_record
+
+    address, engine = review_page
+    (record_id,) = (r["id"] for r in list_records(engine))
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors, labels_sent = [], []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("request", lambda request: labels_sent.append(request.url) if request.method == "POST" else None)
+    page.goto(address)
+    page.wait_for_function("id => document.querySelector('#d-id').textContent === id", arg=record_id)  # opened at once
+    page.select_option("#f-verdict", "fake")  # no record answered fake
+    page.click("#filters button")
+    page.wait_for_selector("#empty:not([hidden])")
+    assert page.is_hidden("#detail")
+    page.keyboard.press("r")
+    page.wait_for_timeout(500)
+    assert labels_sent == [] and get_record(engine, record_id)["label"] is None  # the record left the list: not labelled
+
+    page.select_option("#f-verdict", "")
+    page.select_option("#f-labelled", "")  # any
+    page.click("#filters button")
+    page.wait_for_selector(f"#rows tr[data-id='{record_id}']")
+    assert "labelled=" in page.url
+    page.reload()
+    page.wait_for_selector(f"#rows tr[data-id='{record_id}']")
+    assert page.eval_on_selector("#f-labelled", "select => select.value") == ""  # still any, not back to "not yet"
+    context.close()
+    assert not errors, errors

@@ -75,8 +75,8 @@ def test_only_records_labelled_real_or_fake_count_probes_left_out(store_url, two
     engine.dispose()
     found = reviewed_set(store_url)
     assert sorted((r.id, r.label, r.media) for r in found.records) == sorted([(ids[0], "real", "image"), (ids[1], "fake", "image")])
-    side = Image.open(io.BytesIO(found.records[0].crops[0])).size
-    assert len(found.records[0].crops) == 1 and side == (32, 32)  # the tiny model's input size
+    (crop,) = [data for record, _, data in found.kept_crops() if record.id == found.records[0].id]
+    assert found.records[0].crops == 1 and Image.open(io.BytesIO(crop)).size == (32, 32)  # the tiny model's input size
     assert found.records[0].sha256 and len(found.records[0].pdq) == 32
     assert reviewed_set(store_url, since=utc_moment("2999-01-01")).records == [] and len(reviewed_set(store_url, since=utc_moment("2020-01-01")).records) == 2
     assert found.describe()["per_label"] == {"real": 1, "fake": 1}
@@ -92,6 +92,40 @@ def test_records_that_kept_no_crop_are_counted_as_skipped(store_url, two_label_c
     engine.dispose()
     found = reviewed_set(store_url)
     assert found.records == [] and found.skipped == {"without_crops": 1}
+
+
+def test_the_crops_are_written_as_they_are_read_never_all_held_at_once(store_url, tmp_path):
+    """40 records of 4 crops of 128 KiB (20 MiB in all): reading the set and writing its crops holds a chunk of
+    them at a time, not the store's worth."""
+    import datetime
+    import os
+    import tracemalloc
+    import uuid
+
+    from sqlalchemy import insert
+
+    from handler.store import record_media, records
+
+    engine = connect(store_url)
+    crop_bytes, ids = 128 * 1024, [uuid.uuid4().hex for _ in range(40)]
+    for record_id in ids:
+        with engine.begin() as connection:
+            connection.execute(insert(records), [{"id": record_id, "created_at": datetime.datetime.now(datetime.timezone.utc), "route": "predictions",
+                                                  "media": "image", "model": "tiny", "version": "7", "verdict": "real", "status": 200}])
+            connection.execute(insert(record_media), [{"record_id": record_id, "position": n, "kind": "crop", "width": 32, "height": 32,
+                                                       "content_type": "image/jpeg", "data": os.urandom(crop_bytes)} for n in range(4)])
+        add_label(engine, record_id, "fake", None, "tester")
+    engine.dispose()
+    tracemalloc.start()
+    try:
+        found = reviewed_set(store_url)
+        samples, owners = write_crops(found, label_names(("Real", "Fake")), tmp_path / "crops")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (len(found.records), found.crops, len(samples), len(set(owners.values()))) == (40, 160, 160, 40)
+    assert all(s.path.stat().st_size == crop_bytes for s in samples) and {s.label for s in samples} == {"Fake"}
+    assert peak < 160 * crop_bytes / 2, f"peak {peak / 2**20:.1f} MiB while writing {160 * crop_bytes / 2**20:.0f} MiB of crops"
 
 
 def test_a_store_that_cannot_be_read_is_named_without_its_password():
@@ -222,3 +256,12 @@ def test_the_evaluate_command_reports_on_a_reviewed_set_one_row_per_record(two_l
     assert "images 16" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(two_label_checkpoint), "--records", held_out, "--data", str(tmp_path), "--output", str(tmp_path)])
+
+
+def test_the_evaluate_command_refuses_to_post_records_crops_to_a_server_that_would_record_them(tmp_path, capsys):
+    from scripts.evaluate import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--endpoint", "http://127.0.0.1:9", "--records", sqlite_store(tmp_path), "--output", str(tmp_path / "eval")])
+    assert stopped.value.code == 2 and "in-process only (--checkpoint)" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()

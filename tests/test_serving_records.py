@@ -314,10 +314,10 @@ def test_a_reviewer_works_the_queue_by_keyboard_across_pages_and_sees_the_pictur
     assert [(e["label"], e["note"], e["reviewer"]) for e in cat_labels] == [("real", "fur, a real cat", "reviewer-cy")]
     assert page.text_content("#page-range") == "1\u20131 of 1"  # the two labelled ones left the "not yet" queue
     page.wait_for_function("n => Number(document.querySelector('#c-today').textContent) >= n", arg=today + 2)
-    page.wait_for_selector(f"#chart svg[data-measure='agreement'] polyline[data-version='{SERVED_NAME} {SERVED_VERSION}']", state="attached")
 
     page.select_option("#f-labelled", "")  # every record of this test: paging with the buttons
-    page.click("#filters button")
+    page.click("#filters button")  # Show redraws the chart too, now with this test's labels
+    page.wait_for_selector(f"#chart svg[data-measure='agreement'] polyline[data-version='{SERVED_NAME} {SERVED_VERSION}']", state="attached")
     page.wait_for_function("() => document.querySelector('#page-range').textContent === '1\u20132 of 3'")
     page.click("#next")
     page.wait_for_function("() => document.querySelector('#page-range').textContent === '3\u20133 of 3'")
@@ -340,10 +340,11 @@ def test_the_review_api_pages_with_a_total_filters_by_client_and_version_and_cou
     assert page["total"] == 2 and [r["id"] for r in page["records"]] == ids[1:]
     assert get("", client="page:", limit=200).json()["total"] >= 2
     assert get("", client=f"page:{uploader}", version="no-such-version").json() == {"records": [], "total": 0}
-    before = get("/counts").json()
+    day_start = now().replace(hour=0, minute=0, second=0, microsecond=0).isoformat()  # one day for both: midnight may pass between
+    before = get("/counts", day_start=day_start).json()
     requests.post(f"{review_url}api/records/{ids[0]}/label", json={"label": "fake"}, timeout=TIMEOUT,
                   headers={**who, "Origin": review_url.rstrip("/")}).raise_for_status()
-    after = get("/counts", day_start=now().replace(hour=0, minute=0, second=0).isoformat()).json()
+    after = get("/counts", day_start=day_start).json()
     assert after["to_review"] == before["to_review"] - 1 and after["labelled_today"] >= before["labelled_today"] + 1
     assert set(after["agreement"]) == {"compared", "agreed", "share", "uncertain"}
     series = get("/agreement").json()

@@ -138,8 +138,14 @@ def get_record(engine: Engine, record_id: str) -> dict[str, Any]:
     return record
 
 
+MAX_MEDIA_POSITION = 10_000  # far above what a record keeps; beyond it a position is refused before the store sees it
+
+
 def media_file(engine: Engine, record_id: str, position: int) -> tuple[bytes, str]:
-    """The bytes and content type of a record's kept file at ``position``; ``NoSuchMedia`` when there is none."""
+    """The bytes and content type of a record's kept file at ``position``; ``NoSuchMedia`` when there is none
+    (a position outside 0..``MAX_MEDIA_POSITION`` never reaches the store: SQLite overflows on a huge one)."""
+    if not 0 <= position <= MAX_MEDIA_POSITION:
+        raise NoSuchMedia(f"positions run from 0 to {MAX_MEDIA_POSITION}; got {position}")
     with engine.connect() as connection:
         found = connection.execute(select(record_media.c.data, record_media.c.content_type)
                                    .where(record_media.c.record_id == record_id, record_media.c.position == position)).first()
@@ -173,15 +179,14 @@ JUDGED = ("real", "fake")  # the labels that are a truth to compare with; "unsur
 BUCKETS = ("day", "week")
 
 
-def _judged(engine: Engine) -> list:
+def _judged(since: datetime.datetime | None = None):
     """(model, version, created_at, verdict, label) of the answered records, probes left out, whose latest
-    label is real or fake."""
+    label is real or fake, made at ``since`` or later when given: a query."""
     latest = latest_labels()
     query = (select(records.c.model, records.c.version, records.c.created_at, records.c.verdict, latest.c.label)
              .join(latest, latest.c.record_id == records.c.id)
              .where(REVIEWED, latest.c.label.in_(JUDGED), records.c.verdict.in_((*JUDGED, "uncertain"))))
-    with engine.connect() as connection:
-        return connection.execute(query).all()
+    return query if since is None else query.where(records.c.created_at >= since)
 
 
 def _tally(rows) -> dict[str, int]:
@@ -198,27 +203,45 @@ def _utc(moment: datetime.datetime) -> datetime.datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)).astimezone(datetime.timezone.utc)
 
 
+def _how_many(condition):
+    """SUM(CASE WHEN condition THEN 1 ELSE 0 END), 0 over no rows: a count SQLite and PostgreSQL both take."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def _agreement(connection) -> dict[str, Any]:
+    """The agreement of ``queue_counts``, summed by the store (no record comes into Python)."""
+    judged = _judged().subquery()
+    found = connection.execute(select(_how_many(judged.c.verdict != "uncertain"), _how_many(judged.c.verdict == judged.c.label),
+                                      _how_many(judged.c.verdict == "uncertain"))).one()
+    compared, agreed, uncertain = (int(value) for value in found)
+    return {"compared": compared, "agreed": agreed, "share": agreed / compared if compared else None, "uncertain": uncertain}
+
+
 def queue_counts(engine: Engine, now: datetime.datetime, day_start: datetime.datetime | None = None) -> dict[str, Any]:
     """The review queue at ``now``, probes left out: ``to_review`` (records without a label), ``labelled_today``
     (records labelled from ``day_start`` on, for a day; None: the UTC day of ``now``, the page passes its
     reviewer's local midnight) and ``agreement``: of records labelled real or fake, ``compared`` (those the model
     answered real or fake), ``agreed`` (label equals verdict), ``share`` (agreed / compared, None with none) and
-    ``uncertain`` (those the model answered uncertain, counted apart)."""
+    ``uncertain`` (those the model answered uncertain, counted apart). Counted by the store, cheap enough to ask
+    after every label. ``BadFilter`` when the day would end past the calendar's last day."""
     start = _utc(day_start) if day_start is not None else _utc(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        end = start + datetime.timedelta(days=1)
+    except OverflowError:
+        raise BadFilter(f"day_start must leave a whole day before {datetime.datetime.max.date()}; got {iso_utc(start)}") from None
     today = (select(func.count(func.distinct(labels.c.record_id))).select_from(labels.join(records, records.c.id == labels.c.record_id))
-             .where(REVIEWED, labels.c.created_at >= start, labels.c.created_at < start + datetime.timedelta(days=1)))
+             .where(REVIEWED, labels.c.created_at >= start, labels.c.created_at < end))
     with engine.connect() as connection:
         labelled_today = connection.execute(today).scalar_one()
-    tally = _tally(_judged(engine))
-    compared = tally["reviewed"] - tally["uncertain"]
+        agreement = _agreement(connection)
     return {"to_review": count_records(engine, Filters(labelled=False)), "labelled_today": labelled_today, "day_start": iso_utc(start),
-            "agreement": {"compared": compared, "agreed": tally["agreed"], "share": tally["agreed"] / compared if compared else None,
-                          "uncertain": tally["uncertain"]}}
+            "agreement": agreement}
 
 
-def agreement_over_time(engine: Engine, bucket: str = "day") -> list[dict[str, Any]]:
+def agreement_over_time(engine: Engine, bucket: str = "day", since: datetime.datetime | None = None) -> list[dict[str, Any]]:
     """How the model's verdicts agree with the reviewers, per model name, version and ``bucket`` (``day`` or
-    ``week``, from Monday; UTC) of the records' times, probes left out, oldest first. Each row: ``model``,
+    ``week``, from Monday; UTC) of the records' times, probes left out, oldest first; only records made at
+    ``since`` or later when given (None: all; the page asks for a window). Each row: ``model``,
     ``version``, ``day`` (the bucket's first day, ISO date), ``reviewed`` (records whose latest label is real or
     fake; ``labelled_real`` and ``labelled_fake`` of them), ``agreed`` (verdict equals label),
     ``false_positives`` (labelled real, answered fake), ``missed_fakes`` (labelled fake, answered real),
@@ -226,7 +249,9 @@ def agreement_over_time(engine: Engine, bucket: str = "day") -> list[dict[str, A
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {', '.join(BUCKETS)}; got {bucket!r}")
     groups: dict[tuple, list] = {}
-    for row in _judged(engine):
+    with engine.connect() as connection:
+        judged = connection.execute(_judged(since)).all()
+    for row in judged:
         day = _utc(row.created_at).date()
         first = day - datetime.timedelta(days=day.weekday() if bucket == "week" else 0)
         groups.setdefault((row.model or "", row.version or "", first), []).append(row)

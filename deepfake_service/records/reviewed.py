@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from deepfake_service.project import RECORDS_CONFIG
@@ -28,32 +28,51 @@ class NoRealFakeLabels(ReviewError):
     error = "no real and fake labels"
 
 
+CROP_CHUNK = 32  # kept crops read from the store at a time (JPEGs at the model's input size: tens of KB each)
+
+
 @dataclass(frozen=True)
 class ReviewedRecord:
     """One labelled record: ``label`` is the reviewer's real | fake; ``pdq`` the hash of the whole picture
-    (None when absent or below ``MIN_QUALITY``, which PDQ's guidance says not to match); ``crops`` the kept
-    crops' JPEG bytes in their shown order."""
+    (None when absent or below ``MIN_QUALITY``, which PDQ's guidance says not to match); ``crops`` how many
+    crops it kept (``ReviewedSet.kept_crops`` reads them)."""
 
     id: str
     media: str
     sha256: str | None
     pdq: bytes | None
     label: str
-    crops: tuple[bytes, ...]
+    crops: int
+
+
+def _nothing() -> Iterator[tuple[str, bytes]]:
+    return iter(())
 
 
 @dataclass(frozen=True)
 class ReviewedSet:
     """The records of ``store`` (its URL without password) that count; ``skipped``: how many labelled records
-    were left out and why (``without_crops``: kept no crop, e.g. ``keep_media: none``)."""
+    were left out and why (``without_crops``: kept no crop, e.g. ``keep_media: none``); ``read_crops``: reads
+    (record id, JPEG bytes) of the kept crops from the store, record by record in shown order, a chunk at a time."""
 
     store: str
     records: list[ReviewedRecord]
     skipped: dict[str, int] = field(default_factory=dict)
+    read_crops: Callable[[], Iterator[tuple[str, bytes]]] = field(default=_nothing, repr=False, compare=False)
 
     @property
     def crops(self) -> int:
-        return sum(len(r.crops) for r in self.records)
+        return sum(r.crops for r in self.records)
+
+    def kept_crops(self) -> Iterator[tuple[ReviewedRecord, int, bytes]]:
+        """(record, its crop's number in shown order, JPEG bytes) for each crop of the set's records, read from the
+        store as they are consumed, so a large store never sits in memory; ``ReviewError`` when it cannot be read."""
+        by_id = {r.id: r for r in self.records}
+        numbers: dict[str, int] = {}
+        for record_id, data in self.read_crops():
+            if record_id in by_id:  # a record labelled since the set was read is not in it
+                numbers[record_id] = numbers.get(record_id, -1) + 1
+                yield by_id[record_id], numbers[record_id], data
 
     def describe(self) -> dict:
         """What a run's report says about the set it used."""
@@ -110,21 +129,39 @@ def reviewed_set(url: str, model: str | None = None, version: str | None = None,
             query = query.where(column == wanted)
     if since is not None:
         query = query.where(records.c.created_at >= since)
-    crops = (select(record_media.c.record_id, record_media.c.data).where(record_media.c.kind == "crop")
-             .where(record_media.c.record_id.in_(query.with_only_columns(records.c.id).order_by(None).scalar_subquery()))
+    chosen = record_media.c.record_id.in_(query.with_only_columns(records.c.id).order_by(None).scalar_subquery())
+    counts = select(record_media.c.record_id, func.count()).where(record_media.c.kind == "crop", chosen).group_by(record_media.c.record_id)
+    crops = (select(record_media.c.record_id, record_media.c.data).where(record_media.c.kind == "crop", chosen)
              .order_by(record_media.c.record_id, record_media.c.position))
-    kept: dict[str, list[bytes]] = {}
     try:
         engine = connect(url)
         try:
             with engine.connect() as connection:
                 rows = connection.execute(query).all()
-                for row in connection.execute(crops):
-                    kept.setdefault(row.record_id, []).append(bytes(row.data))
+                kept = dict(connection.execute(counts).all())
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
-        raise ReviewError(f"cannot read the record store {redacted(url)} ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    found = [ReviewedRecord(r.id, r.media, r.sha256, _pdq(r.pdq, r.pdq_quality), r.label, tuple(kept[r.id])) for r in rows if r.id in kept]
-    return ReviewedSet(redacted(url), found, {"without_crops": len(rows) - len(found)})
+        raise _unreadable(url, exc) from None
+    found = [ReviewedRecord(r.id, r.media, r.sha256, _pdq(r.pdq, r.pdq_quality), r.label, kept[r.id]) for r in rows if r.id in kept]
+    return ReviewedSet(redacted(url), found, {"without_crops": len(rows) - len(found)}, lambda: _streamed(url, crops))
+
+
+def _unreadable(url: str, exc: SQLAlchemyError) -> ReviewError:
+    return ReviewError(f"cannot read the record store {redacted(url)} ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:200] if str(exc) else ''})")
+
+
+def _streamed(url: str, crops) -> Iterator[tuple[str, bytes]]:
+    """(record id, bytes) of each row of ``crops``, ``CROP_CHUNK`` rows fetched at a time (a server-side cursor
+    on PostgreSQL), on a connection of its own that closes when the iteration ends or is abandoned."""
+    try:
+        engine = connect(url)
+        try:
+            with engine.connect() as connection:
+                for row in connection.execution_options(yield_per=CROP_CHUNK).execute(crops):
+                    yield row.record_id, bytes(row.data)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        raise _unreadable(url, exc) from None

@@ -53,7 +53,8 @@ def evaluate_reviewed(predictor: Predictor, reviewed: ReviewedSet, batch_size: i
     """Score each reviewed record on its kept crops (``predictor`` without a face stage: they are crops already)
     against its reviewer's label; a record's answer is its most fake crop's, as the service decides an image
     (a video kept only its deciding frames, so this is the most fake of those, not the video's own verdict).
-    Rows are named ``record/<id>``; the report says which store and how many records (``reviewed``)."""
+    Rows are named ``record/<id>``; the report says which store and how many records (``reviewed``). The crops
+    are read from the store while they are written to a temporary folder: ``ReviewError`` when it cannot be read."""
     if not reviewed.records:
         raise EvaluationError(f"the record store {reviewed.store} holds no record labelled real or fake that kept crops "
                               f"({reviewed.skipped})")

@@ -22,16 +22,16 @@ from handler.images import ImageLimits, decode_image
 
 
 def write_crops(reviewed: ReviewedSet, names: dict[str, str], folder: Path) -> tuple[list[Sample], dict[Path, str]]:
-    """Each record's crops as ``folder/<record id>_<n>.jpg``, labelled ``names[record.label]`` (``label_names``);
-    returns the samples and each crop file's record id."""
+    """Each record's crops as ``folder/<record id>_<n>.jpg``, labelled ``names[record.label]`` (``label_names``),
+    each written as it is read from the store (``ReviewedSet.kept_crops``); returns the samples and each crop
+    file's record id. ``ReviewError`` when the store cannot be read."""
     folder.mkdir(parents=True, exist_ok=True)
     samples, owners = [], {}
-    for record in reviewed.records:
-        for number, data in enumerate(record.crops):
-            path = (folder / f"{record.id}_{number}.jpg").resolve()
-            path.write_bytes(data)
-            samples.append(Sample(path, names[record.label]))
-            owners[path] = record.id
+    for record, number, data in reviewed.kept_crops():
+        path = (folder / f"{record.id}_{number}.jpg").resolve()
+        path.write_bytes(data)
+        samples.append(Sample(path, names[record.label]))
+        owners[path] = record.id
     return samples, owners
 
 

@@ -228,12 +228,12 @@ def pooled_samples(settings: TrainSettings, base_labels: Sequence[str]) -> tuple
     try:
         names = label_names(settings.labels or sorted({s.label for s in folder}) or base_labels)
         reviewed = reviewed_set(settings.records, settings.records_model, settings.records_version, settings.records_since)
+        if not reviewed.records and not folder:
+            raise DatasetError(f"the record store {reviewed.store} holds no record labelled real or fake that kept crops "
+                               f"(model {settings.records_model or 'any'}, version {settings.records_version or 'any'}; {reviewed.skipped})")
+        crops, owners = write_crops(reviewed, names, settings.output / REVIEWED_DIR)  # read from the store as they are written
     except ReviewError as exc:
         raise DatasetError(str(exc)) from exc
-    if not reviewed.records and not folder:
-        raise DatasetError(f"the record store {reviewed.store} holds no record labelled real or fake that kept crops "
-                           f"(model {settings.records_model or 'any'}, version {settings.records_version or 'any'}; {reviewed.skipped})")
-    crops, owners = write_crops(reviewed, names, settings.output / REVIEWED_DIR)
     groups = near_duplicate_groups(reviewed, owners, folder, read_settings().match_distance, handler_options().limits)
     return folder + crops, groups, reviewed.describe()
 

@@ -74,9 +74,20 @@ function row(record) {
   return tr;
 }
 
+function defaultOf(field) {
+  if (field.tagName !== "SELECT") return field.defaultValue;
+  const chosen = [...field.options].find((o) => o.defaultSelected) || field.options[0];
+  return chosen ? chosen.value : "";
+}
+
 function query(extra) {
+  // A filter is written when set, and also when emptied against a default ("any" labelled is labelled=):
+  // a reload must not fall back to the form's default.
   const params = new URLSearchParams();
-  for (const [key, id] of FILTERS) if ($(id).value.trim()) params.set(key, $(id).value.trim());
+  for (const [key, id] of FILTERS) {
+    const value = $(id).value.trim();
+    if (value || value !== defaultOf($(id))) params.set(key, value);
+  }
   for (const [key, value] of Object.entries(extra || {})) params.set(key, value);
   return params;
 }
@@ -92,6 +103,7 @@ async function load(offset, open) {
     state.labelledHere = 0;
     $("rows").replaceChildren(...body.records.map(row));
     $("empty").hidden = body.records.length > 0;
+    if (!body.records.length) unchoose();  // no record in the list: none may be labelled by key
     const first = body.records.length ? state.offset + 1 : 0;
     $("page-range").textContent = `${first}\u2013${state.offset + body.records.length} of ${body.total}`;
     $("prev").disabled = state.offset === 0;
@@ -133,6 +145,12 @@ function showMedia(record) {
   else $("d-thumb").removeAttribute("src");
   $("d-crops").replaceChildren(...kept.filter((m) => m.kind === "crop").map((m) => crop(record.id, m, record.media === "video" ? "person" : "face")));
   $("d-no-media").hidden = kept.length > 0;
+}
+
+function unchoose() {
+  state.chosen = null;
+  state.showing = null;
+  $("detail").hidden = true;
 }
 
 async function show(id) {
@@ -187,7 +205,7 @@ async function saveLabel(value) {
   const tr = [...$("rows").children].find((r) => r.dataset.id === id);
   if (tr && !tr.querySelector(".label").textContent.match(/^(real|fake|unsure)$/)) state.labelledHere += 1;
   if (tr) tr.querySelector(".label").textContent = value;
-  refreshCounts();
+  refreshCounts();  // cheap sums; the chart waits for the next load or filter change
   return id;
 }
 
@@ -239,7 +257,6 @@ async function refreshCounts() {
     $("c-agreement").textContent = agreement.share === null ? "-" : `${Math.round(agreement.share * 100)}%`;
     $("c-agreement").title = `${agreement.agreed} of ${agreement.compared} labelled real or fake; ` +
       `${agreement.uncertain} more the model called uncertain`;
-    await drawAgreement();
   } catch (error) {
     showError(error.message);
   }
@@ -287,7 +304,17 @@ function lineChart(name, title, days, versions, measure) {
 }
 
 async function drawAgreement() {
-  const body = await call("/api/records/agreement");
+  try {
+    await drawSeries();
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+async function drawSeries() {
+  // The list's Since filter is the chart's window too; without it the server's default (the last 90 days).
+  const since = $("f-since").value.trim();
+  const body = await call(`/api/records/agreement${since ? `?${new URLSearchParams({ since })}` : ""}`);
   const days = [...new Set(body.series.map((r) => r.day))].sort();
   const versions = new Map();
   for (const r of body.series) {
@@ -323,7 +350,7 @@ function fromAddress() {
 
 function wire() {
   fromAddress();
-  $("filters").addEventListener("submit", (event) => { event.preventDefault(); load(0, "first"); });
+  $("filters").addEventListener("submit", (event) => { event.preventDefault(); load(0, "first"); drawAgreement(); });
   $("label-form").addEventListener("submit", label);
   $("prev").addEventListener("click", () => load(state.offset - state.limit, "first"));
   $("next").addEventListener("click", () => load(nextOffset(), "first"));
@@ -335,9 +362,11 @@ function wire() {
     $("token-form").hidden = true;
     load(0, "first");
     refreshCounts();
+    drawAgreement();
   });
   load(0, "first");
   refreshCounts();
+  drawAgreement();
 }
 
 document.addEventListener("DOMContentLoaded", wire);
