@@ -53,7 +53,7 @@ def media_rows(analysis: Analysis, record_id: str, keep: str, shape: CropShape, 
     rows: list[dict[str, Any]] = []
     if keep == "crops+thumbnail" and subjects.picture is not None:
         rows.append(_row(shrunk(subjects.picture, THUMBNAIL_SIDE)[0], kind="thumbnail"))
-    scores = [verdict.probabilities.get(fake_label, 0.0) for verdict in analysis.verdicts]
+    scores = [verdict.probabilities.get(fake_label, 0.0) for verdict in analysis.verdicts]  # the order shown
     for index in subjects.shown(analysis.outcome, scores)[:MOST_CROPS]:
         verdict: Verdict = analysis.verdicts[index]
         subject, time, box = subjects.place(index)
@@ -61,7 +61,7 @@ def media_rows(analysis: Analysis, record_id: str, keep: str, shape: CropShape, 
         # a quarter of a level from the exact input on average, a tenth of what JPEG at quality 90 then changes
         crop = subjects.crops[index].convert("RGB").resize(shape.size, shape.resample, reducing_gap=2.0)
         rows.append(_row(crop, kind="crop", subject=subject, time=time, box=None if box is None else box.as_list(),
-                         verdict=verdict.verdict, p_fake=scores[index]))
+                         verdict=verdict.verdict, p_fake=verdict.probabilities.get(fake_label)))  # None: no such label
     for position, row in enumerate(rows):
         row.update(record_id=record_id, position=position)
     return rows

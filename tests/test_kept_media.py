@@ -217,3 +217,15 @@ def test_a_purge_deletes_in_batches_until_none_is_left(tmp_path, two_label_check
     monkeypatch.setattr(store_module, "PURGE_BATCH", 2)
     assert purge_older_than(engine, 30) == 3 and kept_count(engine) == 0
     engine.dispose()
+
+
+def test_a_crop_of_a_model_without_the_fake_label_keeps_no_p_fake(tmp_path, tiny_checkpoint):
+    from deepfake_service.records import migrate
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    migrate(url)
+    answer = recording(tiny_checkpoint, url, face_mode="off").predict_batch([astronaut()])[0]
+    engine = connect(url)
+    crop = get_record(engine, answer["record"]["id"])["kept_media"][1]
+    assert crop["kind"] == "crop" and crop["verdict"] == answer["verdict"] and crop["p_fake"] is None  # never a made-up 0
+    engine.dispose()
