@@ -15,7 +15,8 @@ Label names must be the model's (config.id2label). Writes into --output:
   robustness.json, robustness.png   with --robustness: AUC and verdict flips after JPEG 90/70/50, half size
                          and back, WebP and a 5 % crop (scores every image six more times)
 
-Both routes run the same handler code, so they give the same numbers on the same data. The face stage
+Both routes run the same handler code, so they give the same numbers on the same data; --ray [ADDRESS] runs
+the checkpoint route in a Ray actor pool (docs/scanning.md). The face stage
 is off by default (--face-mode off): labelled datasets such as Kaggle's are face crops already.
 
   python -m scripts.evaluate --checkpoint runs/exp1 --data runs/exp1/splits/test.csv --output results/eval
@@ -33,6 +34,7 @@ from deepfake_service.training.evaluate import EvaluationError, evaluate, write_
 from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args
 from deepfake_service.training.report import summary
 from deepfake_service.training.robustness import write_robustness
+from deepfake_service.training.scan import ScanSetupError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         samples = load_samples(args.data, MEDIA_SUFFIXES)
         predictor = predictor_from_args(args)
         evaluation = evaluate(predictor, samples, args.batch_size, not args.no_progress)
-    except (DatasetError, EvaluationError) as exc:
+    except (DatasetError, EvaluationError, ScanSetupError, ValueError) as exc:
         sys.exit(f"evaluate: {exc}")
     written = write_evaluation(evaluation, args.output)
     if args.robustness:
