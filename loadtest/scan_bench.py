@@ -1,0 +1,182 @@
+"""What a scan gains from Ray (docs/scanning.md): the same files through ``python -m scripts.score`` in process, on an
+embedded Ray, and on a real multi-node Ray cluster on this machine (``ray start --head`` plus ``ray start --address``,
+token authentication on) of one and of two 1-CPU nodes. Prints a table and writes results/scan/scan.csv; it
+asserts nothing.
+
+The set: ``--photos`` photos built from scikit-image's public-domain astronaut (a face) and coffee (none), each
+one a little different (crop, size, JPEG quality), half with a face, and ``--clips`` short clips with a face;
+face mode auto, the shipped model config. Each configuration is one run of the command into its own Parquet
+file; files/s are counted over the whole command (start, model load and Ray included) and over the scoring
+alone (the command's summary). The rows of each Ray run are compared with the in-process rows.
+
+  python -m loadtest.scan_bench --checkpoint checkpoints/demo      (make bench-scan)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from PIL import Image
+
+from deepfake_service.ports import free_port
+from deepfake_service.project import ROOT
+from deepfake_service.samples import videogen
+from loadtest.harness import announce_cpu, bench_parser, write_csv
+
+RAY_ENV = {"RAY_AUTH_MODE": "token"}  # Ray 2.60's token authentication: the head, joining nodes and drivers
+
+
+def photo_set(folder: Path, count: int, clips: int) -> list[Path]:
+    """``count`` distinct JPEGs (half astronaut, half coffee, 384-768 px, quality 80-95) and ``clips`` 2-s clips."""
+    from skimage import data as photos
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = [Image.fromarray(photos.astronaut()), Image.fromarray(photos.coffee())]
+    written = []
+    for index in range(count):
+        image = sources[index % 2]
+        inset = index % 17
+        cropped = image.crop((inset, inset, image.width - inset, image.height - inset))
+        side = 384 + (index * 37) % 385
+        resized = cropped.resize((side, round(side * cropped.height / cropped.width)), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        resized.save(buffer, "JPEG", quality=80 + index % 16)
+        path = folder / f"photo-{index:04d}.jpg"
+        path.write_bytes(buffer.getvalue())
+        written.append(path)
+    for index in range(clips):
+        path = folder / f"clip-{index}.mp4"
+        path.write_bytes(videogen.clip(people=1, count=20 + index, fps=10, size=(640, 360)))
+        written.append(path)
+    return written
+
+
+def run_score(checkpoint: Path, images: Path, output: Path, extra: list[str], env: dict[str, str] | None = None) -> dict:
+    """One run of the scoring command: wall seconds, the summary's files/s and the nodes it used."""
+    command = [sys.executable, "-m", "scripts.score", "--checkpoint", str(checkpoint), "--images", str(images), "--output", str(output),
+               "--face-mode", "auto", "--no-progress", "--restart", *extra]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=3600)
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    summary = done.stdout
+    rate = float(re.search(r"= ([0-9.]+) files/s", summary).group(1))
+    print(summary.strip(), flush=True)
+    return {"wall_s": round(wall, 1), "scoring_files_per_s": rate, "summary": summary.strip().splitlines()}
+
+
+@contextlib.contextmanager
+def ray_cluster(nodes: int, cpus: int = 1):
+    """A Ray cluster of ``nodes`` nodes of ``cpus`` CPUs on this machine, each a ``ray start --block`` process of
+    ours (stopped by its id at the end); yields the head's address."""
+    port = free_port()
+    env = {**os.environ, **RAY_ENV}
+    ray = str(Path(sys.executable).with_name("ray"))
+    common = ["--block", "--num-cpus", str(cpus), "--num-gpus", "0", "--disable-usage-stats"]
+    started = [subprocess.Popen([ray, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    address = f"127.0.0.1:{port}"
+    try:
+        wait_for_nodes(address, 1, env)
+        for _ in range(nodes - 1):
+            started.append(subprocess.Popen([ray, "start", "--address", address, *common], env=env, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, start_new_session=True))
+        wait_for_nodes(address, nodes, env)
+        yield address
+    finally:
+        for process in reversed(started):
+            process.send_signal(signal.SIGTERM)  # ray start --block stops the node's processes it started
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def wait_for_nodes(address: str, count: int, env: dict[str, str], timeout: float = 120.0) -> None:
+    """Until the cluster at ``address`` has ``count`` live nodes (bounded by ``timeout``)."""
+    probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+             "print(sum(n['Alive'] for n in ray.nodes()))")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = subprocess.run([sys.executable, "-c", probe, address], env=env, capture_output=True, text=True, timeout=120)
+        if found.returncode == 0 and found.stdout.strip().splitlines()[-1:] == [str(count)]:
+            return
+        time.sleep(1)
+    raise RuntimeError(f"the Ray cluster at {address} did not reach {count} nodes in {timeout:.0f} s")
+
+
+def agreement(reference: Path, other: Path) -> dict:
+    """Rows of ``other`` against ``reference``: same paths, largest probability difference, verdicts that differ."""
+    mine = {row["path"]: row for row in pq.read_table(reference).to_pylist()}
+    theirs = {row["path"]: row for row in pq.read_table(other).to_pylist()}
+    diff, verdicts = 0.0, 0
+    for path, row in mine.items():
+        if row["probabilities"] and theirs.get(path, {}).get("probabilities"):
+            a, b = json.loads(row["probabilities"]), json.loads(theirs[path]["probabilities"])
+            diff = max(diff, *(abs(a[k] - b[k]) for k in a))
+            verdicts += row["verdict"] != theirs[path]["verdict"]
+    return {"same_paths": set(mine) == set(theirs), "max_probability_diff": f"{diff:.1e}", "verdicts_differing": verdicts}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = bench_parser(__doc__, "scan", repeats=1, what="configuration")
+    parser.add_argument("--photos", type=int, default=240, help="photos in the set (default: %(default)s)")
+    parser.add_argument("--clips", type=int, default=4, help="clips in the set (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=8, help="files per batch (default: %(default)s)")
+    args = parser.parse_args(argv)
+    cpu = announce_cpu()
+    args.output.mkdir(parents=True, exist_ok=True)
+    batch = ["--batch-size", str(args.batch_size)]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="scan-bench-") as scratch:
+        images = Path(scratch) / "media"
+        files = photo_set(images, args.photos, args.clips)
+        print(f"{len(files)} files ({args.photos} photos, half with a face; {args.clips} clips)", flush=True)
+
+        def measured(name: str, extra: list[str], env: dict | None = None) -> None:
+            output = Path(scratch) / f"{len(rows)}.parquet"
+            print(f"\n== {name}", flush=True)
+            found = run_score(args.checkpoint, images, output, [*batch, *extra], env)
+            rows.append({"configuration": name, "files": len(files), **found, "output": output})
+
+        measured("in process (torch threads: all cores)", [])
+        measured("embedded Ray (1 actor per CPU, 1 thread each)", ["--ray"])
+        for nodes in (1, 2):
+            with ray_cluster(nodes) as address:
+                measured(f"Ray cluster, {nodes} node(s) of 1 CPU", ["--ray", address, "--cpus-per-actor", "1"], RAY_ENV)
+        measured("in process, again", [])
+        for row in rows:
+            row.update(agreement(rows[0]["output"], row["output"]))
+            row["files_per_s"] = round(row["files"] / row["wall_s"], 2)
+    base, embedded, one, two = (rows[i] for i in range(4))
+    print(f"\n{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa'])}; {time.strftime('%Y-%m-%d')}")
+    print(f"{'configuration':52} {'files/s (command)':>18} {'files/s (scoring)':>18} {'wall s':>7}  rows vs in process")
+    for row in rows:
+        print(f"{row['configuration']:52} {row['files_per_s']:>18.2f} {row['scoring_files_per_s']:>18.2f} {row['wall_s']:>7.1f}  "
+              f"max |dp| {row['max_probability_diff']}, verdicts differing {row['verdicts_differing']}")
+    for name, ratio in (("embedded Ray / in process (target >= 0.9)", embedded["files_per_s"] / base["files_per_s"]),
+                        ("embedded Ray / in process, scoring only", embedded["scoring_files_per_s"] / base["scoring_files_per_s"]),
+                        ("2 nodes / 1 node (target >= 1.8)", two["files_per_s"] / one["files_per_s"]),
+                        ("2 nodes / 1 node, scoring only", two["scoring_files_per_s"] / one["scoring_files_per_s"])):
+        print(f"{name:52} {ratio:.2f}x")
+    for row in rows:
+        row.pop("output")
+        row["summary"] = " | ".join(row["summary"])
+    write_csv(rows, args.output / "scan.csv")
+    print(f"wrote {args.output / 'scan.csv'}")
+
+
+if __name__ == "__main__":
+    main()
