@@ -26,6 +26,7 @@ from handler.options import HandlerOptions
 from handler.store import RecordSettings, connect
 
 IMAGES, CLIPS = 240, 2
+KEPT = ("label", "media", "faces", "sha256", "weights_sha256", "pdq", "error", "runtime", "precision")  # equal on both routes
 BAD = {"text.jpg": b"not an image at all", "empty.png": b"", "truncated.jpg": imagegen.jpeg(seed=1, width=64, height=64)[:200]}
 OPTIONS = HandlerOptions(threads=1)
 
@@ -104,15 +105,14 @@ def test_rows_on_the_cluster_equal_in_process_scores(scanned):
     assert sorted(on_ray) == sorted(local)
     for path, row in on_ray.items():
         other = local[path]
-        assert {key: row[key] for key in ("label", "media", "faces", "sha256", "weights_sha256", "error", "runtime", "precision")} == \
-               {key: other[key] for key in ("label", "media", "faces", "sha256", "weights_sha256", "error", "runtime", "precision")}, path
+        assert {key: row[key] for key in KEPT} == {key: other[key] for key in KEPT}, path
         if row["error"] is None:
             mine, theirs = json.loads(row["probabilities"]), json.loads(other["probabilities"])
             assert mine == pytest.approx(theirs, abs=1e-4) and other["node"] == ""
             top = sorted(mine.values())
             if top[-1] - top[-2] > 1e-3:  # a verdict is compared where the scores are clear of a tie
                 assert row["verdict"] == other["verdict"], path
-    assert any(row["media"] == "video" for row in on_ray.values())
+    assert any(row["media"] == "video" for row in on_ray.values()) and all(row["pdq"] for row in on_ray.values() if row["media"] == "image")
 
 
 @pytest.mark.slow

@@ -45,8 +45,8 @@ RETRIES = 3  # attempts per file when the server answers 5xx or the connection f
 @dataclass(frozen=True)
 class Scored:
     """One file's outcome: ``prediction`` (the handler's dict) or ``error`` (what went wrong); ``sha256`` of
-    the bytes read (None: unreadable), the image's PDQ hash (``pdq``, hex; in process only), which weights
-    answered (``weights_sha256``; in process only), the Ray ``node`` that scored it ("" in process) and the
+    the bytes read (None: unreadable), the image's PDQ hash (``pdq``, hex; checkpoint only), which weights
+    answered (``weights_sha256``; checkpoint only), the Ray ``node`` that scored it ("" in process) and the
     id of the ``record`` kept for it (records on)."""
 
     path: Path | str
@@ -81,7 +81,7 @@ class CheckpointPredictor:
     def __init__(self, checkpoint: Path, options: HandlerOptions, face_mode: str | None = None, *, device: str = "cpu",
                  records: RecordSettings | None = None, client: str | None = None, route: str = "scan") -> None:
         self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, with_detector_file(options, checkpoint), device=device,
-                                                             records=records)
+                                                             records=records, hashes=True)
         self.weights_sha256 = weights_sha256(weight_files(read_checkpoint_info(checkpoint).path))
         self.face_mode, self.client, self.route = face_mode, client, route
 
