@@ -1,5 +1,5 @@
-"""Score images and videos into a CSV or Parquet file, with a checkpoint folder (in process, or in a Ray actor pool
-on one machine or a cluster) or a running endpoint.
+"""Score images and videos into a CSV or Parquet file, with a checkpoint folder or a model archive (in process, or in
+a Ray actor pool on one machine or a cluster) or a running endpoint.
 
 Sources (--images): a folder (searched recursively), or a list of paths: a .txt (one a line), a .csv or .parquet
 with a path column; paths are local or object-store URIs (s3://, gs://: read with pyarrow's filesystems).
@@ -15,6 +15,7 @@ not in the output, or whose SHA-256 changed (--restart starts over). Each file i
 
   python -m scripts.score --checkpoint runs/exp1 --images photos/ --output results/scores.csv
   python -m scripts.score --checkpoint runs/exp1 --images archive.txt --output scan.parquet --ray
+  python -m scripts.score --archive model_store/deepfake-detector.mar --images photos/ --output scan.parquet --ray
   python -m scripts.score --checkpoint /shared/exp1 --images s3://bucket/list.parquet --output scan.parquet --ray head:6379
   python -m scripts.score --endpoint http://127.0.0.1:8080 --images photos/ --output results/scores.csv
 """

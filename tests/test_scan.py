@@ -217,3 +217,21 @@ def test_the_pool_fills_the_cluster_unless_told():
     assert pool_size(PoolSettings(cpus=0.5, gpus=1.0), {"CPU": 4.0, "GPU": 2.0}) == 2
     assert pool_size(PoolSettings(actors=3), {"CPU": 1.0}) == 3
     assert PoolSettings(cpus=2.5).threads == 2 and PoolSettings(cpus=0.5).threads == 1
+
+
+def test_an_archive_scores_as_its_worker_would_with_the_checkpoints_numbers(tiny_checkpoint, tmp_path):
+    from deepfake_service.packaging.archive import build_mar
+    from deepfake_service.training.predictors import archive_predictor
+    from tests.servers import model_config
+
+    mar = build_mar(tiny_checkpoint, "tiny-archive", "7.1", model_config=model_config(tmp_path / "mc.yaml", handler={"runtime": "torch",
+                    "precision": "fp32"}), export_dir=tmp_path)
+    paths = [str(tmp_path / "a.jpg"), str(tmp_path / "b.png")]
+    Path(paths[0]).write_bytes(imagegen.jpeg(seed=3, width=64, height=64))
+    Path(paths[1]).write_bytes(imagegen.png(seed=4, width=64, height=64))
+    packed = archive_predictor(mar, "off", threads=1).predict(paths)
+    plain = CheckpointPredictor(tiny_checkpoint, OPTIONS, "off").predict(paths)
+    for mine, theirs in zip(packed, plain):
+        assert (mine.prediction["model"], mine.prediction["version"]) == ("tiny-archive", "7.1")
+        assert mine.prediction["probabilities"] == pytest.approx(theirs.prediction["probabilities"], abs=1e-4)
+        assert mine.weights_sha256 == theirs.weights_sha256 and mine.pdq == theirs.pdq

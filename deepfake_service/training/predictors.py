@@ -8,11 +8,15 @@ error text a client would have received, so an unreadable file never stops a run
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
+import shutil
+import tempfile
 import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -23,6 +27,7 @@ import requests
 
 from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR, handler_options
+from deepfake_service.serving.registrations import archive_settings
 from deepfake_service.serving.server import read_key_file
 from deepfake_service.training.scan import LOCAL, PoolSettings, pool_rows
 from deepfake_service.training.sources import read_media
@@ -76,12 +81,14 @@ class CheckpointPredictor:
     """The handler core on a checkpoint folder: same decoding, limits and preprocessing as a worker.
 
     ``device``: where the runtime runs (the server's precision rules apply); ``records``: keep a record of
-    each file there (route ``route``, client ``client``; None: no records)."""
+    each file there (route ``route``, client ``client``; None: no records); ``name``, ``version``: the model
+    identity answers carry."""
 
     def __init__(self, checkpoint: Path, options: HandlerOptions, face_mode: str | None = None, *, device: str = "cpu",
-                 records: RecordSettings | None = None, client: str | None = None, route: str = "scan") -> None:
+                 records: RecordSettings | None = None, client: str | None = None, route: str = "scan", name: str = "model",
+                 version: str = "1.0") -> None:
         self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, with_detector_file(options, checkpoint), device=device,
-                                                             records=records, hashes=True)
+                                                             records=records, hashes=True, name=name, version=version)
         self.weights_sha256 = weights_sha256(weight_files(read_checkpoint_info(checkpoint).path))
         self.face_mode, self.client, self.route = face_mode, client, route
 
@@ -98,6 +105,21 @@ class CheckpointPredictor:
             return Scored(path, error=_error_text(analysis.error), **common)
         fingerprint = analysis.subjects.fingerprint
         return Scored(path, prediction=answer(analysis, self.classifier.answers), pdq=fingerprint.hex if fingerprint else None, **common)
+
+
+def archive_predictor(mar: Path, face_mode: str | None = None, *, threads: int | None = None, **settings) -> CheckpointPredictor:
+    """A ``CheckpointPredictor`` on a model archive's contents, as its worker would load them: the checkpoint
+    folder unpacked once (into a temporary folder, removed at exit), the archive's own handler options (its
+    ``threads`` replaced when given), name and version. ``settings``: ``CheckpointPredictor``'s keywords."""
+    name, version, config = archive_settings(mar)
+    options = HandlerOptions.from_mapping(config.get("handler"))
+    if threads is not None:
+        options = dataclasses.replace(options, threads=threads)
+    folder = Path(tempfile.mkdtemp(prefix="scan-mar-"))
+    atexit.register(shutil.rmtree, folder, True)
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(folder, [member for member in archive.namelist() if member.startswith(options.checkpoint.rstrip("/") + "/")])
+    return CheckpointPredictor(folder / options.checkpoint, options, face_mode, name=name, version=version, **settings)
 
 
 class EndpointPredictor:
@@ -236,6 +258,8 @@ def add_predictor_arguments(parser, face_mode: str | None) -> None:
     (``face_mode`` is the command's default; None means the model's own default)."""
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--checkpoint", type=Path, help="HF checkpoint folder, run in-process with the handler core")
+    where.add_argument("--archive", type=Path, help="a model archive (.mar), its checkpoint and handler options run in-process "
+                                                    "as its worker would (--model-config, --runtime and --precision do not apply)")
     where.add_argument("--endpoint", help="a running TorchServe inference URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--model", default=MODEL_NAME, help="endpoint: model name (default: %(default)s)")
     parser.add_argument("--version", help="endpoint: model version (default: the default version)")
@@ -275,17 +299,19 @@ def served_face_mode(args) -> str:
 
 
 def predictor_from_args(args) -> Predictor:
-    """The predictor the options name; raises ``ValueError`` for Ray or records without a checkpoint."""
-    if args.checkpoint is None and (args.ray or args.keep_records):
-        raise ValueError("--ray and --keep-records score with --checkpoint (an endpoint keeps its own records)")
-    if args.checkpoint is not None:
+    """The predictor the options name; raises ``ValueError`` for Ray or records through an endpoint."""
+    archive = getattr(args, "archive", None)
+    if args.endpoint is not None and (args.ray or args.keep_records):
+        raise ValueError("--ray and --keep-records score with --checkpoint or --archive (an endpoint keeps its own records)")
+    if args.endpoint is None:
         pool = PoolSettings(args.ray, args.actors, args.cpus_per_actor, args.gpus_per_actor) if args.ray else None
-        options = handler_options(args.model_config, runtime=args.runtime, precision=args.precision,
-                                  threads=pool.threads if pool else None)
         records = RecordSettings(url=args.keep_records) if args.keep_records else None
-        client = f"scan {getattr(args, 'output', '')}".strip()[:200]
-        factory = partial(CheckpointPredictor, args.checkpoint.resolve(), options, args.face_mode, device=pool.device if pool else "cpu",
-                          records=records, client=client)
+        common = dict(device=pool.device if pool else "cpu", records=records, client=f"scan {getattr(args, 'output', '')}".strip()[:200])
+        if archive is not None:
+            factory = partial(archive_predictor, archive.resolve(), args.face_mode, threads=pool.threads if pool else None, **common)
+        else:
+            options = handler_options(args.model_config, runtime=args.runtime, precision=args.precision, threads=pool.threads if pool else None)
+            factory = partial(CheckpointPredictor, args.checkpoint.resolve(), options, args.face_mode, **common)
         return RayPredictor(factory, pool) if pool else factory()
     key_file = args.key_file if args.key_file and args.key_file.is_file() else None
     return EndpointPredictor(args.endpoint, args.model, version=args.version, key_file=key_file,
