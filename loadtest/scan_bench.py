@@ -6,8 +6,9 @@ asserts nothing.
 The set: ``--photos`` photos built from scikit-image's public-domain astronaut (a face) and coffee (none), each
 one a little different (crop, size, JPEG quality), half with a face, and ``--clips`` short clips with a face;
 face mode auto, the shipped model config. Each configuration is one run of the command into its own Parquet
-file; files/s are counted over the whole command (start, model load and Ray included) and over the scoring
-alone (the command's summary). The rows of each Ray run are compared with the in-process rows.
+file, in --repeats rounds of every configuration (so a noisy neighbour hits them alike); files/s are counted over
+the whole command (start, model load and Ray included; a cluster's own start is not) and over the scoring alone
+(the command's summary); the table gives medians. Each run's rows are compared with the first in-process run's.
 
   python -m loadtest.scan_bench --checkpoint checkpoints/demo      (make bench-scan)
 """
@@ -20,6 +21,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,7 +83,7 @@ def run_score(checkpoint: Path, images: Path, output: Path, extra: list[str], en
 def ray_cluster(nodes: int, cpus: int = 1):
     """A Ray cluster of ``nodes`` nodes of ``cpus`` CPUs on this machine, each a ``ray start --block`` process of
     ours (stopped by its id at the end); yields the head's address."""
-    port = free_port()
+    port = free_port(taken=set(range(10001, 20000)))  # not Ray's own: the client server's 10001, its workers' 10002-19999
     env = {**os.environ, **RAY_ENV}
     ray = str(Path(sys.executable).with_name("ray"))
     common = ["--block", "--num-cpus", str(cpus), "--num-gpus", "0", "--disable-usage-stats"]
@@ -110,7 +112,7 @@ def wait_for_nodes(address: str, count: int, env: dict[str, str], timeout: float
              "print(sum(n['Alive'] for n in ray.nodes()))")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = subprocess.run([sys.executable, "-c", probe, address], env=env, capture_output=True, text=True, timeout=120)
+        found = subprocess.run([sys.executable, "-c", probe, address], env=env, capture_output=True, text=True, timeout=60)
         if found.returncode == 0 and found.stdout.strip().splitlines()[-1:] == [str(count)]:
             return
         time.sleep(1)
@@ -130,51 +132,62 @@ def agreement(reference: Path, other: Path) -> dict:
     return {"same_paths": set(mine) == set(theirs), "max_probability_diff": f"{diff:.1e}", "verdicts_differing": verdicts}
 
 
+def configurations(cluster_nodes: tuple[int, ...] = (1, 2)) -> list[tuple[str, list[str], int]]:
+    """(name, extra score options, cluster nodes: 0 for none) of each measured configuration."""
+    return [("in process (torch threads: all cores)", [], 0),
+            ("embedded Ray (1 actor per CPU, 1 thread each)", ["--ray"], 0),
+            *((f"Ray cluster, {n} node(s) of 1 CPU", ["--cpus-per-actor", "1"], n) for n in cluster_nodes)]
+
+
+def measure(name: str, extra: list[str], nodes: int, checkpoint: Path, images: Path, output: Path) -> dict:
+    """One run of one configuration, on a cluster of ``nodes`` started for it (0: none)."""
+    print(f"\n== {name}", flush=True)
+    if not nodes:
+        return {"configuration": name, **run_score(checkpoint, images, output, extra)}
+    with ray_cluster(nodes) as address:
+        return {"configuration": name, **run_score(checkpoint, images, output, ["--ray", address, *extra], RAY_ENV)}
+
+
+def median_of(rows: list[dict], name: str, key: str) -> float:
+    return statistics.median(row[key] for row in rows if row["configuration"] == name)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = bench_parser(__doc__, "scan", repeats=1, what="configuration")
+    parser = bench_parser(__doc__, "scan", repeats=2, what="configuration (rounds, each configuration once per round)")
     parser.add_argument("--photos", type=int, default=240, help="photos in the set (default: %(default)s)")
     parser.add_argument("--clips", type=int, default=4, help="clips in the set (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (default: %(default)s)")
     args = parser.parse_args(argv)
     cpu = announce_cpu()
     args.output.mkdir(parents=True, exist_ok=True)
-    batch = ["--batch-size", str(args.batch_size)]
-    rows = []
+    rows: list[dict] = []
+    names = [name for name, _, _ in configurations()]
     with tempfile.TemporaryDirectory(prefix="scan-bench-") as scratch:
         images = Path(scratch) / "media"
         files = photo_set(images, args.photos, args.clips)
-        print(f"{len(files)} files ({args.photos} photos, half with a face; {args.clips} clips)", flush=True)
-
-        def measured(name: str, extra: list[str], env: dict | None = None) -> None:
-            output = Path(scratch) / f"{len(rows)}.parquet"
-            print(f"\n== {name}", flush=True)
-            found = run_score(args.checkpoint, images, output, [*batch, *extra], env)
-            rows.append({"configuration": name, "files": len(files), **found, "output": output})
-
-        measured("in process (torch threads: all cores)", [])
-        measured("embedded Ray (1 actor per CPU, 1 thread each)", ["--ray"])
-        for nodes in (1, 2):
-            with ray_cluster(nodes) as address:
-                measured(f"Ray cluster, {nodes} node(s) of 1 CPU", ["--ray", address, "--cpus-per-actor", "1"], RAY_ENV)
-        measured("in process, again", [])
-        for row in rows:
-            row.update(agreement(rows[0]["output"], row["output"]))
-            row["files_per_s"] = round(row["files"] / row["wall_s"], 2)
-    base, embedded, one, two = (rows[i] for i in range(4))
-    print(f"\n{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa'])}; {time.strftime('%Y-%m-%d')}")
-    print(f"{'configuration':52} {'files/s (command)':>18} {'files/s (scoring)':>18} {'wall s':>7}  rows vs in process")
-    for row in rows:
-        print(f"{row['configuration']:52} {row['files_per_s']:>18.2f} {row['scoring_files_per_s']:>18.2f} {row['wall_s']:>7.1f}  "
-              f"max |dp| {row['max_probability_diff']}, verdicts differing {row['verdicts_differing']}")
-    for name, ratio in (("embedded Ray / in process (target >= 0.9)", embedded["files_per_s"] / base["files_per_s"]),
-                        ("embedded Ray / in process, scoring only", embedded["scoring_files_per_s"] / base["scoring_files_per_s"]),
-                        ("2 nodes / 1 node (target >= 1.8)", two["files_per_s"] / one["files_per_s"]),
-                        ("2 nodes / 1 node, scoring only", two["scoring_files_per_s"] / one["scoring_files_per_s"])):
-        print(f"{name:52} {ratio:.2f}x")
-    for row in rows:
-        row.pop("output")
-        row["summary"] = " | ".join(row["summary"])
+        print(f"{len(files)} files ({args.photos} photos, half with a face; {args.clips} clips); {args.repeats} round(s)", flush=True)
+        reference = Path(scratch) / "reference.parquet"
+        for round_ in range(args.repeats):
+            for index, (name, extra, nodes) in enumerate(configurations()):
+                output = reference if (round_, index) == (0, 0) else Path(scratch) / f"{round_}-{index}.parquet"
+                row = measure(name, ["--batch-size", str(args.batch_size), *extra], nodes, args.checkpoint, images, output)
+                row.update(round=round_ + 1, files=len(files), files_per_s=round(len(files) / row["wall_s"], 2), **agreement(reference, output))
+                row["summary"] = " | ".join(row["summary"])
+                rows.append(row)
     write_csv(rows, args.output / "scan.csv")
+    print(f"\n{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa'])}; {time.strftime('%Y-%m-%d')}; {len(files)} files, "
+          f"median of {args.repeats} round(s)")
+    print(f"{'configuration':48} {'files/s (command)':>18} {'files/s (scoring)':>18}  rows vs in process (worst round)")
+    for name in names:
+        mine = [row for row in rows if row["configuration"] == name]
+        worst = max(float(row["max_probability_diff"]) for row in mine)
+        print(f"{name:48} {median_of(rows, name, 'files_per_s'):>18.2f} {median_of(rows, name, 'scoring_files_per_s'):>18.2f}  "
+              f"max |dp| {worst:.1e}, verdicts differing {max(row['verdicts_differing'] for row in mine)}, "
+              f"same files {all(row['same_paths'] for row in mine)}")
+    for label, top, bottom, target in (("embedded Ray / in process", names[1], names[0], 0.9), ("2 nodes / 1 node", names[3], names[2], 1.8)):
+        for key, what in (("files_per_s", "command"), ("scoring_files_per_s", "scoring")):
+            ratio = median_of(rows, top, key) / median_of(rows, bottom, key)
+            print(f"{label + f' ({what})':48} {ratio:.2f}x (target >= {target})")
     print(f"wrote {args.output / 'scan.csv'}")
 
 

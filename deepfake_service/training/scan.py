@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-LOCAL = "local"  # --ray without an address: an embedded Ray on this machine
+LOCAL = "local"  # --ray without an address: an embedded Ray on this machine (ray.init's own word for it)
 MAX_BLOCKS = 10_000  # input blocks; a block is split into batches, never merged across
 
 
@@ -56,7 +56,8 @@ def connect(address: str):
         raise ScanSetupError("--ray needs Ray: pip install -c constraints.txt '.[scan]'") from exc
     if not ray.is_initialized():
         try:
-            ray.init(address=None if address == LOCAL else address, include_dashboard=False, log_to_driver=False,
+            # "local" starts a new Ray here even when ray start left a cluster address file behind
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ScanSetupError(f"cannot reach the Ray cluster at {address}: {exc}") from exc
