@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, default=Path("results/scores.csv"),
                         help="CSV or .parquet to write or resume (default: %(default)s)")
     parser.add_argument("--restart", action="store_true", help="discard an existing output instead of resuming it")
-    parser.add_argument("--flush-rows", type=int, default=1000, help="rows written at least this often (default: %(default)s)")
+    parser.add_argument("--flush-rows", type=int, help="rows are written at least this often, and every 30 s "
+                                                      "(default: every batch for a CSV, 1000 rows for Parquet)")
     args = parser.parse_args(argv)
     try:
         paths = list_sources(args.images)

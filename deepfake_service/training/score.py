@@ -72,33 +72,38 @@ def to_score(paths: Sequence[str], done: dict[str, str], workers: int = 8) -> tu
 
 
 def score(predictor: Predictor, paths: Sequence[Path | str], output: Path, batch_size: int = 32, progress: bool = True,
-          flush_rows: int = 1000) -> ScoreSummary:
+          flush_rows: int | None = None) -> ScoreSummary:
     """Score every path not yet in ``output`` (or whose bytes changed) and add its row; ``output``'s suffix
-    picks Parquet or CSV (score_output.py). Rows are written at least every ``flush_rows`` rows or ``FLUSH_S``
-    seconds, so an interrupted run loses at most those; raises ``ScoreError`` for an output of other columns."""
+    picks Parquet or CSV (score_output.py). Rows are written at least every ``flush_rows`` rows (None: the
+    output's own: every batch for a CSV, 1000 for Parquet) or ``FLUSH_S`` seconds, so a killed run loses at most
+    those (a run stopped by an exception writes what it has, then re-raises); raises ``ScoreError`` for an
+    output of other columns."""
     destination = open_output(output)
+    flush_rows = flush_rows or destination.flush_rows
     names = [str(p) for p in paths]
     todo, rescored = to_score(names, destination.done())
     counts = {"scored": 0, "failed": 0, "demo": False}
     errors, verdicts, nodes = Counter(), Counter(), Counter()
     pending: list[dict] = []
     started = flushed = time.monotonic()
-    for batch in scored_batches(predictor, todo, batch_size, progress, desc="score"):
-        for scored in batch:
-            row = score_row(scored)
-            pending.append(row)
-            nodes[scored.node] += 1
-            if scored.prediction is None:
-                counts["failed"] += 1
-                errors[row["error"].split(":", 1)[0]] += 1
-            else:
-                counts["scored"] += 1
-                verdicts[row["verdict"] or row["label"]] += 1
-                counts["demo"] = counts["demo"] or bool(row["demo"])
-        if len(pending) >= flush_rows or time.monotonic() - flushed >= FLUSH_S:
-            destination.write(pending)  # on disk is what the next run skips
-            pending, flushed = [], time.monotonic()
-    destination.write(pending)
+    try:
+        for batch in scored_batches(predictor, todo, batch_size, progress, desc="score"):
+            for scored in batch:
+                row = score_row(scored)
+                pending.append(row)
+                nodes[scored.node] += 1
+                if scored.prediction is None:
+                    counts["failed"] += 1
+                    errors[row["error"].split(":", 1)[0]] += 1
+                else:
+                    counts["scored"] += 1
+                    verdicts[row["verdict"] or row["label"]] += 1
+                    counts["demo"] = counts["demo"] or bool(row["demo"])
+            if len(pending) >= flush_rows or time.monotonic() - flushed >= FLUSH_S:
+                destination.write(pending)  # on disk is what the next run skips
+                pending, flushed = [], time.monotonic()
+    finally:  # a scan stopped by an error keeps what it scored; the rerun does the rest
+        destination.write(pending)
     seconds = time.monotonic() - started
     destination.finish()
     return ScoreSummary(counts["scored"], counts["failed"], len(names) - len(todo), counts["demo"], rescored, seconds, errors, verdicts,

@@ -66,6 +66,8 @@ def _csv_value(key: str, value: Any) -> str:
 class CsvOutput:
     """Rows appended to a CSV, flushed per batch; ``done`` reads an earlier run's rows back."""
 
+    flush_rows = 1  # every batch: appending is cheap
+
     def __init__(self, path: Path) -> None:
         self.path = path
 
@@ -106,6 +108,8 @@ def parquet_schema():
 class ParquetOutput:
     """Rows as whole part files under ``<output>.parts/``, merged into ``<output>`` by ``finish`` (newest row
     per path kept); ``done`` reads the output and any parts an interrupted run left."""
+
+    flush_rows = 1000  # rows per part file: fewer, larger parts on a long scan
 
     def __init__(self, path: Path) -> None:
         self.path = path
