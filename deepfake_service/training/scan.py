@@ -109,7 +109,10 @@ def pool_rows(paths: Sequence[str], factory: Callable[[], Any], settings: PoolSe
     actors = pool_size(settings, ray.cluster_resources())
     blocks = max(1, min(MAX_BLOCKS, math.ceil(len(paths) / chunk)))
     dataset = ray.data.from_items([{"i": i, "path": str(p)} for i, p in enumerate(paths)], override_num_blocks=blocks)
-    dataset = dataset.map_batches(ScanActor, fn_constructor_kwargs={"factory": factory}, batch_size=chunk, concurrency=actors,
+    # One batch at a time per actor: a queue of batches on one actor leaves the others idle at the end of a scan
+    # (a clip's batch takes many photos' time), and the paths' blocks cost nothing to fetch.
+    pool = ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1)
+    dataset = dataset.map_batches(ScanActor, fn_constructor_kwargs={"factory": factory}, batch_size=chunk, compute=pool,
                                   num_cpus=settings.cpus, num_gpus=settings.gpus or None)
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         yield batch.to_pylist()

@@ -26,7 +26,8 @@ FLUSH_S = 30.0  # rows wait at most this long (or until flush_rows) before they 
 class ScoreSummary:
     """What one run did: files ``scored`` and ``failed`` (error rows), ``skipped`` (already in the output,
     unchanged), ``rescored`` (in the output, but their bytes changed), in ``seconds``; errors by kind,
-    verdicts and the nodes that scored them (in process: "")."""
+    verdicts and the nodes that scored them (in process: ""); ``first_s``: seconds until the first batch came back
+    (model load and, on Ray, the pool's start) and ``first_files``: how many it held."""
 
     scored: int
     failed: int
@@ -37,17 +38,26 @@ class ScoreSummary:
     errors: Counter = field(default_factory=Counter)
     verdicts: Counter = field(default_factory=Counter)
     nodes: Counter = field(default_factory=Counter)
+    first_s: float = 0.0
+    first_files: int = 0
 
     @property
     def rate(self) -> float:
         """Files per second over the run's scoring (scored and failed)."""
         return (self.scored + self.failed) / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def steady_rate(self) -> float:
+        """Files per second after the first batch: what a long scan runs at, start-up left out."""
+        after = self.seconds - self.first_s
+        return (self.scored + self.failed - self.first_files) / after if after > 0 else 0.0
+
     def lines(self) -> list[str]:
         """The summary a command prints."""
         nodes = f" on {len(self.nodes)} node(s)" if any(self.nodes) else ""
         out = [f"scored {self.scored}, errors {self.failed} (rows with an error), skipped {self.skipped} already scored, "
-               f"rescored {self.rescored} changed since; {self.scored + self.failed} files in {self.seconds:.1f} s = {self.rate:.2f} files/s{nodes}",
+               f"rescored {self.rescored} changed since; {self.scored + self.failed} files in {self.seconds:.1f} s = {self.rate:.2f} files/s "
+               f"({self.steady_rate:.2f} files/s after the first batch){nodes}",
                "verdicts: " + (", ".join(f"{k} {v}" for k, v in sorted(self.verdicts.items())) or "none")]
         if self.errors:
             out.append("errors by kind: " + ", ".join(f"{k} {v}" for k, v in self.errors.most_common()))
@@ -86,8 +96,10 @@ def score(predictor: Predictor, paths: Sequence[Path | str], output: Path, batch
     errors, verdicts, nodes = Counter(), Counter(), Counter()
     pending: list[dict] = []
     started = flushed = time.monotonic()
+    first: tuple[float, int] | None = None
     try:
         for batch in scored_batches(predictor, todo, batch_size, progress, desc="score"):
+            first = first or (time.monotonic() - started, len(batch))
             for scored in batch:
                 row = score_row(scored)
                 pending.append(row)
@@ -107,4 +119,4 @@ def score(predictor: Predictor, paths: Sequence[Path | str], output: Path, batch
     seconds = time.monotonic() - started
     destination.finish()
     return ScoreSummary(counts["scored"], counts["failed"], len(names) - len(todo), counts["demo"], rescored, seconds, errors, verdicts,
-                        nodes)
+                        nodes, *(first or (0.0, 0)))
