@@ -61,6 +61,7 @@ class Analysis:
     ``error``: the error that ended it (it is the answer); ``kind``: the media kind that took it;
     ``subjects``: what gets classified; ``verdicts``: one per crop, in crop order; ``computed_by``: the
     runtime and precision that computed them; ``maps``: one attention map per crop (explanations only);
+    ``inputs``: each crop's pixels as the processor gave them to the model (when records keep media);
     ``rechecks``: one verdict per crop of its re-encoded copy (consistency check on); ``outcome``: what
     was decided; ``provenance``: the provenance block (None when the reader is off); ``match``: a labelled
     record this image matched (records on); ``record``: what the record store did (records on)."""
@@ -72,6 +73,7 @@ class Analysis:
     verdicts: list[Verdict] = field(default_factory=list)
     computed_by: tuple[str, str] | None = None
     maps: list[torch.Tensor] = field(default_factory=list)
+    inputs: list[torch.Tensor] = field(default_factory=list)
     rechecks: list[Verdict] = field(default_factory=list)
     outcome: Outcome | None = None
     provenance: dict | None = None

@@ -165,19 +165,19 @@ class DeepfakeClassifier:
 
     def classify(self, images: Sequence[Image.Image]) -> list[Verdict]:
         """Classify RGB images with the runtime, in the forward passes ``_passes`` sizes."""
-        return [verdict for chunk in self._passes(images, explain=False) for verdict, _ in chunk]
+        return [verdict for chunk in self._passes(images, explain=False) for verdict, _, _ in chunk]
 
     def _passes(self, images: Sequence[Image.Image], explain: bool):
         """Per forward pass (``pass_sizes``: at most 2 x ``forward_batch`` images, ``forward_batch`` with
-        ``explain``): (verdict, attention map or None) per image, from the runtime or, with ``explain``,
-        the explainer."""
+        ``explain``): (verdict, attention map or None, the processor's pixels) per image, from the runtime or,
+        with ``explain``, the explainer."""
         start = 0
         for size in pass_sizes(len(images), self.forward_batch if explain else 2 * self.forward_batch):
             pixels = self.preprocess(images[start : start + size])
             start += size
             logits, maps = self.explainer.explain(pixels) if explain else (self.runtime.predict(pixels), None)
             found = verdicts(self.labels, logits, self.decision)
-            yield [(verdict, None if maps is None else maps[i]) for i, verdict in enumerate(found)]
+            yield [(verdict, None if maps is None else maps[i], pixels[i]) for i, verdict in enumerate(found)]
 
     def predict_batch(self, requests: Sequence[Request | bytes]) -> list[Answer | RequestError]:
         """Each request's answer, or the error that ended it, at its own index (bytes stand for a ``Request``
@@ -240,10 +240,13 @@ class DeepfakeClassifier:
             crops += [(analysis, self.consistency.copy(crop), True) for analysis in analyses if analysis.kind.rechecks
                       for crop in analysis.subjects.crops]
         results = (found for chunk in self._passes([crop for _, crop, _ in crops], explain) for found in chunk)
-        for (analysis, _, recheck), (verdict, attention) in zip(crops, results):
+        keep_inputs = self.records is not None and self.records.settings.keep_media != "none"
+        for (analysis, _, recheck), (verdict, attention, pixels) in zip(crops, results):
             (analysis.rechecks if recheck else analysis.verdicts).append(verdict)
             if attention is not None and not recheck:  # the explanation shows the original's attention
                 analysis.maps.append(attention)
+            if keep_inputs and not recheck:  # the record keeps what the model received (handler/kept_media.py)
+                analysis.inputs.append(pixels)
         engine = self.explainer if explain else self.runtime
         for analysis in analyses:
             analysis.computed_by = (engine.name, engine.precision)

@@ -1,5 +1,5 @@
 """What a record keeps of the media it judged (the record store's ``keep_media``, docs/records.md): the crops
-as the model received them (the checkpoint processor's size and resampling), each with its own verdict, P(fake)
+as the model received them (its processor's output, turned back into pixels), each with its own verdict, P(fake)
 and box, and with ``crops+thumbnail`` a small thumbnail of the whole picture (a clip: a sampled frame), as
 JPEG files in ``record_media`` rows (handler/store.py) written with the record and deleted with it. Only
 reviewers read them (page/server.py). A video keeps each person's deciding frames, not every frame.
@@ -11,6 +11,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
 from PIL import Image
 
 from handler.analysis import Analysis
@@ -26,10 +28,15 @@ MOST_CROPS = 12  # a record keeps at most this many crops (the subjects' ``shown
 
 @dataclass(frozen=True)
 class CropShape:
-    """The size (width, height) and PIL resampling filter with which the model's processor resizes a crop."""
+    """What the model's processor does to a crop: resizes it to ``size`` (width, height) with ``resample``,
+    scales by ``rescale`` (None: not) and normalises with ``mean`` and ``std`` (None: not), so that its pixels
+    can be turned back into the picture the model received."""
 
     size: tuple[int, int] = (224, 224)
     resample: int = Image.Resampling.BILINEAR
+    rescale: float | None = 1 / 255
+    mean: tuple[float, ...] | None = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] | None = (0.5, 0.5, 0.5)
 
     @classmethod
     def of(cls, processor) -> "CropShape":
@@ -41,7 +48,23 @@ class CropShape:
             side = int(size.get("shortest_edge", 224))
             shape = (side, side)
         resample = getattr(processor, "resample", None)
-        return cls(shape, int(resample) if resample is not None else Image.Resampling.BILINEAR)
+        normalize = getattr(processor, "do_normalize", False)
+        return cls(shape, int(resample) if resample is not None else Image.Resampling.BILINEAR,
+                   float(processor.rescale_factor) if getattr(processor, "do_rescale", False) else None,
+                   tuple(processor.image_mean) if normalize else None, tuple(processor.image_std) if normalize else None)
+
+    def picture(self, pixels: torch.Tensor) -> Image.Image:
+        """The RGB picture whose processing gave ``pixels`` ([3, H, W], as the model received them)."""
+        values = pixels.detach().float().cpu().numpy()
+        if self.std is not None and self.mean is not None:
+            values = values * np.asarray(self.std).reshape(-1, 1, 1) + np.asarray(self.mean).reshape(-1, 1, 1)
+        if self.rescale is not None:
+            values = values / self.rescale
+        return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8).transpose(1, 2, 0))
+
+    def resized(self, crop: Image.Image) -> Image.Image:
+        """``crop`` resized as the processor resizes it (for a crop whose pixels were not kept)."""
+        return crop.convert("RGB").resize(self.size, self.resample)
 
 
 def media_rows(analysis: Analysis, record_id: str, keep: str, shape: CropShape, fake_label: str) -> list[dict[str, Any]]:
@@ -57,9 +80,8 @@ def media_rows(analysis: Analysis, record_id: str, keep: str, shape: CropShape, 
     for index in subjects.shown(analysis.outcome, scores)[:MOST_CROPS]:
         verdict: Verdict = analysis.verdicts[index]
         subject, time, box = subjects.place(index)
-        # the processor's size and filter, after an integer box reduction where the crop is 4x larger (a whole photo):
-        # a quarter of a level from the exact input on average, a tenth of what JPEG at quality 90 then changes
-        crop = subjects.crops[index].convert("RGB").resize(shape.size, shape.resample, reducing_gap=2.0)
+        # the model's own input, turned back into a picture (no second resize); else resized the processor's way
+        crop = shape.picture(analysis.inputs[index]) if index < len(analysis.inputs) else shape.resized(subjects.crops[index])
         rows.append(_row(crop, kind="crop", subject=subject, time=time, box=None if box is None else box.as_list(),
                          verdict=verdict.verdict, p_fake=verdict.probabilities.get(fake_label)))  # None: no such label
     for position, row in enumerate(rows):

@@ -59,6 +59,8 @@ def test_a_record_keeps_each_face_as_the_model_received_it_and_a_thumbnail(store
     # what the model received: the processor's resize of the cut crop (JPEG-compressed, so within a few levels)
     seen = np.asarray(analysis.subjects.crops[0].convert("RGB").resize((side, side), Image.Resampling.BILINEAR), dtype=float)
     assert np.abs(np.asarray(picture(data), dtype=float) - seen).mean() < 4.0
+    model_input = classifier.records.shape.picture(analysis.inputs[0])  # what the JPEG was made from: the model's pixels
+    assert np.abs(np.asarray(model_input, dtype=float) - seen).max() <= 1.0
     listed = {r["id"]: r for r in list_records(engine)}
     assert listed[analysis.record.id]["thumbnail"] == 0
     with pytest.raises(NoSuchMedia):
