@@ -240,7 +240,7 @@ class DeepfakeClassifier:
             crops += [(analysis, self.consistency.copy(crop), True) for analysis in analyses if analysis.kind.rechecks
                       for crop in analysis.subjects.crops]
         results = (found for chunk in self._passes([crop for _, crop, _ in crops], explain) for found in chunk)
-        keep_inputs = self.records is not None and self.records.settings.keep_media != "none"
+        keep_inputs = self.records is not None and self.records.settings.keeps_media
         for (analysis, _, recheck), (verdict, attention, pixels) in zip(crops, results):
             (analysis.rechecks if recheck else analysis.verdicts).append(verdict)
             if attention is not None and not recheck:  # the explanation shows the original's attention

@@ -16,7 +16,6 @@ import torch
 from PIL import Image
 
 from handler.analysis import Analysis
-from handler.faces import shrunk
 from handler.fingerprint import PREVIEW_SIDE
 from handler.store import PROBE
 from handler.verdicts import Verdict
@@ -75,7 +74,7 @@ def media_rows(analysis: Analysis, record_id: str, keep: str, shape: CropShape, 
     subjects = analysis.subjects
     rows: list[dict[str, Any]] = []
     if keep == "crops+thumbnail" and subjects.picture is not None:
-        rows.append(_row(shrunk(subjects.picture, THUMBNAIL_SIDE)[0], kind="thumbnail"))
+        rows.append(_row(subjects.picture, kind="thumbnail"))  # already the preview, at most THUMBNAIL_SIDE
     scores = [verdict.probabilities.get(fake_label, 0.0) for verdict in analysis.verdicts]  # the order shown
     for index in subjects.shown(analysis.outcome, scores)[:MOST_CROPS]:
         verdict: Verdict = analysis.verdicts[index]

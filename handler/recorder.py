@@ -160,7 +160,7 @@ class Recorder:
         second one): a picture that cannot be made or stored costs its record's media, never the records."""
         rows = [record_row(analysis, self.model, decision) for analysis in analyses]
         receipts = self.keep(rows)
-        if self.settings.keep_media != "none" and receipts and receipts[0].kept:
+        if self.settings.keeps_media and receipts and receipts[0].kept:
             self.keep_media([kept for analysis, row in zip(analyses, rows) for kept in self._media(analysis, row["id"], decision)])
         return receipts
 

@@ -134,6 +134,11 @@ class RecordSettings:
     def enabled(self) -> bool:
         return self.url not in ("", "off")
 
+    @property
+    def keeps_media(self) -> bool:
+        """Whether a record keeps any picture (``keep_media`` is not ``none``)."""
+        return self.keep_media != "none"
+
     def to_environment(self) -> str:
         return json.dumps(self.__dict__)
 
