@@ -323,6 +323,8 @@ def test_a_reviewer_works_the_queue_by_keyboard_across_pages_and_sees_the_pictur
     page.wait_for_function("() => document.querySelector('#page-range').textContent === '3\u20133 of 3'")
     page.keyboard.press("k")
     page.wait_for_function("() => document.querySelector('#page-range').textContent === '1\u20132 of 3'")
+    # the list is drawn before the last record on it opens (its detail is fetched after): wait for it to open
+    page.wait_for_function("id => document.querySelector('#d-id').textContent === id", arg=cat)
     assert shown_id(page) == cat and "reviewer-cy: real (fur, a real cat)" in page.text_content("#d-history")
     context.close()
     assert not errors, errors
