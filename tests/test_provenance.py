@@ -170,8 +170,8 @@ def test_score_writes_the_declaration_and_evaluate_counts_agreement(tiny_checkpo
     import csv
 
     from deepfake_service.dataset import image_files, labelled_samples
+    from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
     from deepfake_service.training.evaluate import evaluate
-    from deepfake_service.training.predictors import CheckpointPredictor
     from deepfake_service.training.score import score
 
     for label, name, key in (("synthetic", "signed.jpg", "signed jpeg"), ("authentic", "camera.jpg", "camera jpeg"),

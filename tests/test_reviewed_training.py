@@ -18,9 +18,9 @@ from deepfake_service.project import handler_options
 from deepfake_service.records import migrate
 from deepfake_service.records.review import add_label
 from deepfake_service.records.reviewed import NoRealFakeLabels, label_names, reviewed_set, utc_moment
+from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
 from deepfake_service.training.evaluate import evaluate_reviewed
 from deepfake_service.training.example_dataset import two_class_dataset
-from deepfake_service.training.predictors import CheckpointPredictor
 from deepfake_service.training.reviewed import near_duplicate_groups, write_crops
 from deepfake_service.training.train import TrainSettings, train
 from handler.analysis import Request

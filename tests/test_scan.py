@@ -17,7 +17,8 @@ import pytest
 from deepfake_service.records import migrate
 from deepfake_service.records.review import Filters, list_records
 from deepfake_service.samples import imagegen, videogen
-from deepfake_service.training.predictors import CheckpointPredictor, RayPredictor
+from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
+from deepfake_service.training.predictors import RayPredictor
 from deepfake_service.training.scan import PoolSettings, pool_size
 from deepfake_service.training.score import score
 from deepfake_service.training.score_output import COLUMNS, ParquetOutput, read_rows, score_row
@@ -221,7 +222,7 @@ def test_the_pool_fills_the_cluster_unless_told():
 
 def test_an_archive_scores_as_its_worker_would_with_the_checkpoints_numbers(tiny_checkpoint, tmp_path):
     from deepfake_service.packaging.archive import build_mar
-    from deepfake_service.training.predictors import archive_predictor
+    from deepfake_service.training.checkpoint_predictor import archive_predictor
     from tests.servers import model_config
 
     mar = build_mar(tiny_checkpoint, "tiny-archive", "7.1", model_config=model_config(tmp_path / "mc.yaml", handler={"runtime": "torch",

@@ -24,9 +24,10 @@ from deepfake_service.dataset import (
 from deepfake_service.packaging.demo import write_random_checkpoint
 from deepfake_service.project import handler_options
 from deepfake_service.serving.rollout import RolloutError, deploy, predict, rollback, smoke_image, versions
+from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
 from deepfake_service.training.evaluate import evaluate, write_evaluation
 from deepfake_service.training.example_dataset import two_class_dataset
-from deepfake_service.training.predictors import CheckpointPredictor, EndpointPredictor
+from deepfake_service.training.predictors import EndpointPredictor
 from deepfake_service.training.report import FIGURES, classification_report
 from deepfake_service.training.score import score
 from deepfake_service.training.train import TrainSettings, logging_steps, train

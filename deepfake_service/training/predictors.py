@@ -1,6 +1,7 @@
 """Two ways to classify image files, with one result shape, for the evaluate and score commands.
 
-``CheckpointPredictor`` runs the handler core in-process on a checkpoint folder; ``EndpointPredictor``
+``CheckpointPredictor`` (deepfake_service/training/checkpoint_predictor.py, imported when first built, so that a
+Ray driver never loads torch) runs the handler core in-process on a checkpoint folder; ``EndpointPredictor``
 posts each file to a running TorchServe; ``RayPredictor`` (deepfake_service/training/scan.py) runs
 ``CheckpointPredictor`` in a Ray Data actor pool. Each gives, per file, the handler's prediction dict or the
 error text a client would have received, so an unreadable file never stops a run.
@@ -8,15 +9,11 @@ error text a client would have received, so an unreadable file never stops a run
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import hashlib
 import json
-import shutil
-import tempfile
 import threading
 import time
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -25,21 +22,13 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import requests
 
-from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR, handler_options
-from deepfake_service.serving.registrations import archive_settings
 from deepfake_service.serving.server import read_key_file
 from deepfake_service.training.scan import LOCAL, PoolSettings, pool_rows
 from deepfake_service.training.sources import read_media
-from handler.analysis import Analysis, Request
-from handler.answers import answer
-from handler.checkpoint import read_checkpoint_info, weight_files
-from handler.classifier import DeepfakeClassifier
 from handler.errors import ClientError, RequestError
 from handler.faces import FACE_MODES
-from handler.options import HandlerOptions
 from handler.payload import FACE_MODE_HEADER
-from handler.recorder import weights_sha256
 from handler.roles import video_twin
 from handler.store import RecordSettings
 from handler.video import container_format
@@ -69,57 +58,28 @@ class Predictor(Protocol):
         """Classify ``paths`` (one chunk); one ``Scored`` per path, in order."""
 
 
-def _error_text(error: RequestError) -> str:
+def error_text(error: RequestError) -> str:
     return f"{error.error}: {error.detail}"
 
 
-def _sha256(payload: bytes | RequestError) -> str | None:
+def payload_sha256(payload: bytes | RequestError) -> str | None:
     return hashlib.sha256(payload).hexdigest() if isinstance(payload, bytes) else None
 
 
-class CheckpointPredictor:
-    """The handler core on a checkpoint folder: same decoding, limits and preprocessing as a worker.
+def checkpoint_predictor(*args, **kwargs) -> Predictor:
+    """``CheckpointPredictor(*args, **kwargs)`` (deepfake_service/training/checkpoint_predictor.py), imported only
+    here: a Ray driver hands this to its actors and never loads torch itself."""
+    from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
 
-    ``device``: where the runtime runs (the server's precision rules apply); ``records``: keep a record of
-    each file there (route ``route``, client ``client``; None: no records); ``name``, ``version``: the model
-    identity answers carry."""
-
-    def __init__(self, checkpoint: Path, options: HandlerOptions, face_mode: str | None = None, *, device: str = "cpu",
-                 records: RecordSettings | None = None, client: str | None = None, route: str = "scan", name: str = "model",
-                 version: str = "1.0") -> None:
-        self.classifier = DeepfakeClassifier.from_checkpoint(checkpoint, with_detector_file(options, checkpoint), device=device,
-                                                             records=records, hashes=True, name=name, version=version)
-        self.weights_sha256 = weights_sha256(weight_files(read_checkpoint_info(checkpoint).path))
-        self.face_mode, self.client, self.route = face_mode, client, route
-
-    def predict(self, paths: Sequence[Path | str]) -> list[Scored]:
-        payloads = [read_media(p) for p in paths]
-        analyses = self.classifier.analyse([Request(p, self.face_mode, client=self.client, route=self.route) for p in payloads])
-        return [self._scored(path, payload, analysis) for path, payload, analysis in zip(paths, payloads, analyses)]
-
-    def _scored(self, path: Path | str, payload: bytes | RequestError, analysis: Analysis) -> Scored:
-        """The file's ``Scored``: the answer the server would give (``predict_batch``'s), or its error."""
-        record = analysis.record.id if analysis.record is not None else None
-        common = dict(sha256=_sha256(payload), weights_sha256=self.weights_sha256, record=record)
-        if analysis.error is not None:
-            return Scored(path, error=_error_text(analysis.error), **common)
-        fingerprint = analysis.subjects.fingerprint
-        return Scored(path, prediction=answer(analysis, self.classifier.answers), pdq=fingerprint.hex if fingerprint else None, **common)
+    return CheckpointPredictor(*args, **kwargs)
 
 
-def archive_predictor(mar: Path, face_mode: str | None = None, *, threads: int | None = None, **settings) -> CheckpointPredictor:
-    """A ``CheckpointPredictor`` on a model archive's contents, as its worker would load them: the checkpoint
-    folder unpacked once (into a temporary folder, removed at exit), the archive's own handler options (its
-    ``threads`` replaced when given), name and version. ``settings``: ``CheckpointPredictor``'s keywords."""
-    name, version, config = archive_settings(mar)
-    options = HandlerOptions.from_mapping(config.get("handler"))
-    if threads is not None:
-        options = dataclasses.replace(options, threads=threads)
-    folder = Path(tempfile.mkdtemp(prefix="scan-mar-"))
-    atexit.register(shutil.rmtree, folder, True)
-    with zipfile.ZipFile(mar) as archive:
-        archive.extractall(folder, [member for member in archive.namelist() if member.startswith(options.checkpoint.rstrip("/") + "/")])
-    return CheckpointPredictor(folder / options.checkpoint, options, face_mode, name=name, version=version, **settings)
+def archive_predictor(*args, **kwargs) -> Predictor:
+    """``checkpoint_predictor.archive_predictor(*args, **kwargs)``: a model archive's checkpoint, as its worker
+    would load it; imported only here, as ``checkpoint_predictor``."""
+    from deepfake_service.training import checkpoint_predictor as module
+
+    return module.archive_predictor(*args, **kwargs)
 
 
 class EndpointPredictor:
@@ -166,8 +126,8 @@ class EndpointPredictor:
     def _post(self, path: Path, headers: dict[str, str]) -> Scored:
         payload = read_media(path)
         if isinstance(payload, ClientError):
-            return Scored(path, error=_error_text(payload))
-        sha256 = _sha256(payload)
+            return Scored(path, error=error_text(payload))
+        sha256 = payload_sha256(payload)
         problem = "no answer"
         for attempt in range(RETRIES):
             try:
@@ -311,7 +271,7 @@ def predictor_from_args(args) -> Predictor:
             factory = partial(archive_predictor, archive.resolve(), args.face_mode, threads=pool.threads if pool else None, **common)
         else:
             options = handler_options(args.model_config, runtime=args.runtime, precision=args.precision, threads=pool.threads if pool else None)
-            factory = partial(CheckpointPredictor, args.checkpoint.resolve(), options, args.face_mode, **common)
+            factory = partial(checkpoint_predictor, args.checkpoint.resolve(), options, args.face_mode, **common)
         return RayPredictor(factory, pool) if pool else factory()
     key_file = args.key_file if args.key_file and args.key_file.is_file() else None
     return EndpointPredictor(args.endpoint, args.model, version=args.version, key_file=key_file,

@@ -337,9 +337,9 @@ def train(settings: TrainSettings) -> dict:
     from transformers.trainer_utils import get_last_checkpoint
 
     from deepfake_service.training.calibration import write_decision
+    from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
     from deepfake_service.training.evaluate import evaluate, write_evaluation
     from deepfake_service.training.operating_point import calibrate
-    from deepfake_service.training.predictors import CheckpointPredictor
     from handler.decision import DECISION_FILE
 
     started = time.monotonic()
