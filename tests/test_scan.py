@@ -19,7 +19,7 @@ from deepfake_service.records.review import Filters, list_records
 from deepfake_service.samples import imagegen, videogen
 from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
 from deepfake_service.training.predictors import RayPredictor
-from deepfake_service.training.scan import PoolSettings, pool_size
+from deepfake_service.training.scan import PoolSettings, plan_batches, pool_size
 from deepfake_service.training.score import score
 from deepfake_service.training.score_output import COLUMNS, ParquetOutput, read_rows, score_row
 from deepfake_service.training.sources import list_sources, read_media
@@ -218,6 +218,21 @@ def test_the_pool_fills_the_cluster_unless_told():
     assert pool_size(PoolSettings(cpus=0.5, gpus=1.0), {"CPU": 4.0, "GPU": 2.0}) == 2
     assert pool_size(PoolSettings(actors=3), {"CPU": 1.0}) == 3
     assert PoolSettings(cpus=2.5).threads == 2 and PoolSettings(cpus=0.5).threads == 1
+
+
+def test_videos_go_first_alone_and_the_last_image_batches_shrink_so_actors_end_together():
+    paths = [f"photos/{n:03d}.jpg" for n in range(100)]
+    paths[10], paths[57] = "clips/a.MP4", "s3://bucket/b.webm"
+    batches = plan_batches(paths, chunk=8, actors=2)
+    assert batches[:2] == [[10], [57]]
+    assert sorted(i for batch in batches for i in batch) == list(range(100))  # every file once
+    images = batches[2:]
+    assert all(paths[i].endswith(".jpg") for batch in images for i in batch)
+    assert [i for batch in images for i in batch] == [i for i in range(100) if i not in (10, 57)]  # in order
+    sizes = [len(batch) for batch in images]
+    assert sizes[0] == 8 and max(sizes) == 8 and sizes == sorted(sizes, reverse=True)
+    assert sizes[-2:] == [1, 1]  # the last batch each actor takes is one image
+    assert plan_batches(paths[:3], chunk=8, actors=4) == [[0], [1], [2]]
 
 
 def test_an_archive_scores_as_its_worker_would_with_the_checkpoints_numbers(tiny_checkpoint, tmp_path):

@@ -11,11 +11,31 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from deepfake_service.dataset import VIDEO_SUFFIXES
+
 LOCAL = "local"  # --ray without an address: an embedded Ray on this machine (ray.init's own word for it)
-MAX_BLOCKS = 10_000  # input blocks; a block is split into batches, never merged across
+MAX_BLOCKS = 10_000  # input blocks, each of one or more planned batches
+
+
+def plan_batches(paths: Sequence[str], chunk: int, actors: int) -> list[list[int]]:
+    """Indices into ``paths``, batch by batch, in the order the pool takes them: each video alone and first (a
+    clip is many frames' work: longest first, so that no actor ends the scan on one), then the images in batches
+    of ``chunk``, the last ones shrinking to at most what is left over 2 x ``actors`` (at least one), so that the
+    actors finish together instead of one idling while another scores a whole batch."""
+    videos = [i for i, path in enumerate(paths) if os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES]
+    taken = set(videos)
+    images = [i for i in range(len(paths)) if i not in taken]
+    batches = [[i] for i in videos]
+    start = 0
+    while start < len(images):
+        size = max(1, min(chunk, math.ceil((len(images) - start) / (2 * actors))))
+        batches.append(images[start : start + size])
+        start += size
+    return batches
 
 
 class ScanSetupError(Exception):
@@ -75,8 +95,9 @@ def pool_size(settings: PoolSettings, resources: dict[str, float]) -> int:
 
 
 class ScanActor:
-    """One pool actor: ``factory()`` (a predictor, built once here) scores each batch of paths; each row is
-    the ``Scored``'s fields, the prediction as JSON, the input's index ``i`` and this actor's Ray ``node``."""
+    """One pool actor: ``factory()`` (a predictor, built once here) scores each batch of paths (one input row:
+    the batch's indices ``i`` and ``path`` lists); each output row is one file's ``Scored`` fields, the
+    prediction as JSON, its index ``i`` and this actor's Ray ``node``."""
 
     def __init__(self, factory: Callable[[], Any]) -> None:
         import ray
@@ -85,13 +106,14 @@ class ScanActor:
         self.predictor = factory()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        scored = self.predictor.predict([str(p) for p in batch["path"]])
+        indices = [int(i) for row in batch["i"] for i in row]
+        scored = self.predictor.predict([str(p) for row in batch["path"] for p in row])
         rows = [{**{k: v for k, v in vars(s).items() if k != "path"}, "node": self.node} for s in scored]
         for row in rows:
             row["prediction"] = json.dumps(row["prediction"]) if row["prediction"] is not None else ""
             for key, value in row.items():
                 row[key] = "" if value is None else value  # one column type across batches
-        return {"i": [int(i) for i in batch["i"]], **{key: [row[key] for row in rows] for key in rows[0]}} if rows else {"i": []}
+        return {"i": indices, **{key: [row[key] for row in rows] for key in rows[0]}} if rows else {"i": []}
 
 
 def pool_rows(paths: Sequence[str], factory: Callable[[], Any], settings: PoolSettings, chunk: int,
@@ -107,12 +129,13 @@ def pool_rows(paths: Sequence[str], factory: Callable[[], Any], settings: PoolSe
     context.enable_progress_bars = progress
     context.enable_operator_progress_bars = progress
     actors = pool_size(settings, ray.cluster_resources())
-    blocks = max(1, min(MAX_BLOCKS, math.ceil(len(paths) / chunk)))
-    dataset = ray.data.from_items([{"i": i, "path": str(p)} for i, p in enumerate(paths)], override_num_blocks=blocks)
+    batches = plan_batches([str(p) for p in paths], chunk, actors)
+    rows = [{"i": batch, "path": [str(paths[i]) for i in batch]} for batch in batches]
+    dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(MAX_BLOCKS, len(rows))))
     # One batch at a time per actor: a queue of batches on one actor leaves the others idle at the end of a scan
     # (a clip's batch takes many photos' time), and the paths' blocks cost nothing to fetch.
     pool = ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1)
-    dataset = dataset.map_batches(ScanActor, fn_constructor_kwargs={"factory": factory}, batch_size=chunk, compute=pool,
+    dataset = dataset.map_batches(ScanActor, fn_constructor_kwargs={"factory": factory}, batch_size=1, compute=pool,
                                   num_cpus=settings.cpus, num_gpus=settings.gpus or None)
     for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
         yield batch.to_pylist()
