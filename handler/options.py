@@ -28,7 +28,7 @@ class HandlerOptions:
     max_image_pixels: int = 36_000_000
     # JPEG decode may shrink by 1/2..1/8 while the shorter side stays >= this; 0 decodes in full.
     jpeg_draft_side: int = field(default=0, metadata={"min": 0})
-    # Inference threads per worker (the model runtime and the face detector); 0 leaves their default (all cores).
+    # Threads per worker (the model runtime, the face detector, the video decoder); 0 leaves their default (all cores).
     threads: int = field(default=0, metadata={"min": 0})
     # The face stage (handler/faces.py). "off" here keeps archives built without these keys as they were.
     face_mode: str = field(default="off", metadata={"choices": FACE_MODES})
@@ -109,7 +109,7 @@ class HandlerOptions:
         codecs = tuple(c.strip() for c in self.video_codecs.split(",") if c.strip())
         return VideoSettings(self.video_frames, self.video_max_bytes, self.video_max_seconds, self.video_max_pixels,
                              self.video_max_streams, codecs, self.video_budget_s, self.video_high, self.video_low,
-                             self.video_confident_min, self.video_low_share, self.video_full_search_every)
+                             self.video_confident_min, self.video_low_share, self.video_full_search_every, self.threads)
 
     @property
     def limits(self) -> ImageLimits:

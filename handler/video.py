@@ -42,6 +42,7 @@ class VideoSettings:
     confident_min: int
     low_share: float
     full_search_every: int
+    threads: int = 0  # the decoder's threads (the handler option threads; 0: FFmpeg's default, every core)
 
 
 def container_format(payload: bytes) -> str | None:
@@ -114,6 +115,8 @@ def sample_frames(payload: bytes, settings: VideoSettings, on_frame: Callable[[f
         with av.open(io.BytesIO(payload), mode="r", format=demuxer, metadata_errors="ignore") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            if settings.threads:
+                stream.codec_context.thread_count = settings.threads
             sampled = Sampled(duration, (stream.codec_context.width, stream.codec_context.height), stream.codec_context.name)
             _decode(container, stream, targets, sorted(keyframes), start, on_frame, sampled, check_budget)
     except av.error.EOFError as exc:

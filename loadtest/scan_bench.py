@@ -3,6 +3,11 @@ embedded Ray, and on a real multi-node Ray cluster on this machine (``ray start 
 token authentication on) of one and of two 1-CPU nodes. Prints a table and writes results/scan/scan.csv; it
 asserts nothing.
 
+A node of 1 CPU gets one core: each ``ray start`` and everything it starts (raylet, workers, the actor) runs pinned to
+a core of its own (``sched_setaffinity``; the head's core also runs the GCS and the scan command, as a head machine
+would), so that one node cannot borrow the second core for its video decoder's threads, OpenCV or Ray's own
+processes, and two nodes are two 1-core machines. ``--no-pin`` leaves them free on every core.
+
 The set: ``--photos`` photos built from scikit-image's public-domain astronaut (a face) and coffee (none), each
 one a little different (crop, size, JPEG quality), half with a face, and ``--clips`` short clips with a face;
 face mode auto, the shipped model config. Each configuration is one run of the command into its own Parquet
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -70,13 +76,15 @@ def photo_set(folder: Path, count: int, clips: int) -> list[Path]:
     return written
 
 
-def run_score(checkpoint: Path, images: Path, output: Path, extra: list[str], env: dict[str, str] | None = None, nice: int = 0) -> dict:
-    """One run of the scoring command (at niceness ``nice``): wall seconds and the summary's files/s."""
+def run_score(checkpoint: Path, images: Path, output: Path, extra: list[str], env: dict[str, str] | None = None, nice: int = 0,
+              cores: set[int] | None = None) -> dict:
+    """One run of the scoring command (at niceness ``nice``, on ``cores``: None for all): wall seconds and the
+    summary's files/s."""
     command = [sys.executable, "-m", "scripts.score", "--checkpoint", str(checkpoint), "--images", str(images), "--output", str(output),
                "--face-mode", "auto", "--no-progress", "--restart", *extra]
     started = time.monotonic()
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=3600,
-                          preexec_fn=(lambda: os.nice(nice)) if nice else None)
+                          preexec_fn=partial(confine, nice, cores))
     wall = time.monotonic() - started
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
@@ -87,22 +95,40 @@ def run_score(checkpoint: Path, images: Path, output: Path, extra: list[str], en
     return {"wall_s": round(wall, 1), "scoring_files_per_s": rate, "steady_files_per_s": steady, "summary": summary.strip().splitlines()}
 
 
+def confine(nice: int, cores: set[int] | None) -> None:
+    """In a child before it runs: niceness ``nice`` and, when given, only ``cores`` (inherited by what it starts)."""
+    if nice:
+        os.nice(nice)
+    if cores:
+        os.sched_setaffinity(0, cores)
+
+
+def node_cores(nodes: int, cpus: int) -> list[set[int]] | None:
+    """The cores each of ``nodes`` nodes of ``cpus`` CPUs is pinned to, apart; None when this machine has too few."""
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < nodes * cpus:
+        return None
+    return [set(mine[n * cpus : (n + 1) * cpus]) for n in range(nodes)]
+
+
 @contextlib.contextmanager
-def ray_cluster(nodes: int, cpus: int = 1):
+def ray_cluster(nodes: int, cpus: int = 1, cores: list[set[int]] | None = None):
     """A Ray cluster of ``nodes`` nodes of ``cpus`` CPUs on this machine, each a ``ray start --block`` process of
-    ours (stopped by its id at the end); yields the head's address."""
+    ours (stopped by its id at the end), node n on ``cores[n]`` when given; yields the head's address."""
     port = free_port(taken=set(range(10001, 20000)))  # not Ray's own: the client server's 10001, its workers' 10002-19999
     env = {**os.environ, **RAY_ENV}
     ray = str(Path(sys.executable).with_name("ray"))
     common = ["--block", "--num-cpus", str(cpus), "--num-gpus", "0", "--disable-usage-stats"]
+    pinned = partial(confine, 0, cores[0] if cores else None)
     started = [subprocess.Popen([ray, "start", "--head", "--port", str(port), "--include-dashboard", "false", *common], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=pinned)]
     address = f"127.0.0.1:{port}"
     try:
         wait_for_nodes(address, 1, env)
-        for _ in range(nodes - 1):
+        for n in range(1, nodes):
             started.append(subprocess.Popen([ray, "start", "--address", address, *common], env=env, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, start_new_session=True))
+                                            stderr=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=partial(confine, 0, cores[n] if cores else None)))
         wait_for_nodes(address, nodes, env)
         yield address
     finally:
@@ -147,13 +173,16 @@ def configurations(cluster_nodes: tuple[int, ...] = (1, 2)) -> list[tuple[str, l
             *((f"Ray cluster, {n} node(s) of 1 CPU", ["--cpus-per-actor", "1"], n) for n in cluster_nodes)]
 
 
-def measure(name: str, extra: list[str], nodes: int, checkpoint: Path, images: Path, output: Path) -> dict:
-    """One run of one configuration, on a cluster of ``nodes`` started for it (0: none)."""
+def measure(name: str, extra: list[str], nodes: int, checkpoint: Path, images: Path, output: Path, pin: bool) -> dict:
+    """One run of one configuration, on a cluster of ``nodes`` started for it (0: none), each node on a core of its
+    own and the command on the head's when ``pin``."""
     print(f"\n== {name}", flush=True)
     if not nodes:
         return {"configuration": name, **run_score(checkpoint, images, output, extra, nice=0 if "--ray" in extra else RAY_WORKER_NICENESS)}
-    with ray_cluster(nodes) as address:
-        return {"configuration": name, **run_score(checkpoint, images, output, ["--ray", address, *extra], RAY_ENV)}
+    cores = node_cores(nodes, 1) if pin else None
+    with ray_cluster(nodes, cores=cores) as address:
+        return {"configuration": name, "pinned": cores is not None,
+                **run_score(checkpoint, images, output, ["--ray", address, *extra], RAY_ENV, cores=cores[0] if cores else None)}
 
 
 def median_of(rows: list[dict], name: str, key: str) -> float:
@@ -165,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--photos", type=int, default=160, help="photos in the set (default: %(default)s)")
     parser.add_argument("--clips", type=int, default=2, help="clips in the set (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (default: %(default)s)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="cluster nodes on every core, not one core each")
     args = parser.parse_args(argv)
     cpu = announce_cpu()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -178,13 +208,14 @@ def main(argv: list[str] | None = None) -> None:
         for round_ in range(args.repeats):
             for index, (name, extra, nodes) in enumerate(configurations()):
                 output = reference if (round_, index) == (0, 0) else Path(scratch) / f"{round_}-{index}.parquet"
-                row = measure(name, ["--batch-size", str(args.batch_size), *extra], nodes, args.checkpoint, images, output)
+                row = measure(name, ["--batch-size", str(args.batch_size), *extra], nodes, args.checkpoint, images, output, args.pin)
                 row.update(round=round_ + 1, files=len(files), files_per_s=round(len(files) / row["wall_s"], 2), **agreement(reference, output))
                 row["summary"] = " | ".join(row["summary"])
                 rows.append(row)
     write_csv(rows, args.output / "scan.csv")
     print(f"\n{cpu['model']}, {cpu['cores']} cores, ISA {' '.join(cpu['isa'])}; {time.strftime('%Y-%m-%d')}; {len(files)} files, "
-          f"median of {args.repeats} round(s)")
+          f"median of {args.repeats} round(s); cluster nodes "
+          + ("on a core each" if all(row.get("pinned", True) for row in rows) else "on every core (not pinned)"))
     print(f"{'configuration':48} {'files/s: command':>17} {'scoring':>8} {'steady':>7}  rows vs in process (worst round)")
     for name in names:
         mine = [row for row in rows if row["configuration"] == name]

@@ -10,7 +10,7 @@ from skimage import data as photos
 from deepfake_service.samples.imagegen import photo_jpeg as jpeg
 from handler.analysis import Request
 from handler.classifier import DeepfakeClassifier
-from handler.detectors import HaarDetector
+from handler.detectors import HaarDetector, create_detector
 from handler.errors import BadOption, NoFaceFound
 from handler.faces import Box, square_crop
 from handler.images import decode
@@ -89,9 +89,9 @@ def test_threads_bound_opencv_in_this_process(astronaut):
     before = cv2.getNumThreads()
     try:
         options = HandlerOptions()
-        assert HaarDetector(options.face_detect_side, options.face_min_size, threads=1).detect(astronaut)
+        assert create_detector("haar", None, options.face_detect_side, options.face_min_size, threads=1).detect(astronaut)
         assert cv2.getNumThreads() == 1
-        HaarDetector(options.face_detect_side, options.face_min_size)
+        create_detector("haar", None, options.face_detect_side, options.face_min_size)
         assert cv2.getNumThreads() == 1
     finally:
         cv2.setNumThreads(before)

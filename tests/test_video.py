@@ -302,3 +302,19 @@ def test_a_face_that_left_its_window_is_looked_for_in_the_whole_next_frame():
     found = [search.find(0.1 * i, frame_with(p)) for i, p in enumerate(positions)]
     assert [len(boxes) for boxes in found] == [1, 1, 0, 1]
     assert [size == (640, 360) for size in finder.asked] == [True, False, False, True]
+
+
+def test_the_decoder_keeps_to_the_worker_threads_with_the_same_frames(two_people):
+    """``threads`` (the handler option) bounds FFmpeg's decoder threads too; the frames do not change."""
+    from handler.video import sample_frames
+
+    def frames(threads: int) -> list[tuple[float, bytes]]:
+        seen: list[tuple[float, bytes]] = []
+        settings = HandlerOptions(threads=threads).video
+        assert settings.threads == threads
+        sample_frames(two_people, settings, lambda time, image: seen.append((time, image.tobytes())))
+        return seen
+
+    one, every = frames(1), frames(0)
+    assert len(one) >= 8 and [t for t, _ in one] == [t for t, _ in every]
+    assert all(a == b for (_, a), (_, b) in zip(one, every))  # decoding is exact whatever the thread count
