@@ -96,7 +96,7 @@ bench-records: demo-checkpoint
 # Files/s of python -m scripts.score in process, on an embedded Ray and on a local Ray cluster of one and two 1-CPU
 # nodes (ray start), same files, same run; results/scan/ (docs/scanning.md). About 10 minutes.
 bench-scan: demo-checkpoint
-	$(PY) -m loadtest.scan_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/scan
+	$(PY) -m loadtest.scan_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --repeats 1 --output results/scan
 
 # Steady Locust load on the served archive with memory and error sampling; not a test.
 SOAK_MINUTES ?= 10

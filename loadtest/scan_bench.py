@@ -191,8 +191,8 @@ def median_of(rows: list[dict], name: str, key: str) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = bench_parser(__doc__, "scan", repeats=2, what="configuration (rounds, each configuration once per round)")
-    parser.add_argument("--photos", type=int, default=160, help="photos in the set (default: %(default)s)")
-    parser.add_argument("--clips", type=int, default=2, help="clips in the set (default: %(default)s)")
+    parser.add_argument("--photos", type=int, default=480, help="photos in the set (default: %(default)s; a few minutes per configuration)")
+    parser.add_argument("--clips", type=int, default=6, help="clips in the set (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=8, help="files per batch (default: %(default)s)")
     parser.add_argument("--no-pin", dest="pin", action="store_false", help="cluster nodes on every core, not one core each")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -229,6 +230,14 @@ def test_score_reports_unreadable_files_and_resumes(run, dataset, tmp_path):
     good = rows[str(folder / "0.jpg")]
     assert set(json.loads(good["probabilities"])) == {"Real", "Fake"} and good["demo"] == "false"
     assert good["verdict"] == good["label"].lower() and good["calibrated"] == "false"  # no decision.json: top label
+    changed = folder / "1.jpg"
+    changed.write_bytes(sorted((dataset / "Real").iterdir())[5].read_bytes())
+    third = score(predictor, paths, output, batch_size=2, progress=False)
+    assert (third.rescored, third.skipped) == (1, len(paths) - 1)
+    with open(output, newline="") as handle:
+        again = list(csv.DictReader(handle))
+    assert sorted(row["path"] for row in again) == sorted(map(str, paths))  # one row per file, the newest
+    assert next(row for row in again if row["path"] == str(changed))["sha256"] == hashlib.sha256(changed.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")

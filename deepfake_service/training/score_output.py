@@ -90,7 +90,20 @@ class CsvOutput:
             writer.writerows([_csv_value(key, row[key]) for key in COLUMNS] for row in rows)
 
     def finish(self) -> None:
-        """A CSV is final as written (a changed file's newer row comes after its older one)."""
+        """One row per path: a changed file scored again appended its newer row, so when any path has two rows
+        the CSV is rewritten (whole, then renamed) with each path's newest, in the order they were written."""
+        if not self.path.is_file():
+            return
+        with open(self.path, newline="") as handle:
+            header, *body = list(csv.reader(handle)) or [[]]
+        column = header.index("path") if "path" in header else 0
+        newest = {row[column]: n for n, row in enumerate(body) if row}
+        if len(newest) == len(body):
+            return
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with open(temporary, "w", newline="") as handle:
+            csv.writer(handle).writerows([header, *(row for n, row in enumerate(body) if row and newest[row[column]] == n)])
+        os.replace(temporary, self.path)
 
 
 def _check_columns(path: Path | str, columns) -> None:
