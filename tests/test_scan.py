@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from deepfake_service.records import migrate
 from deepfake_service.records.review import Filters, list_records
 from deepfake_service.samples import imagegen, videogen
 from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
@@ -135,9 +134,9 @@ def test_a_resumed_scan_scores_only_what_is_missing_or_changed(cluster, archive,
 
 
 @pytest.mark.slow
-def test_records_written_by_a_scan_are_listed_by_the_review_api(cluster, archive, tiny_checkpoint, tmp_path):
-    url = f"sqlite:///{tmp_path / 'records.sqlite3'}"
-    migrate(url)
+def test_records_written_by_a_scan_are_listed_by_the_review_api(cluster, archive, tiny_checkpoint, tmp_path, store_url):
+    """On SQLite and on PostgreSQL (the store a cluster's actors share), written by the actors."""
+    url = store_url
     paths = list_sources(archive)[:20]
     predictor = ray_predictor(tiny_checkpoint, cluster.address, records=RecordSettings(url=url), client="scan test")
     score(predictor, paths, tmp_path / "scan.parquet", batch_size=8, progress=False)

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from deepfake_service.packaging.face_detector import with_detector_file
 from deepfake_service.serving.registrations import archive_settings
-from deepfake_service.training.predictors import Scored, error_text, payload_sha256
+from deepfake_service.training.scored import Scored, error_text, payload_sha256
 from deepfake_service.training.sources import read_media
 from handler.analysis import Analysis, Request
 from handler.answers import answer

@@ -1,4 +1,5 @@
-"""Two ways to classify image files, with one result shape, for the evaluate and score commands.
+"""Three ways to classify image files, with one result shape (``Scored``, deepfake_service/training/scored.py), for the
+evaluate, calibrate and score commands.
 
 ``CheckpointPredictor`` (deepfake_service/training/checkpoint_predictor.py, imported when first built, so that a
 Ray driver never loads torch) runs the handler core in-process on a checkpoint folder; ``EndpointPredictor``
@@ -10,23 +11,22 @@ error text a client would have received, so an unreadable file never stops a run
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Sequence
 
 import requests
 
 from deepfake_service.project import KEY_FILE, MODEL_CONFIG, MODEL_NAME, RUN_DIR, handler_options
 from deepfake_service.serving.server import read_key_file
 from deepfake_service.training.scan import LOCAL, PoolSettings, pool_rows
+from deepfake_service.training.scored import Predictor, Scored, error_text, payload_sha256
 from deepfake_service.training.sources import read_media
-from handler.errors import ClientError, RequestError
+from handler.errors import ClientError
 from handler.faces import FACE_MODES
 from handler.payload import FACE_MODE_HEADER
 from handler.roles import video_twin
@@ -34,36 +34,6 @@ from handler.store import RecordSettings
 from handler.video import container_format
 
 RETRIES = 3  # attempts per file when the server answers 5xx or the connection fails
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One file's outcome: ``prediction`` (the handler's dict) or ``error`` (what went wrong); ``sha256`` of
-    the bytes read (None: unreadable), the image's PDQ hash (``pdq``, hex; checkpoint only), which weights
-    answered (``weights_sha256``; checkpoint only), the Ray ``node`` that scored it ("" in process) and the
-    id of the ``record`` kept for it (records on)."""
-
-    path: Path | str
-    prediction: dict[str, Any] | None = None
-    error: str | None = None
-    sha256: str | None = None
-    pdq: str | None = None
-    weights_sha256: str | None = None
-    node: str = ""
-    record: str | None = None
-
-
-class Predictor(Protocol):
-    def predict(self, paths: Sequence[Path | str]) -> list[Scored]:
-        """Classify ``paths`` (one chunk); one ``Scored`` per path, in order."""
-
-
-def error_text(error: RequestError) -> str:
-    return f"{error.error}: {error.detail}"
-
-
-def payload_sha256(payload: bytes | RequestError) -> str | None:
-    return hashlib.sha256(payload).hexdigest() if isinstance(payload, bytes) else None
 
 
 def checkpoint_predictor(*args, **kwargs) -> Predictor:
