@@ -94,7 +94,7 @@ bench-records: demo-checkpoint
 	$(PY) -m loadtest.records_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --output results/records
 
 # Files/s of python -m scripts.score in process, on an embedded Ray and on a local Ray cluster of one and two 1-CPU
-# nodes (ray start), same files, same run; results/scan/ (docs/scanning.md). About 10 minutes.
+# nodes (ray start, a core each), 486 files, same run; results/scan/ (docs/scanning.md). About 15 minutes.
 bench-scan: demo-checkpoint
 	$(PY) -m loadtest.scan_bench --checkpoint $(or $(CHECKPOINT),$(DEMO)) --repeats 1 --output results/scan
 

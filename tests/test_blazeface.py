@@ -240,8 +240,15 @@ def test_a_whole_factor_shrink_is_the_mean_of_each_block():
 def test_the_handler_option_threads_bounds_the_detector_as_it_bounds_the_model():
     """A worker or Ray actor told ``threads: 1`` runs its face detection on one thread too (OpenVINO's default
     is every core), so workers x threads ~ cores holds for the whole pipeline."""
+    import cv2
+
     from handler.detectors import create_detector
 
-    one = create_detector("blazeface", blazeface_path(), 0, MIN_FACE, threads=1)
-    assert one._square.get_property("INFERENCE_NUM_THREADS") == one._any.get_property("INFERENCE_NUM_THREADS") == 1
-    assert one.detect(astronaut())  # and it still finds the face
+    before = cv2.getNumThreads()
+    try:
+        one = create_detector("blazeface", blazeface_path(), 0, MIN_FACE, threads=1)
+        assert one._square.get_property("INFERENCE_NUM_THREADS") == one._any.get_property("INFERENCE_NUM_THREADS") == 1
+        assert cv2.getNumThreads() == 1  # its pyramid's resizes
+        assert one.detect(astronaut())  # and it still finds the face
+    finally:
+        cv2.setNumThreads(before)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from functools import partial
@@ -14,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from deepfake_service.project import ROOT
 from deepfake_service.records.review import Filters, list_records
 from deepfake_service.samples import imagegen, videogen
 from deepfake_service.training.checkpoint_predictor import CheckpointPredictor
-from deepfake_service.training.predictors import RayPredictor
+from deepfake_service.training.predictors import RayPredictor, checkpoint_predictor
 from deepfake_service.training.scan import PoolSettings, plan_batches, pool_size
 from deepfake_service.training.score import score
 from deepfake_service.training.score_output import COLUMNS, ParquetOutput, read_rows, score_row
@@ -62,8 +65,9 @@ def cluster():
 
 
 def ray_predictor(checkpoint: Path, address: str, actors: int = 2, **records) -> RayPredictor:
-    """The tiny ViT in a pool of half-CPU actors: one per node, and room on the head for a restarted one."""
-    return RayPredictor(partial(CheckpointPredictor, checkpoint, OPTIONS, "auto", **records), PoolSettings(address, actors, cpus=0.5))
+    """The tiny ViT in a pool of half-CPU actors: one per node, and room on the head for a restarted one; built in
+    each actor by the builder scripts.score hands Ray (``checkpoint_predictor``: the driver never imports torch)."""
+    return RayPredictor(partial(checkpoint_predictor, checkpoint, OPTIONS, "auto", **records), PoolSettings(address, actors, cpus=0.5))
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +214,15 @@ def test_an_interrupted_parquet_output_keeps_whole_parts_and_merges_each_path_on
     rows = read_rows(tmp_path / "out.parquet")
     assert [(row["path"], row["error"], row["sha256"]) for row in rows] == [("/a", "y: changed", "2"), ("/b", "x: broken", None)]
     assert list(rows[0]) == list(COLUMNS) and not output.parts.exists()
+
+
+def test_the_scan_command_loads_no_torch_on_the_driver():
+    """A Ray driver only hands the predictor's builder to its actors: importing the command loads neither torch
+    nor transformers (5 s of a scan's start)."""
+    probe = "import sys, scripts.score; print(sorted({'torch', 'transformers', 'openvino'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_pool_fills_the_cluster_unless_told():

@@ -304,8 +304,9 @@ def test_a_face_that_left_its_window_is_looked_for_in_the_whole_next_frame():
     assert [size == (640, 360) for size in finder.asked] == [True, False, False, True]
 
 
-def test_the_decoder_keeps_to_the_worker_threads_with_the_same_frames(two_people):
-    """``threads`` (the handler option) bounds FFmpeg's decoder threads too; the frames do not change."""
+def test_the_worker_threads_reach_the_decoder_and_leave_its_frames_as_they_were(two_people):
+    """``threads`` (the handler option) reaches the video settings (handler/video.py gives it to FFmpeg's decoder);
+    a clip decoded on one thread gives the same frames as on FFmpeg's default."""
     from handler.video import sample_frames
 
     def frames(threads: int) -> list[tuple[float, bytes]]:

@@ -18,12 +18,14 @@ from typing import Any, Callable, Iterator, Sequence
 from deepfake_service.dataset import VIDEO_SUFFIXES
 
 LOCAL = "local"  # --ray without an address: an embedded Ray on this machine (ray.init's own word for it)
-MAX_BLOCKS = 10_000  # input blocks, each of one or more planned batches
+MAX_BLOCKS = 10_000  # input blocks, each of one or more planned batches (several past 10,000 batches: a task then
+# scores its block's batches one after another, and the end of the scan balances less finely)
 
 
 def plan_batches(paths: Sequence[str], chunk: int, actors: int) -> list[list[int]]:
-    """Indices into ``paths``, batch by batch, in the order the pool takes them: each video alone and first (a
-    clip is many frames' work: longest first, so that no actor ends the scan on one), then the images in batches
+    """Indices into ``paths``, batch by batch, in the order the pool takes them: each video alone and first (by its
+    suffix: a clip is many frames' work, so the longest jobs go first and no actor ends the scan on one), then the
+    images in batches
     of ``chunk``, the last ones shrinking to at most what is left over 2 x ``actors`` (at least one), so that the
     actors finish together instead of one idling while another scores a whole batch."""
     videos = [i for i, path in enumerate(paths) if os.path.splitext(path)[1].lower() in VIDEO_SUFFIXES]
