@@ -214,7 +214,8 @@ def add_predictor_arguments(parser, face_mode: str | None) -> None:
                             "ADDRESS (ray start's host:port, or ray://host:10001 for KubeRay)")
     scale.add_argument("--actors", type=int, help="Ray: actors in the pool (default: as many as the cluster's CPUs, or GPUs, hold)")
     scale.add_argument("--cpus-per-actor", type=float, default=1.0,
-                       help="Ray: CPUs each actor holds, and its torch threads (whole CPUs, at least 1; default: %(default)s)")
+                       help="Ray: CPUs each actor holds, and its threads: torch's, the face detector's and the video decoder's "
+                            "(whole CPUs, at least 1; default: %(default)s)")
     scale.add_argument("--gpus-per-actor", type=float, default=0.0,
                        help="Ray: GPUs each actor holds; > 0 runs the model on CUDA with the server's precision rules (default: %(default)s)")
     parser.add_argument("--keep-records", metavar="URL",

@@ -48,7 +48,7 @@ class ScanSetupError(Exception):
 class PoolSettings:
     """``address``: a Ray cluster (``ray start``'s, KubeRay's ``ray://`` or ``host:port``), or ``LOCAL`` for an
     embedded Ray; ``actors``: pool size (None: as many as the cluster's CPUs, or GPUs, hold); ``cpus`` and
-    ``gpus`` per actor (torch threads follow ``cpus``)."""
+    ``gpus`` per actor (its threads, the handler option ``threads``, follow ``cpus``)."""
 
     address: str = LOCAL
     actors: int | None = None
@@ -61,7 +61,7 @@ class PoolSettings:
 
     @property
     def threads(self) -> int:
-        """Inference threads per actor: its whole CPUs, at least one."""
+        """Threads per actor (torch, the face detector, the video decoder): its whole CPUs, at least one."""
         return max(1, int(self.cpus))
 
     @property
@@ -131,8 +131,8 @@ def pool_rows(paths: Sequence[str], factory: Callable[[], Any], settings: PoolSe
     context.enable_progress_bars = progress
     context.enable_operator_progress_bars = progress
     actors = pool_size(settings, ray.cluster_resources())
-    batches = plan_batches([str(p) for p in paths], chunk, actors)
-    rows = [{"i": batch, "path": [str(paths[i]) for i in batch]} for batch in batches]
+    batches = plan_batches(paths, chunk, actors)
+    rows = [{"i": batch, "path": [paths[i] for i in batch]} for batch in batches]
     dataset = ray.data.from_items(rows, override_num_blocks=max(1, min(MAX_BLOCKS, len(rows))))
     # One batch at a time per actor: a queue of batches on one actor leaves the others idle at the end of a scan
     # (a clip's batch takes many photos' time), and the paths' blocks cost nothing to fetch.

@@ -5,7 +5,6 @@ The library behind ``python -m scripts.score`` (see its ``--help``; docs/scannin
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from typing import Sequence
 
 from deepfake_service.training.predictors import Predictor, scored_batches
 from deepfake_service.training.score_output import ScoreError, open_output, score_row
+from deepfake_service.training.scored import payload_sha256
 from deepfake_service.training.sources import read_media
 
 __all__ = ["ScoreError", "ScoreSummary", "score"]
@@ -68,8 +68,7 @@ class ScoreSummary:
 
 def file_sha256(path: str) -> str:
     """The SHA-256 of the file's bytes ("" when unreadable)."""
-    payload = read_media(path)
-    return hashlib.sha256(payload).hexdigest() if isinstance(payload, bytes) else ""
+    return payload_sha256(read_media(path)) or ""
 
 
 def to_score(paths: Sequence[str], done: dict[str, str], workers: int = 8) -> tuple[list[str], int]:

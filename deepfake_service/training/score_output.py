@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepfake_service.training.predictors import Scored
+from deepfake_service.training.scored import Scored
 
 # Today's CSV columns, then what a scan adds: the file's SHA-256, the Ray node that scored it ("" in process),
 # the media kind, faces found, what computed it, which weights, the image's PDQ hash, the record kept, the answer.
